@@ -1,0 +1,71 @@
+//! Stage 1: capture. Yields [`Frame`]s (timestamp, link type, bytes) from a
+//! [`PacketSource`]: a pcap/pcapng file for offline replay, and (in later stages of the
+//! project) AF_XDP rings or AF_PACKET for live capture. Every source feeds the very same
+//! decode → flow → features → export stages.
+//!
+//! Sources hand frames to a visitor so that bytes can be borrowed from a ring or a read
+//! buffer without copying. A source must not allocate per frame.
+
+pub mod pcap;
+
+pub use self::pcap::PcapFileSource;
+
+use crate::error::CaptureError;
+
+/// The link-layer framing of a frame (a subset of the tcpdump LINKTYPE values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkType {
+    /// LINKTYPE_ETHERNET (1).
+    Ethernet,
+    /// LINKTYPE_RAW (101), IPV4 (228), IPV6 (229): the frame starts at the IP header.
+    Raw,
+    /// LINKTYPE_LINUX_SLL (113).
+    LinuxSll,
+    /// LINKTYPE_LINUX_SLL2 (276).
+    LinuxSll2,
+    /// LINKTYPE_NULL (0) and LOOP (108): BSD loopback.
+    Null,
+    /// Anything else; frames of this type are counted as undecodable.
+    Other(i32),
+}
+
+impl LinkType {
+    /// Maps a tcpdump LINKTYPE number.
+    pub fn from_linktype(n: i32) -> LinkType {
+        match n {
+            1 => LinkType::Ethernet,
+            101 | 228 | 229 | 12 | 14 => LinkType::Raw,
+            113 => LinkType::LinuxSll,
+            276 => LinkType::LinuxSll2,
+            0 | 108 => LinkType::Null,
+            other => LinkType::Other(other),
+        }
+    }
+}
+
+/// One captured frame, borrowed from the source's buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    /// Capture timestamp, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// Link-layer framing.
+    pub link: LinkType,
+    /// Length on the wire, bytes (may exceed `data.len()` when the capture was cut).
+    pub wire_len: u32,
+    /// Captured bytes.
+    pub data: &'a [u8],
+}
+
+/// A source of frames: offline files and live rings implement the same trait.
+pub trait PacketSource {
+    /// Hands up to `max` frames to `sink` and returns how many it handed over.
+    /// Returns `Ok(0)` only at the end of the input.
+    fn read_batch(
+        &mut self,
+        max: usize,
+        sink: &mut dyn FnMut(&Frame<'_>),
+    ) -> Result<usize, CaptureError>;
+
+    /// Bytes of input consumed so far, for progress reporting.
+    fn position(&self) -> u64;
+}

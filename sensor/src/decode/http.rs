@@ -1,0 +1,256 @@
+//! HTTP/1.x: the request line and headers of the first request of a flow, and the first
+//! bytes of its body, parsed with `httparse`.
+//!
+//! Takes the in-order client bytes of a TCP stream, buffered up to `http_header_bytes`;
+//! yields an [`HttpRequest`] once the head is complete, then keeps up to
+//! `http_body_bytes` of body. A head that does not fit the buffer is recorded as
+//! oversized (and counted), not parsed.
+
+/// Request methods that mark the start of an HTTP/1.x request (RFC 9110 9, RFC 4918).
+const METHODS: [&[u8]; 15] = [
+    b"GET ",
+    b"POST ",
+    b"HEAD ",
+    b"PUT ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+    b"PROPFIND ",
+    b"PROPPATCH ",
+    b"MKCOL ",
+    b"COPY ",
+    b"MOVE ",
+    b"LOCK ",
+];
+/// Most headers parsed in one request.
+const MAX_HEADERS: usize = 64;
+
+/// True when `b` starts with a known method and a space (the XDP program's test too).
+pub fn looks_like_request(b: &[u8]) -> bool {
+    METHODS
+        .iter()
+        .any(|m| b.len() >= m.len() && b.starts_with(m))
+        || (b.len() < 10 && METHODS.iter().any(|m| m.starts_with(b) && !b.is_empty()))
+}
+
+/// The first request of a flow.
+#[derive(Clone, Debug, Default)]
+pub struct HttpRequest {
+    /// Method token.
+    pub method: String,
+    /// Request target as sent.
+    pub uri: String,
+    /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version_minor: u8,
+    /// Host header.
+    pub host: Option<String>,
+    /// User-Agent header.
+    pub user_agent: Option<String>,
+    /// Content-Type header.
+    pub content_type: Option<String>,
+    /// Content-Length header, parsed.
+    pub content_length: Option<u64>,
+    /// Referer header.
+    pub referer: Option<String>,
+    /// Cookie header present.
+    pub has_cookie: bool,
+    /// Number of headers.
+    pub header_count: u32,
+    /// Length of the request head (line + headers + blank line), bytes.
+    pub head_len: u32,
+    /// First bytes of the body (bounded).
+    pub body_prefix: Vec<u8>,
+}
+
+/// Parser state for the client side of one flow.
+#[derive(Debug)]
+pub struct HttpStream {
+    buf: Vec<u8>,
+    head_cap: usize,
+    body_cap: usize,
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Head,
+    Body,
+    Done,
+}
+
+/// Outcome of feeding bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpStatus {
+    /// More bytes are needed.
+    Partial,
+    /// The request head was parsed.
+    Parsed,
+    /// The bytes are not an HTTP request.
+    Invalid,
+    /// The head exceeded the buffer.
+    Oversized,
+}
+
+impl HttpStream {
+    /// A parser that buffers at most `head_cap` bytes of head and keeps `body_cap` of body.
+    pub fn new(head_cap: usize, body_cap: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            head_cap,
+            body_cap,
+            state: State::Head,
+        }
+    }
+
+    /// Feeds in-order client bytes. Returns `Parsed` exactly once, when the head completes.
+    pub fn feed(&mut self, data: &[u8], out: &mut Option<HttpRequest>) -> HttpStatus {
+        match self.state {
+            State::Done => HttpStatus::Partial,
+            State::Body => {
+                if let Some(req) = out.as_mut() {
+                    let want = self.body_cap.saturating_sub(req.body_prefix.len());
+                    let limit = req.content_length.map_or(want, |cl| want.min(cl as usize));
+                    let n = limit.min(data.len());
+                    req.body_prefix.extend_from_slice(&data[..n]);
+                    if req.body_prefix.len() >= self.body_cap {
+                        self.state = State::Done;
+                    }
+                }
+                HttpStatus::Partial
+            }
+            State::Head => {
+                let room = self.head_cap.saturating_sub(self.buf.len());
+                self.buf.extend_from_slice(&data[..room.min(data.len())]);
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut req = httparse::Request::new(&mut headers);
+                match req.parse(&self.buf) {
+                    Ok(httparse::Status::Complete(head_len)) => {
+                        let parsed = build_request(&req, head_len);
+                        let mut parsed = parsed;
+                        let body = &self.buf[head_len..];
+                        let limit = parsed
+                            .content_length
+                            .map_or(self.body_cap, |cl| self.body_cap.min(cl as usize));
+                        parsed
+                            .body_prefix
+                            .extend_from_slice(&body[..limit.min(body.len())]);
+                        // Bytes past the buffer in this chunk belong to the body too.
+                        if room < data.len() && parsed.body_prefix.len() < limit {
+                            let extra = &data[room..];
+                            let n = (limit - parsed.body_prefix.len()).min(extra.len());
+                            parsed.body_prefix.extend_from_slice(&extra[..n]);
+                        }
+                        self.state = if parsed.body_prefix.len() >= limit {
+                            State::Done
+                        } else {
+                            State::Body
+                        };
+                        *out = Some(parsed);
+                        self.buf = Vec::new();
+                        HttpStatus::Parsed
+                    }
+                    Ok(httparse::Status::Partial) => {
+                        if self.buf.len() >= self.head_cap {
+                            self.state = State::Done;
+                            self.buf = Vec::new();
+                            HttpStatus::Oversized
+                        } else {
+                            HttpStatus::Partial
+                        }
+                    }
+                    Err(_) => {
+                        self.state = State::Done;
+                        self.buf = Vec::new();
+                        HttpStatus::Invalid
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn build_request(req: &httparse::Request<'_, '_>, head_len: usize) -> HttpRequest {
+    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+    let mut r = HttpRequest {
+        method: req.method.unwrap_or_default().to_owned(),
+        uri: req.path.unwrap_or_default().to_owned(),
+        version_minor: req.version.unwrap_or(1),
+        header_count: req.headers.len() as u32,
+        head_len: head_len as u32,
+        ..HttpRequest::default()
+    };
+    for h in req.headers.iter() {
+        let n = h.name;
+        if n.eq_ignore_ascii_case("host") {
+            r.host = Some(text(h.value));
+        } else if n.eq_ignore_ascii_case("user-agent") {
+            r.user_agent = Some(text(h.value));
+        } else if n.eq_ignore_ascii_case("content-type") {
+            r.content_type = Some(text(h.value));
+        } else if n.eq_ignore_ascii_case("content-length") {
+            r.content_length = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+        } else if n.eq_ignore_ascii_case("referer") {
+            r.referer = Some(text(h.value));
+        } else if n.eq_ignore_ascii_case("cookie") {
+            r.has_cookie = true;
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQ: &[u8] = b"POST /login.php?next=%2Fhome HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: curl/8.0\r\n\
+Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 27\r\n\r\nuser=admin'--&pass=x&z=1234";
+
+    #[test]
+    fn parses_request_split_anywhere() {
+        for split in 1..REQ.len() {
+            let mut s = HttpStream::new(8192, 16);
+            let mut out = None;
+            let a = s.feed(&REQ[..split], &mut out);
+            let b = s.feed(&REQ[split..], &mut out);
+            assert!(
+                a == HttpStatus::Parsed || b == HttpStatus::Parsed,
+                "split {split}"
+            );
+            let r = out.expect("request");
+            assert_eq!(r.method, "POST");
+            assert_eq!(r.uri, "/login.php?next=%2Fhome");
+            assert_eq!(r.host.as_deref(), Some("shop.example"));
+            assert_eq!(r.user_agent.as_deref(), Some("curl/8.0"));
+            assert_eq!(r.content_length, Some(27));
+            assert_eq!(r.body_prefix, b"user=admin'--&pa", "split {split}");
+        }
+    }
+
+    #[test]
+    fn oversized_and_invalid() {
+        let mut s = HttpStream::new(64, 16);
+        let mut out = None;
+        let mut long = b"GET /".to_vec();
+        long.extend(std::iter::repeat_n(b'a', 100));
+        assert_eq!(s.feed(&long, &mut out), HttpStatus::Oversized);
+        let mut s = HttpStream::new(64, 16);
+        assert_eq!(
+            s.feed(b"\x16\x03\x01\x00\x10garbage\r\n\r\n", &mut out),
+            HttpStatus::Invalid
+        );
+        assert!(out.is_none());
+    }
+
+    #[test]
+    fn request_detection() {
+        assert!(looks_like_request(b"GET / HTTP/1.1"));
+        assert!(looks_like_request(b"PO"));
+        assert!(!looks_like_request(b"GETX"));
+        assert!(!looks_like_request(b"\x16\x03\x01"));
+        assert!(!looks_like_request(b""));
+    }
+}

@@ -1,0 +1,46 @@
+//! Stage 7: export. Takes finished flows with their features and verdicts and writes
+//! them out: one JSON event per flow ([`event`]) and, for `model/`, one feature line per
+//! flow ([`features_line`]). Serialisation runs on the workers into reusable buffers;
+//! a single writer thread only copies bytes to the file.
+
+pub mod event;
+
+use serde::Serialize;
+
+use crate::features::{FeatureVector, SCHEMA_VERSION};
+use crate::flow::Flow;
+
+/// One line of the `--features` file: identity, 5-tuple, start time and the vector.
+#[derive(Serialize)]
+struct FeaturesLine<'a> {
+    schema_version: u32,
+    flow_id: u64,
+    community_id: &'a str,
+    client_ip: std::net::IpAddr,
+    client_port: u16,
+    server_ip: std::net::IpAddr,
+    server_port: u16,
+    start_ts: f64,
+    app: &'a str,
+    #[serde(flatten)]
+    features: &'a FeatureVector,
+}
+
+/// Appends one JSON line of features to `out`.
+pub fn features_line(flow: &Flow, community_id: &str, fv: &FeatureVector, out: &mut Vec<u8>) {
+    let line = FeaturesLine {
+        schema_version: SCHEMA_VERSION,
+        flow_id: flow.id,
+        community_id,
+        client_ip: flow.client_ip,
+        client_port: flow.client_port,
+        server_ip: flow.server_ip,
+        server_port: flow.server_port,
+        start_ts: flow.first_ts as f64 / 1e9,
+        app: flow.app_name(),
+        features: fv,
+    };
+    // Serialising plain structs into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &line);
+    out.push(b'\n');
+}

@@ -1,0 +1,805 @@
+//! Stage 3: flows. Takes decoded [`Packet`]s and keeps per-flow state in a bounded
+//! table: symmetric keys, client/server orientation, TCP flags, per-direction counters,
+//! the head sequence (first N packets) and the TLS record sequence, and drives the
+//! reassembly and application parsers of the flow's first bytes.
+//!
+//! Yields a [`FlowRecord`] once per flow: when its head (first `head_packets` packets)
+//! is complete, or when it ends (FIN from both sides, RST, idle or active timeout,
+//! eviction, port reuse, end of input), whichever comes first. After that the flow is
+//! only counted, and its parser state is freed.
+//!
+//! Each worker owns one [`FlowTable`] (its shard); nothing here is shared or locked.
+//! Time is packet time, so replay and live capture expire flows the same way.
+
+pub mod reassembly;
+
+use std::net::IpAddr;
+
+use lru::LruCache;
+
+use crate::config::FlowConfig;
+use crate::decode::http::{HttpRequest, HttpStatus, HttpStream, looks_like_request};
+use crate::decode::tls::{RecordMeta, Side, TlsInfo, TlsStream, looks_like_handshake};
+use crate::decode::{Packet, TcpFlags};
+use crate::stats::Stats;
+use reassembly::{Reassembler, SegmentOutcome};
+
+/// Chunks of a plaintext stream that are still probed for a TLS handshake (STARTTLS,
+/// HTTP CONNECT and SOCKS proxies start TLS after a few plaintext exchanges).
+const TLS_PROBE_CHUNKS: u8 = 16;
+/// Service ports that orient a flow whose SYN was not seen.
+const SERVICE_PORTS: [u16; 12] = [80, 443, 8080, 8443, 8000, 8888, 25, 465, 587, 993, 995, 143];
+
+/// Packet direction relative to the flow's client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Dir {
+    /// Client to server.
+    ToServer = 0,
+    /// Server to client.
+    ToClient = 1,
+}
+
+impl Dir {
+    fn side(self) -> Side {
+        match self {
+            Dir::ToServer => Side::Client,
+            Dir::ToClient => Side::Server,
+        }
+    }
+}
+
+/// Why a flow's record was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// The first `head_packets` packets were seen; the flow goes on.
+    HeadComplete,
+    /// FIN from both sides.
+    Fin,
+    /// RST from either side.
+    Rst,
+    /// No packet for `idle_timeout_secs`.
+    IdleTimeout,
+    /// Older than `active_timeout_secs`.
+    ActiveTimeout,
+    /// The table was full and this was the least recently seen flow.
+    Evicted,
+    /// A new SYN reused the 5-tuple of a flow.
+    PortReuse,
+    /// The input ended.
+    EndOfInput,
+}
+
+impl EndReason {
+    /// Every variant, for counters and metric registration.
+    pub const ALL: [EndReason; 8] = [
+        EndReason::HeadComplete,
+        EndReason::Fin,
+        EndReason::Rst,
+        EndReason::IdleTimeout,
+        EndReason::ActiveTimeout,
+        EndReason::Evicted,
+        EndReason::PortReuse,
+        EndReason::EndOfInput,
+    ];
+
+    /// Bounded label, also the event's `reason` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::HeadComplete => "head_complete",
+            EndReason::Fin => "fin",
+            EndReason::Rst => "rst",
+            EndReason::IdleTimeout => "idle_timeout",
+            EndReason::ActiveTimeout => "active_timeout",
+            EndReason::Evicted => "evicted",
+            EndReason::PortReuse => "port_reuse",
+            EndReason::EndOfInput => "end_of_input",
+        }
+    }
+}
+
+/// Symmetric flow key: both directions of a connection map to the same key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    lo: ([u8; 16], u16),
+    hi: ([u8; 16], u16),
+}
+
+fn ip16(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+impl FlowKey {
+    /// The key of a packet's connection.
+    pub fn of(src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> Self {
+        let a = (ip16(src), sport);
+        let b = (ip16(dst), dport);
+        if a <= b {
+            Self { lo: a, hi: b }
+        } else {
+            Self { lo: b, hi: a }
+        }
+    }
+
+    /// A hash that is the same for both directions and stable across runs, used to
+    /// shard flows over workers.
+    pub fn shard_hash(&self) -> u64 {
+        let mut buf = [0u8; 36];
+        buf[..16].copy_from_slice(&self.lo.0);
+        buf[16..18].copy_from_slice(&self.lo.1.to_be_bytes());
+        buf[18..34].copy_from_slice(&self.hi.0);
+        buf[34..36].copy_from_slice(&self.hi.1.to_be_bytes());
+        xxhash_rust::xxh3::xxh3_64(&buf)
+    }
+}
+
+/// One packet of the flow head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketMeta {
+    /// Time since the flow's first packet, microseconds (saturating).
+    pub offset_us: u32,
+    /// TCP payload length, bytes.
+    pub len: u16,
+    /// Direction.
+    pub dir: Dir,
+    /// TCP flags.
+    pub flags: u8,
+}
+
+/// One TLS record of the flow head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordInfo {
+    /// Time since the flow's first packet, microseconds (saturating).
+    pub offset_us: u32,
+    /// Record body length, bytes.
+    pub len: u16,
+    /// Direction.
+    pub dir: Dir,
+    /// Content type (20..=24).
+    pub content_type: u8,
+}
+
+/// TCP flags seen on a flow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpSeen {
+    /// Client SYN.
+    pub syn: bool,
+    /// Server SYN-ACK.
+    pub syn_ack: bool,
+    /// FIN per direction.
+    pub fin: [bool; 2],
+    /// RST from either side.
+    pub rst: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Nothing delivered yet.
+    Start,
+    /// TLS records.
+    Tls,
+    /// An HTTP request (client side).
+    Http,
+    /// Plaintext that may still turn into TLS.
+    Text,
+    /// Nothing more to parse.
+    Off,
+}
+
+/// Parser state of a flow's first bytes; freed once the record is written.
+#[derive(Debug)]
+struct AppState {
+    reasm: [Reassembler; 2],
+    mode: [Mode; 2],
+    tls: [Option<TlsStream>; 2],
+    http: Option<HttpStream>,
+    probes: [u8; 2],
+}
+
+/// A tracked connection.
+#[derive(Debug)]
+pub struct Flow {
+    /// Client (initiator) address.
+    pub client_ip: IpAddr,
+    /// Client port.
+    pub client_port: u16,
+    /// Server (responder) address.
+    pub server_ip: IpAddr,
+    /// Server port.
+    pub server_port: u16,
+    /// Stable flow id: hash of the oriented 5-tuple and start time, below 2^53.
+    pub id: u64,
+    /// First packet time, ns since the epoch.
+    pub first_ts: u64,
+    /// Last packet time, ns since the epoch.
+    pub last_ts: u64,
+    /// Packets per direction ([to server, to client]).
+    pub pkts: [u64; 2],
+    /// Wire bytes per direction.
+    pub bytes: [u64; 2],
+    /// TCP payload bytes per direction.
+    pub payload_bytes: [u64; 2],
+    /// TCP flags seen.
+    pub tcp: TcpSeen,
+    /// The first `head_packets` packets.
+    pub head: Vec<PacketMeta>,
+    /// The first `head_packets` TLS records.
+    pub records: Vec<RecordInfo>,
+    /// TLS handshake, when the flow carried one.
+    pub tls: Option<Box<TlsInfo>>,
+    /// First HTTP request, when the flow carried one.
+    pub http: Option<Box<HttpRequest>>,
+    /// Client stream started with (or switched to) a TLS handshake.
+    pub saw_tls: bool,
+    /// Client stream started with an HTTP request method.
+    pub saw_http: bool,
+    app: Option<Box<AppState>>,
+    /// The record of this flow has been written.
+    pub emitted: bool,
+    closed: bool,
+}
+
+/// A flow handed to features and export.
+#[derive(Debug)]
+pub struct FlowRecord {
+    /// The flow as it was when the record was cut.
+    pub flow: Flow,
+    /// Why.
+    pub reason: EndReason,
+}
+
+impl Flow {
+    fn new(pkt: &Packet<'_>) -> Self {
+        let syn_only = pkt.flags.has(TcpFlags::SYN) && !pkt.flags.has(TcpFlags::ACK);
+        let syn_ack = pkt.flags.has(TcpFlags::SYN | TcpFlags::ACK);
+        let sender_is_server = if syn_only {
+            false
+        } else if syn_ack {
+            true
+        } else {
+            SERVICE_PORTS.contains(&pkt.sport) && !SERVICE_PORTS.contains(&pkt.dport)
+                || (pkt.sport < 1024 && pkt.dport >= 1024)
+        };
+        let (client_ip, client_port, server_ip, server_port) = if sender_is_server {
+            (pkt.dst, pkt.dport, pkt.src, pkt.sport)
+        } else {
+            (pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        };
+        let mut buf = [0u8; 44];
+        buf[..16].copy_from_slice(&ip16(client_ip));
+        buf[16..18].copy_from_slice(&client_port.to_be_bytes());
+        buf[18..34].copy_from_slice(&ip16(server_ip));
+        buf[34..36].copy_from_slice(&server_port.to_be_bytes());
+        buf[36..44].copy_from_slice(&pkt.ts_ns.to_be_bytes());
+        let id = xxhash_rust::xxh3::xxh3_64(&buf) & ((1 << 53) - 1);
+        Self {
+            client_ip,
+            client_port,
+            server_ip,
+            server_port,
+            id,
+            first_ts: pkt.ts_ns,
+            last_ts: pkt.ts_ns,
+            pkts: [0; 2],
+            bytes: [0; 2],
+            payload_bytes: [0; 2],
+            tcp: TcpSeen::default(),
+            head: Vec::new(),
+            records: Vec::new(),
+            tls: None,
+            http: None,
+            saw_tls: false,
+            saw_http: false,
+            app: None,
+            emitted: false,
+            closed: false,
+        }
+    }
+
+    /// An empty flow between unspecified addresses: every feature at its neutral value.
+    /// Used to enumerate feature names.
+    pub fn placeholder() -> Self {
+        let any = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+        Flow::new(&Packet {
+            ts_ns: 0,
+            src: any,
+            dst: any,
+            sport: 0,
+            dport: 0,
+            seq: 0,
+            ack: 0,
+            flags: TcpFlags(0),
+            payload: &[],
+            wire_len: 0,
+            truncated: false,
+        })
+    }
+
+    fn dir_of(&self, pkt: &Packet<'_>) -> Dir {
+        if pkt.src == self.client_ip && pkt.sport == self.client_port {
+            Dir::ToServer
+        } else {
+            Dir::ToClient
+        }
+    }
+
+    /// Total packets both ways.
+    pub fn total_packets(&self) -> u64 {
+        self.pkts[0] + self.pkts[1]
+    }
+
+    /// `tls`, `http` or `other`.
+    pub fn app_name(&self) -> &'static str {
+        if self.saw_tls
+            || self
+                .tls
+                .as_ref()
+                .is_some_and(|t| !t.client_hellos.is_empty())
+        {
+            "tls"
+        } else if self.saw_http || self.http.is_some() {
+            "http"
+        } else {
+            "other"
+        }
+    }
+
+    fn offset_us(&self, ts: u64) -> u32 {
+        (ts.saturating_sub(self.first_ts) / 1000).min(u64::from(u32::MAX)) as u32
+    }
+
+    /// Moves the results out for a record, leaving a counting-only flow behind.
+    fn take_record(&mut self, reason: EndReason) -> FlowRecord {
+        self.emitted = true;
+        self.app = None;
+        let flow = Flow {
+            client_ip: self.client_ip,
+            client_port: self.client_port,
+            server_ip: self.server_ip,
+            server_port: self.server_port,
+            id: self.id,
+            first_ts: self.first_ts,
+            last_ts: self.last_ts,
+            pkts: self.pkts,
+            bytes: self.bytes,
+            payload_bytes: self.payload_bytes,
+            tcp: self.tcp,
+            head: std::mem::take(&mut self.head),
+            records: std::mem::take(&mut self.records),
+            tls: self.tls.take(),
+            http: self.http.take(),
+            saw_tls: self.saw_tls,
+            saw_http: self.saw_http,
+            app: None,
+            emitted: true,
+            closed: self.closed,
+        };
+        FlowRecord { flow, reason }
+    }
+
+    fn into_record(mut self, reason: EndReason) -> FlowRecord {
+        self.app = None;
+        FlowRecord { flow: self, reason }
+    }
+}
+
+/// The bounded flow table of one worker.
+pub struct FlowTable {
+    flows: LruCache<FlowKey, Flow, ahash::RandomState>,
+    capacity: usize,
+    cfg: FlowConfig,
+    idle_ns: u64,
+    active_ns: u64,
+    linger_ns: u64,
+    /// Latest packet time seen, ns.
+    now: u64,
+}
+
+impl FlowTable {
+    /// A table that holds at most `capacity` flows.
+    pub fn new(cfg: &FlowConfig, capacity: usize) -> Self {
+        Self {
+            flows: LruCache::unbounded_with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4)),
+            capacity: capacity.max(1),
+            cfg: cfg.clone(),
+            idle_ns: cfg.idle_timeout_secs * 1_000_000_000,
+            active_ns: cfg.active_timeout_secs * 1_000_000_000,
+            linger_ns: cfg.closed_linger_secs * 1_000_000_000,
+            now: 0,
+        }
+    }
+
+    /// Flows currently tracked.
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// True when no flow is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// Processes one TCP segment; records that become ready are pushed to `out`.
+    pub fn process(&mut self, pkt: &Packet<'_>, stats: &mut Stats, out: &mut Vec<FlowRecord>) {
+        stats.tcp_packets += 1;
+        if pkt.truncated {
+            stats.truncated_payloads += 1;
+        }
+        self.now = self.now.max(pkt.ts_ns);
+        self.expire(stats, out);
+        let key = FlowKey::of(pkt.src, pkt.sport, pkt.dst, pkt.dport);
+        let is_new_syn = pkt.flags.has(TcpFlags::SYN) && !pkt.flags.has(TcpFlags::ACK);
+
+        if let Some(flow) = self.flows.get_mut(&key) {
+            // A fresh SYN on a closed (or long idle) connection starts a new flow.
+            if !(is_new_syn && flow.closed) {
+                update(flow, pkt, &self.cfg, stats, out);
+                if !flow.emitted && pkt.ts_ns.saturating_sub(flow.first_ts) > self.active_ns {
+                    stats.flows_ended[EndReason::ActiveTimeout as usize] += 1;
+                    out.push(flow.take_record(EndReason::ActiveTimeout));
+                }
+                return;
+            }
+            if let Some(old) = self.flows.pop(&key) {
+                finish(old, EndReason::PortReuse, stats, out);
+            }
+        }
+
+        if self.flows.len() >= self.capacity
+            && let Some((_, old)) = self.flows.pop_lru()
+        {
+            finish(old, EndReason::Evicted, stats, out);
+        }
+        stats.flows_created += 1;
+        let mut flow = Flow::new(pkt);
+        update(&mut flow, pkt, &self.cfg, stats, out);
+        self.flows.put(key, flow);
+    }
+
+    /// Ends flows whose idle or linger time passed, oldest first.
+    fn expire(&mut self, stats: &mut Stats, out: &mut Vec<FlowRecord>) {
+        while let Some((_, f)) = self.flows.peek_lru() {
+            let idle = self.now.saturating_sub(f.last_ts);
+            let limit = if f.closed {
+                self.linger_ns
+            } else {
+                self.idle_ns
+            };
+            if idle <= limit {
+                break;
+            }
+            if let Some((_, f)) = self.flows.pop_lru() {
+                finish(f, EndReason::IdleTimeout, stats, out);
+            }
+        }
+    }
+
+    /// Advances the clock without a packet (for live capture) and expires flows.
+    pub fn tick(&mut self, now_ns: u64, stats: &mut Stats, out: &mut Vec<FlowRecord>) {
+        self.now = self.now.max(now_ns);
+        self.expire(stats, out);
+    }
+
+    /// Ends every flow (end of input).
+    pub fn flush(&mut self, stats: &mut Stats, out: &mut Vec<FlowRecord>) {
+        while let Some((_, f)) = self.flows.pop_lru() {
+            finish(f, EndReason::EndOfInput, stats, out);
+        }
+    }
+}
+
+/// Emits the record of a flow leaving the table, unless it was written already.
+fn finish(f: Flow, reason: EndReason, stats: &mut Stats, out: &mut Vec<FlowRecord>) {
+    if !f.emitted {
+        stats.flows_ended[reason as usize] += 1;
+        out.push(f.into_record(reason));
+    }
+}
+
+fn update(
+    flow: &mut Flow,
+    pkt: &Packet<'_>,
+    cfg: &FlowConfig,
+    stats: &mut Stats,
+    out: &mut Vec<FlowRecord>,
+) {
+    let dir = flow.dir_of(pkt);
+    let d = dir as usize;
+    flow.last_ts = flow.last_ts.max(pkt.ts_ns);
+    flow.pkts[d] += 1;
+    flow.bytes[d] += u64::from(pkt.wire_len);
+    flow.payload_bytes[d] += pkt.payload.len() as u64;
+    let f = pkt.flags;
+    if f.has(TcpFlags::SYN) {
+        if f.has(TcpFlags::ACK) {
+            flow.tcp.syn_ack = true;
+        } else {
+            flow.tcp.syn = true;
+        }
+    }
+    if f.has(TcpFlags::FIN) {
+        flow.tcp.fin[d] = true;
+    }
+    if f.has(TcpFlags::RST) {
+        flow.tcp.rst = true;
+    }
+    if flow.emitted {
+        return;
+    }
+    if flow.head.len() < cfg.head_packets {
+        let m = PacketMeta {
+            offset_us: flow.offset_us(pkt.ts_ns),
+            len: pkt.payload.len().min(usize::from(u16::MAX)) as u16,
+            dir,
+            flags: f.0,
+        };
+        flow.head.push(m);
+    }
+    parse_payload(flow, pkt, dir, cfg, stats);
+
+    let reason = if flow.tcp.rst {
+        Some(EndReason::Rst)
+    } else if flow.tcp.fin[0] && flow.tcp.fin[1] {
+        Some(EndReason::Fin)
+    } else if flow.total_packets() >= cfg.head_packets as u64 {
+        Some(EndReason::HeadComplete)
+    } else {
+        None
+    };
+    if let Some(r) = reason {
+        flow.closed = matches!(r, EndReason::Rst | EndReason::Fin);
+        stats.flows_ended[r as usize] += 1;
+        count_app(flow, stats);
+        out.push(flow.take_record(r));
+    }
+}
+
+fn count_app(flow: &Flow, stats: &mut Stats) {
+    match flow.app_name() {
+        "tls" => stats.tls_flows += 1,
+        "http" => stats.http_flows += 1,
+        _ => {}
+    }
+    if let Some(t) = &flow.tls {
+        stats.tls_handshake_truncated += u64::from(t.handshake_truncated);
+        stats.tls_parse_errors += u64::from(t.parse_errors);
+    }
+}
+
+fn parse_payload(flow: &mut Flow, pkt: &Packet<'_>, dir: Dir, cfg: &FlowConfig, stats: &mut Stats) {
+    let d = dir as usize;
+    let app = flow.app.get_or_insert_with(|| {
+        Box::new(AppState {
+            reasm: [
+                Reassembler::new(cfg.reassembly_bytes),
+                Reassembler::new(cfg.reassembly_bytes),
+            ],
+            mode: [Mode::Start; 2],
+            tls: [None, None],
+            http: None,
+            probes: [0; 2],
+        })
+    });
+    if pkt.flags.has(TcpFlags::SYN) {
+        app.reasm[d].syn(pkt.seq);
+    }
+    if pkt.payload.is_empty() || app.mode[d] == Mode::Off {
+        return;
+    }
+    let ts = pkt.ts_ns;
+    let first_ts = flow.first_ts;
+    let head_cap = cfg.head_packets;
+    let AppState {
+        reasm,
+        mode,
+        tls,
+        http,
+        probes,
+    } = &mut **app;
+    let tls_info = &mut flow.tls;
+    let http_req = &mut flow.http;
+    let records = &mut flow.records;
+    let saw_tls = &mut flow.saw_tls;
+    let saw_http = &mut flow.saw_http;
+    let side = dir.side();
+    let mut http_oversized = false;
+    let mut on_chunk = |chunk: &[u8]| {
+        let m = &mut mode[d];
+        if matches!(*m, Mode::Start | Mode::Text | Mode::Http) && probes[d] < TLS_PROBE_CHUNKS {
+            probes[d] += 1;
+            let msg_type = if side == Side::Client { 1 } else { 2 };
+            if looks_like_handshake(chunk, msg_type) {
+                *m = Mode::Tls;
+                tls[d] = Some(TlsStream::new(cfg.handshake_bytes));
+                if side == Side::Client {
+                    *saw_tls = true;
+                }
+            }
+        }
+        if *m == Mode::Start {
+            *m = if side == Side::Client && looks_like_request(chunk) {
+                *saw_http = true;
+                *http = Some(HttpStream::new(cfg.http_header_bytes, cfg.http_body_bytes));
+                Mode::Http
+            } else {
+                Mode::Text
+            };
+        }
+        match *m {
+            Mode::Tls => {
+                let Some(stream) = tls[d].as_mut() else {
+                    return;
+                };
+                let info = tls_info.get_or_insert_with(Box::default);
+                let offset_us =
+                    (ts.saturating_sub(first_ts) / 1000).min(u64::from(u32::MAX)) as u32;
+                stream.feed(side, chunk, info, &mut |r: RecordMeta| {
+                    if records.len() < head_cap {
+                        records.push(RecordInfo {
+                            offset_us,
+                            len: r.len,
+                            dir,
+                            content_type: r.content_type,
+                        });
+                    }
+                });
+                if stream.desynced() {
+                    *m = Mode::Off;
+                }
+            }
+            Mode::Http => {
+                let Some(h) = http.as_mut() else { return };
+                let mut req = http_req.take().map(|b| *b);
+                match h.feed(chunk, &mut req) {
+                    HttpStatus::Oversized => http_oversized = true,
+                    HttpStatus::Invalid => *m = Mode::Text,
+                    HttpStatus::Parsed | HttpStatus::Partial => {}
+                }
+                *http_req = req.map(Box::new);
+            }
+            Mode::Text => {
+                if probes[d] >= TLS_PROBE_CHUNKS {
+                    *m = Mode::Off;
+                }
+            }
+            Mode::Start | Mode::Off => {}
+        }
+    };
+    match reasm[d].push(pkt.seq, pkt.payload, &mut on_chunk) {
+        SegmentOutcome::Buffered => stats.reassembly_buffered += 1,
+        SegmentOutcome::Dropped => stats.reassembly_dropped += 1,
+        SegmentOutcome::Duplicate => stats.reassembly_duplicates += 1,
+        SegmentOutcome::InOrder | SegmentOutcome::Empty => {}
+    }
+    if http_oversized {
+        stats.http_oversized += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn pkt(
+        ts: u64,
+        from_client: bool,
+        flags: u8,
+        seq: u32,
+        payload: &'static [u8],
+    ) -> Packet<'static> {
+        let c = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+        let s = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+        let (src, sport, dst, dport) = if from_client {
+            (c, 40000, s, 443)
+        } else {
+            (s, 443, c, 40000)
+        };
+        Packet {
+            ts_ns: ts,
+            src,
+            dst,
+            sport,
+            dport,
+            seq,
+            ack: 0,
+            flags: TcpFlags(flags),
+            payload,
+            wire_len: 60,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn orientation_counters_and_fin_close() {
+        let cfg = FlowConfig::default();
+        let mut t = FlowTable::new(&cfg, 16);
+        let mut st = Stats::default();
+        let mut out = Vec::new();
+        t.process(&pkt(1_000, true, TcpFlags::SYN, 10, b""), &mut st, &mut out);
+        t.process(
+            &pkt(2_000, false, TcpFlags::SYN | TcpFlags::ACK, 50, b""),
+            &mut st,
+            &mut out,
+        );
+        t.process(
+            &pkt(3_000, true, TcpFlags::ACK, 11, b"GET / HTTP/1.0\r\n\r\n"),
+            &mut st,
+            &mut out,
+        );
+        t.process(
+            &pkt(4_000, true, TcpFlags::FIN | TcpFlags::ACK, 29, b""),
+            &mut st,
+            &mut out,
+        );
+        assert!(out.is_empty());
+        t.process(
+            &pkt(5_000, false, TcpFlags::FIN | TcpFlags::ACK, 51, b""),
+            &mut st,
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        let r = &out[0];
+        assert_eq!(r.reason, EndReason::Fin);
+        assert_eq!(r.flow.client_port, 40000);
+        assert_eq!(r.flow.pkts, [3, 2]);
+        assert_eq!(r.flow.app_name(), "http");
+        assert_eq!(r.flow.http.as_ref().expect("http").uri, "/");
+        assert_eq!(r.flow.head.len(), 5);
+        assert_eq!(r.flow.head[2].offset_us, 2);
+        // The trailing ACK belongs to the closed flow, not a new one.
+        t.process(&pkt(6_000, true, TcpFlags::ACK, 30, b""), &mut st, &mut out);
+        assert_eq!(st.flows_created, 1);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn capacity_evicts_least_recent_and_counts() {
+        let cfg = FlowConfig::default();
+        let mut t = FlowTable::new(&cfg, 2);
+        let mut st = Stats::default();
+        let mut out = Vec::new();
+        for port in 0..3u16 {
+            let mut p = pkt(u64::from(port), true, TcpFlags::SYN, 1, b"");
+            p.sport = 1000 + port;
+            t.process(&p, &mut st, &mut out);
+        }
+        assert_eq!(t.len(), 2);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].reason, EndReason::Evicted);
+        assert_eq!(out[0].flow.client_port, 1000);
+        assert_eq!(st.flows_ended[EndReason::Evicted as usize], 1);
+    }
+
+    #[test]
+    fn idle_timeout_and_head_complete() {
+        let cfg = FlowConfig {
+            head_packets: 3,
+            ..FlowConfig::default()
+        };
+        let mut t = FlowTable::new(&cfg, 16);
+        let mut st = Stats::default();
+        let mut out = Vec::new();
+        t.process(&pkt(0, true, TcpFlags::SYN, 1, b""), &mut st, &mut out);
+        let mut p = pkt(120_000_000_000, true, TcpFlags::SYN, 1, b"");
+        p.sport = 5;
+        t.process(&p, &mut st, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].reason, EndReason::IdleTimeout);
+        for i in 0..3 {
+            t.process(
+                &pkt(120_000_000_001 + i, true, TcpFlags::ACK, 2, b""),
+                &mut st,
+                &mut out,
+            );
+        }
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].reason, EndReason::HeadComplete);
+        // Emitted once: end of input writes nothing more for it.
+        t.flush(&mut st, &mut out);
+        assert_eq!(out.len(), 3, "only the port-5 flow is flushed");
+    }
+}

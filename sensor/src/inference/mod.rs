@@ -1,0 +1,57 @@
+//! Stage 5: inference. Takes [`FeatureVector`](crate::features::FeatureVector)s and
+//! yields a [`Verdict`] per flow. Until a model is loaded every verdict is
+//! [`Class::Unknown`] with no score; the CNN+LSTM classifier (tract-onnx, micro-batched on
+//! the workers) plugs in here.
+
+use serde::Serialize;
+
+/// The class of a flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    /// Benign traffic (model class 0).
+    Benign,
+    /// A network attack: web attack, exploit, scan (model class 1).
+    Attack,
+    /// Malware: C2, dropper (model class 2).
+    Malware,
+    /// No model, or the model was not confident enough.
+    Unknown,
+}
+
+impl Class {
+    /// Every class, for metric registration.
+    pub const ALL: [Class; 4] = [Class::Benign, Class::Attack, Class::Malware, Class::Unknown];
+
+    /// Bounded label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Benign => "benign",
+            Class::Attack => "attack",
+            Class::Malware => "malware",
+            Class::Unknown => "unknown",
+        }
+    }
+}
+
+/// The decision for one flow.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Verdict {
+    /// Predicted class.
+    pub class: Class,
+    /// Probability of the predicted class, when a model ran.
+    pub score: Option<f32>,
+    /// Version of the model that decided, when one ran.
+    pub model: Option<String>,
+}
+
+impl Verdict {
+    /// The verdict when no model is loaded.
+    pub fn unknown() -> Self {
+        Self {
+            class: Class::Unknown,
+            score: None,
+            model: None,
+        }
+    }
+}

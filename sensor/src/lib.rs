@@ -1,0 +1,29 @@
+//! Nightjar: a network security sensor that classifies TCP flows opening with a TLS
+//! handshake or a plaintext HTTP request as benign, attack or malware, without
+//! decrypting anything.
+//!
+//! The data path, one module per stage, declared here in data-path order:
+//!
+//! ```text
+//!  capture ──► decode ──► flow ──► features ──► inference ──► export
+//!  (pcap,      (eth/vlan/  (table,   (TLS/cert/   (verdict)     (JSON events,
+//!   AF_XDP)     ip/tcp,     reassembly, HTTP, seqs,              feature lines)
+//!               TLS, HTTP)  TLS/HTTP)   JA3/JA4)
+//! ```
+//!
+//! [`runtime`] says how the stages run (sharded workers), [`stats`] counts everything
+//! that is dropped or skipped, [`config`] is the one configuration tree.
+
+pub mod config;
+pub mod error;
+
+pub mod capture;
+pub mod decode;
+pub mod export;
+pub mod features;
+pub mod fingerprint;
+pub mod flow;
+pub mod inference;
+
+pub mod runtime;
+pub mod stats;

@@ -1,0 +1,266 @@
+//! The `nightjar` binary: parses the command line, loads the configuration, and runs a
+//! pipeline. `anyhow` lives here only; the library has typed errors.
+
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use nightjar::config::Config;
+use nightjar::decode::{DecodeError, Skip};
+use nightjar::flow::EndReason;
+use nightjar::runtime::{Sinks, Summary, replay};
+
+/// Embedded sample captures for `nightjar demo` (FoxIO and Salesforce test vectors,
+/// BSD-3-Clause; see sensor/tests/data/README.md).
+const DEMO_CAPTURES: [(&str, &[u8]); 4] = [
+    (
+        "browsers-x509.pcapng",
+        include_bytes!("../tests/data/browsers-x509.pcapng"),
+    ),
+    (
+        "http1-with-cookies.pcapng",
+        include_bytes!("../tests/data/http1-with-cookies.pcapng"),
+    ),
+    (
+        "ssl-curl.pcap",
+        include_bytes!("../tests/data/ssl-curl.pcap"),
+    ),
+    ("tls12.pcap", include_bytes!("../tests/data/tls12.pcap")),
+];
+
+#[derive(Parser)]
+#[command(
+    name = "nightjar",
+    version,
+    about = "Network security sensor: TLS/HTTP flow fingerprints, features and verdicts"
+)]
+struct Cli {
+    /// Configuration file (TOML). Every field has a default.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay pcap/pcapng files through the pipeline and write one JSON event per flow.
+    Replay(ReplayArgs),
+    /// Replay the embedded sample captures (a demo that needs nothing else).
+    Demo {
+        /// Write events here instead of stdout.
+        #[arg(long)]
+        events: Option<PathBuf>,
+    },
+    /// Print the feature schema that `model/` reads (model/feature_schema.json).
+    Schema {
+        /// Write here instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// Capture files, read in order.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Write events to this file instead of stdout ("-" is stdout).
+    #[arg(long)]
+    events: Option<PathBuf>,
+    /// Write feature vectors (JSON lines with flow ids) to this file.
+    #[arg(long)]
+    features: Option<PathBuf>,
+    /// Do not write events (only the summary, and features if asked).
+    #[arg(long)]
+    no_events: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// No progress bar and no summary.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn open_out(path: Option<&Path>) -> Result<Box<dyn Write + Send>> {
+    match path {
+        None => Ok(Box::new(BufWriter::with_capacity(
+            1 << 20,
+            std::io::stdout(),
+        ))),
+        Some(p) if p.as_os_str() == "-" => Ok(Box::new(BufWriter::with_capacity(
+            1 << 20,
+            std::io::stdout(),
+        ))),
+        Some(p) => {
+            let f = File::create(p).with_context(|| format!("cannot create {}", p.display()))?;
+            Ok(Box::new(BufWriter::with_capacity(1 << 20, f)))
+        }
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    match path {
+        Some(p) => Ok(Config::load(p)?),
+        None => Ok(Config::default()),
+    }
+}
+
+fn print_summary(s: &Summary) {
+    let st = &s.stats;
+    let secs = s.elapsed.as_secs_f64().max(1e-9);
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(e, "nightjar replay summary");
+    let _ = writeln!(
+        e,
+        "  packets        {:>12}  ({:.0} pkt/s, {:.1} MB/s, {} workers)",
+        st.packets,
+        st.packets as f64 / secs,
+        st.bytes as f64 / secs / 1e6,
+        s.workers
+    );
+    let _ = writeln!(e, "  tcp packets    {:>12}", st.tcp_packets);
+    let _ = writeln!(
+        e,
+        "  flows          {:>12}  ({:.0} flows/s)",
+        st.flows_created,
+        st.flows_created as f64 / secs
+    );
+    let _ = writeln!(e, "  tls flows      {:>12}", st.tls_flows);
+    let _ = writeln!(e, "  http flows     {:>12}", st.http_flows);
+    let _ = writeln!(e, "  events         {:>12}", st.events);
+    for (i, r) in EndReason::ALL.iter().enumerate() {
+        if st.flows_ended[i] > 0 {
+            let _ = writeln!(e, "  ended {:<14} {:>6}", r.as_str(), st.flows_ended[i]);
+        }
+    }
+    for (i, k) in Skip::ALL.iter().enumerate() {
+        if st.skipped[i] > 0 {
+            let _ = writeln!(e, "  skipped {:<12} {:>6}", k.as_str(), st.skipped[i]);
+        }
+    }
+    for (i, k) in DecodeError::ALL.iter().enumerate() {
+        if st.decode_errors[i] > 0 {
+            let _ = writeln!(e, "  error {:<22} {:>6}", k.as_str(), st.decode_errors[i]);
+        }
+    }
+    for (name, v) in [
+        ("truncated payloads", st.truncated_payloads),
+        ("reassembly buffered", st.reassembly_buffered),
+        ("reassembly dropped", st.reassembly_dropped),
+        ("reassembly duplicates", st.reassembly_duplicates),
+        ("tls handshake truncated", st.tls_handshake_truncated),
+        ("tls parse errors", st.tls_parse_errors),
+        ("http oversized", st.http_oversized),
+    ] {
+        if v > 0 {
+            let _ = writeln!(e, "  {name:<24} {v:>6}");
+        }
+    }
+    for err in &s.file_errors {
+        let _ = writeln!(e, "  file error: {err}");
+    }
+    let _ = writeln!(e, "  elapsed        {:>12.3} s", secs);
+}
+
+fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
+    if let Some(w) = args.workers {
+        cfg.runtime.workers = w;
+    }
+    let sinks = Sinks {
+        events: if args.no_events {
+            None
+        } else {
+            Some(open_out(args.events.as_deref())?)
+        },
+        features: args
+            .features
+            .as_deref()
+            .map(|p| open_out(Some(p)))
+            .transpose()?,
+    };
+    let total: u64 = args
+        .files
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum();
+    let bar = if args.quiet || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new(total);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} replay [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b
+    };
+    let summary = replay(cfg, &args.files, sinks, &mut |pos, _| bar.set_position(pos))?;
+    bar.finish_and_clear();
+    if !args.quiet {
+        print_summary(&summary);
+    }
+    if summary.file_errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for e in &summary.file_errors {
+            eprintln!("error: {e}");
+        }
+        Ok(ExitCode::from(2))
+    }
+}
+
+fn run_demo(cfg: &mut Config, events: Option<&Path>) -> Result<ExitCode> {
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let mut files = Vec::new();
+    for (name, bytes) in DEMO_CAPTURES {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).with_context(|| format!("cannot write {}", p.display()))?;
+        files.push(p);
+    }
+    eprintln!(
+        "Replaying {} embedded sample captures (TLS 1.2/1.3 browsers, curl, HTTP/1.1).",
+        files.len()
+    );
+    let args = ReplayArgs {
+        files,
+        events: events.map(Path::to_path_buf),
+        features: None,
+        no_events: false,
+        workers: None,
+        quiet: false,
+    };
+    run_replay(cfg, &args)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = (|| -> Result<ExitCode> {
+        let mut cfg = load_config(cli.config.as_deref())?;
+        match &cli.command {
+            Command::Replay(args) => run_replay(&mut cfg, args),
+            Command::Demo { events } => run_demo(&mut cfg, events.as_deref()),
+            Command::Schema { output } => {
+                let mut out = open_out(output.as_deref())?;
+                out.write_all(nightjar::features::schema_json().as_bytes())?;
+                out.write_all(b"\n")?;
+                out.flush()?;
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })();
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

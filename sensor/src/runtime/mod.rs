@@ -1,0 +1,449 @@
+//! How the stages run: a [`Worker`] owns one flow-table shard and runs decode → flow →
+//! features → (inference) → serialisation for the frames it is given; [`replay`] shards
+//! frames from pcap files over workers by a symmetric flow hash, exactly as RSS spreads
+//! live traffic over RX queues, and one writer thread copies the serialised lines out.
+//!
+//! Workers share nothing: each has its table, scratch buffers and counters. Queues
+//! between threads are bounded; in replay they apply back-pressure (nothing is dropped
+//! offline), and buffers are recycled so the steady state does not allocate per frame.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use crate::capture::{Frame, LinkType, PacketSource, PcapFileSource};
+use crate::config::Config;
+use crate::decode::{Decoded, decode_frame};
+use crate::error::{CaptureError, PipelineError};
+use crate::export::event::{community_id, write_event};
+use crate::export::features_line;
+use crate::features::extract;
+use crate::flow::{FlowKey, FlowRecord, FlowTable};
+use crate::inference::Verdict;
+use crate::stats::Stats;
+
+/// Frames moved between threads per batch.
+const BATCH_FRAMES: usize = 512;
+/// Output bytes a worker gathers before handing them to the writer.
+const OUTPUT_FLUSH_BYTES: usize = 256 * 1024;
+/// Batches in flight per worker queue.
+const QUEUE_DEPTH: usize = 8;
+
+/// What to produce for each flow record.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Outputs {
+    /// Serialise JSON events.
+    pub events: bool,
+    /// Serialise feature lines.
+    pub features: bool,
+}
+
+/// One shard of the pipeline: decode, flow table, features, serialisation.
+pub struct Worker {
+    table: FlowTable,
+    /// Counters of this worker.
+    pub stats: Stats,
+    records: Vec<FlowRecord>,
+    outputs: Outputs,
+    /// Serialised events not yet handed out.
+    pub events_buf: Vec<u8>,
+    /// Serialised feature lines not yet handed out.
+    pub features_buf: Vec<u8>,
+    verdict: Verdict,
+}
+
+impl Worker {
+    /// A worker whose table holds `capacity` flows.
+    pub fn new(cfg: &Config, capacity: usize, outputs: Outputs) -> Self {
+        Self {
+            table: FlowTable::new(&cfg.flow, capacity),
+            stats: Stats::default(),
+            records: Vec::new(),
+            outputs,
+            events_buf: Vec::new(),
+            features_buf: Vec::new(),
+            verdict: Verdict::unknown(),
+        }
+    }
+
+    /// Decodes and processes one frame; finished records are kept for [`Self::finish_records`].
+    pub fn handle_frame(&mut self, frame: &Frame<'_>) {
+        self.stats.packets += 1;
+        self.stats.bytes += u64::from(frame.wire_len);
+        match decode_frame(frame.link, frame.ts_ns, frame.wire_len, frame.data) {
+            Decoded::Tcp(pkt) => self.table.process(&pkt, &mut self.stats, &mut self.records),
+            Decoded::Skip(s) => self.stats.skip(s),
+            Decoded::Error(e) => self.stats.decode_error(e),
+        }
+    }
+
+    /// Ends every tracked flow (end of input).
+    pub fn flush(&mut self) {
+        self.table.flush(&mut self.stats, &mut self.records);
+    }
+
+    /// Flows currently tracked.
+    pub fn tracked_flows(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Serialises the finished records into the output buffers (or hands them to
+    /// `each` first, for callers that want the records themselves).
+    pub fn finish_records(&mut self, each: &mut dyn FnMut(&FlowRecord)) {
+        for rec in self.records.drain(..) {
+            each(&rec);
+            if !(self.outputs.events || self.outputs.features) {
+                continue;
+            }
+            let f = &rec.flow;
+            let cid = community_id(f.client_ip, f.client_port, f.server_ip, f.server_port);
+            if self.outputs.events {
+                write_event(&rec, &cid, &self.verdict, &mut self.events_buf);
+                self.stats.events += 1;
+            }
+            if self.outputs.features {
+                features_line(f, &cid, &extract(f), &mut self.features_buf);
+            }
+        }
+    }
+}
+
+/// Processes pcap files on the calling thread with one worker and hands every flow
+/// record to `each`. Used by tests and tools that want records, not JSON.
+pub fn replay_records(
+    cfg: &Config,
+    files: &[PathBuf],
+    each: &mut dyn FnMut(&FlowRecord),
+) -> Result<Stats, CaptureError> {
+    let mut w = Worker::new(cfg, cfg.flow.max_flows, Outputs::default());
+    for path in files {
+        let mut src = PcapFileSource::open(path)?;
+        loop {
+            let n = src.read_batch(BATCH_FRAMES, &mut |f| w.handle_frame(f))?;
+            w.finish_records(each);
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    w.flush();
+    w.finish_records(each);
+    Ok(w.stats)
+}
+
+/// Result of a replay.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Summed counters.
+    pub stats: Stats,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Files that ended with an error (the frames before the error were processed).
+    pub file_errors: Vec<String>,
+    /// Workers used.
+    pub workers: usize,
+}
+
+/// Frames copied out of a source for one worker.
+struct FrameBatch {
+    data: Vec<u8>,
+    frames: Vec<(usize, usize, u64, u32, LinkType)>,
+}
+
+impl FrameBatch {
+    fn new() -> Self {
+        Self {
+            data: Vec::with_capacity(BATCH_FRAMES * 256),
+            frames: Vec::with_capacity(BATCH_FRAMES),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.data.clear();
+        self.frames.clear();
+    }
+}
+
+enum Output {
+    Events(Vec<u8>),
+    Features(Vec<u8>),
+}
+
+/// Where serialised lines go.
+pub struct Sinks {
+    /// Event lines.
+    pub events: Option<Box<dyn Write + Send>>,
+    /// Feature lines.
+    pub features: Option<Box<dyn Write + Send>>,
+}
+
+/// Replays pcap files through `workers` shards and writes events and features.
+/// `progress` receives (bytes read, total bytes) after each batch.
+pub fn replay(
+    cfg: &Config,
+    files: &[PathBuf],
+    mut sinks: Sinks,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Summary, PipelineError> {
+    let start = Instant::now();
+    let workers = cfg.worker_count().max(1);
+    let outputs = Outputs {
+        events: sinks.events.is_some(),
+        features: sinks.features.is_some(),
+    };
+    let total: u64 = files
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum();
+    let capacity = cfg.flow.max_flows.div_ceil(workers);
+    let mut summary = Summary {
+        workers,
+        ..Summary::default()
+    };
+
+    if workers == 1 {
+        let mut w = Worker::new(cfg, capacity, outputs);
+        let mut done_bytes = 0;
+        for path in files {
+            let res = replay_file_inline(path, &mut w, &mut sinks, &mut |pos| {
+                progress(done_bytes + pos, total)
+            });
+            if let Err(e) = res {
+                match e {
+                    PipelineError::Capture(c) => summary.file_errors.push(c.to_string()),
+                    other => return Err(other),
+                }
+            }
+            done_bytes += std::fs::metadata(path).map_or(0, |m| m.len());
+        }
+        w.flush();
+        w.finish_records(&mut |_| {});
+        write_out(&mut sinks, &mut w.events_buf, &mut w.features_buf)?;
+        summary.stats = w.stats;
+        summary.elapsed = start.elapsed();
+        flush_sinks(&mut sinks)?;
+        return Ok(summary);
+    }
+
+    let (out_tx, out_rx) = bounded::<Output>(workers * QUEUE_DEPTH);
+    let (free_tx, free_rx) = bounded::<FrameBatch>(workers * (QUEUE_DEPTH + 2));
+    let mut txs: Vec<Sender<FrameBatch>> = Vec::with_capacity(workers);
+    let mut handles = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let (tx, rx) = bounded::<FrameBatch>(QUEUE_DEPTH);
+        txs.push(tx);
+        let out_tx = out_tx.clone();
+        let free_tx = free_tx.clone();
+        let w = Worker::new(cfg, capacity, outputs);
+        let h = std::thread::Builder::new()
+            .name(format!("nightjar-worker-{i}"))
+            .spawn(move || run_worker(w, &rx, &out_tx, &free_tx))
+            .map_err(|source| PipelineError::Output {
+                what: "worker thread",
+                source,
+            })?;
+        handles.push(h);
+    }
+    drop(out_tx);
+    drop(free_tx);
+
+    let writer = std::thread::Builder::new()
+        .name("nightjar-writer".into())
+        .spawn(move || -> Result<Sinks, PipelineError> {
+            for out in out_rx {
+                match out {
+                    Output::Events(b) => write_sink(sinks.events.as_mut(), &b, "events")?,
+                    Output::Features(b) => write_sink(sinks.features.as_mut(), &b, "features")?,
+                }
+            }
+            flush_sinks(&mut sinks)?;
+            Ok(sinks)
+        })
+        .map_err(|source| PipelineError::Output {
+            what: "writer thread",
+            source,
+        })?;
+
+    let mut reader_stats = Stats::default();
+    let mut batches: Vec<FrameBatch> = (0..workers).map(|_| FrameBatch::new()).collect();
+    let mut done_bytes = 0;
+    let mut send_failed = false;
+    'files: for path in files {
+        let mut src = match PcapFileSource::open(path) {
+            Ok(s) => s,
+            Err(e) => {
+                summary.file_errors.push(e.to_string());
+                continue;
+            }
+        };
+        loop {
+            let mut full: Vec<usize> = Vec::new();
+            let res = src.read_batch(BATCH_FRAMES, &mut |f| {
+                let shard = match decode_frame(f.link, f.ts_ns, f.wire_len, f.data) {
+                    Decoded::Tcp(p) => {
+                        (FlowKey::of(p.src, p.sport, p.dst, p.dport).shard_hash() % workers as u64)
+                            as usize
+                    }
+                    Decoded::Skip(s) => {
+                        reader_stats.packets += 1;
+                        reader_stats.bytes += u64::from(f.wire_len);
+                        reader_stats.skip(s);
+                        return;
+                    }
+                    Decoded::Error(e) => {
+                        reader_stats.packets += 1;
+                        reader_stats.bytes += u64::from(f.wire_len);
+                        reader_stats.decode_error(e);
+                        return;
+                    }
+                };
+                let b = &mut batches[shard];
+                let off = b.data.len();
+                b.data.extend_from_slice(f.data);
+                b.frames
+                    .push((off, f.data.len(), f.ts_ns, f.wire_len, f.link));
+                if b.frames.len() == BATCH_FRAMES {
+                    full.push(shard);
+                }
+            });
+            for shard in full.drain(..) {
+                let fresh = free_rx.try_recv().unwrap_or_else(|_| FrameBatch::new());
+                let b = std::mem::replace(&mut batches[shard], fresh);
+                if txs[shard].send(b).is_err() {
+                    send_failed = true;
+                    break 'files;
+                }
+            }
+            progress(done_bytes + src.position(), total);
+            match res {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    summary.file_errors.push(e.to_string());
+                    break;
+                }
+            }
+        }
+        done_bytes += std::fs::metadata(path).map_or(0, |m| m.len());
+    }
+    if !send_failed {
+        for (shard, b) in batches.into_iter().enumerate() {
+            if !b.frames.is_empty() {
+                let _ = txs[shard].send(b);
+            }
+        }
+    }
+    drop(txs);
+    summary.stats.merge(&reader_stats);
+    for (i, h) in handles.into_iter().enumerate() {
+        let stats = h.join().map_err(|_| PipelineError::WorkerPanic(i))?;
+        summary.stats.merge(&stats);
+    }
+    writer
+        .join()
+        .map_err(|_| PipelineError::WorkerPanic(workers))??;
+    summary.elapsed = start.elapsed();
+    Ok(summary)
+}
+
+fn run_worker(
+    mut w: Worker,
+    rx: &Receiver<FrameBatch>,
+    out: &Sender<Output>,
+    free: &Sender<FrameBatch>,
+) -> Stats {
+    for mut batch in rx {
+        for &(off, len, ts_ns, wire_len, link) in &batch.frames {
+            let frame = Frame {
+                ts_ns,
+                link,
+                wire_len,
+                data: &batch.data[off..off + len],
+            };
+            w.handle_frame(&frame);
+        }
+        batch.clear();
+        let _ = free.try_send(batch);
+        w.finish_records(&mut |_| {});
+        hand_out(&mut w, out, OUTPUT_FLUSH_BYTES);
+    }
+    w.flush();
+    w.finish_records(&mut |_| {});
+    hand_out(&mut w, out, 0);
+    w.stats
+}
+
+fn hand_out(w: &mut Worker, out: &Sender<Output>, threshold: usize) {
+    if !w.events_buf.is_empty() && w.events_buf.len() >= threshold {
+        let b = std::mem::replace(&mut w.events_buf, Vec::with_capacity(OUTPUT_FLUSH_BYTES));
+        let _ = out.send(Output::Events(b));
+    }
+    if !w.features_buf.is_empty() && w.features_buf.len() >= threshold {
+        let b = std::mem::replace(&mut w.features_buf, Vec::with_capacity(OUTPUT_FLUSH_BYTES));
+        let _ = out.send(Output::Features(b));
+    }
+}
+
+fn replay_file_inline(
+    path: &Path,
+    w: &mut Worker,
+    sinks: &mut Sinks,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(), PipelineError> {
+    let mut src = PcapFileSource::open(path)?;
+    loop {
+        let res = src.read_batch(BATCH_FRAMES, &mut |f| w.handle_frame(f));
+        w.finish_records(&mut |_| {});
+        if w.events_buf.len() >= OUTPUT_FLUSH_BYTES || w.features_buf.len() >= OUTPUT_FLUSH_BYTES {
+            write_out(sinks, &mut w.events_buf, &mut w.features_buf)?;
+        }
+        progress(src.position());
+        if res? == 0 {
+            return Ok(());
+        }
+    }
+}
+
+fn write_out(
+    sinks: &mut Sinks,
+    events: &mut Vec<u8>,
+    features: &mut Vec<u8>,
+) -> Result<(), PipelineError> {
+    write_sink(sinks.events.as_mut(), events, "events")?;
+    write_sink(sinks.features.as_mut(), features, "features")?;
+    events.clear();
+    features.clear();
+    Ok(())
+}
+
+fn write_sink(
+    sink: Option<&mut Box<dyn Write + Send>>,
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<(), PipelineError> {
+    if let Some(s) = sink
+        && !bytes.is_empty()
+    {
+        s.write_all(bytes)
+            .map_err(|source| PipelineError::Output { what, source })?;
+    }
+    Ok(())
+}
+
+fn flush_sinks(sinks: &mut Sinks) -> Result<(), PipelineError> {
+    if let Some(s) = sinks.events.as_mut() {
+        s.flush().map_err(|source| PipelineError::Output {
+            what: "events",
+            source,
+        })?;
+    }
+    if let Some(s) = sinks.features.as_mut() {
+        s.flush().map_err(|source| PipelineError::Output {
+            what: "features",
+            source,
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! Plain per-worker counters. Each worker owns one [`Stats`] and bumps it without
+//! atomics on the hot path; the runtime merges them for the summary and the metrics
+//! exporter. Every dropped or skipped packet lands in exactly one counter here.
+
+use crate::decode::{DecodeError, Skip};
+use crate::flow::EndReason;
+
+/// Counters of one worker (or the sum over workers).
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Frames read from the source.
+    pub packets: u64,
+    /// Bytes of those frames on the wire.
+    pub bytes: u64,
+    /// TCP segments handed to the flow table.
+    pub tcp_packets: u64,
+    /// Frames skipped as not for the TCP pipeline, by [`Skip`] kind.
+    pub skipped: [u64; Skip::ALL.len()],
+    /// Frames that failed to decode, by [`DecodeError`] kind.
+    pub decode_errors: [u64; DecodeError::ALL.len()],
+    /// TCP segments whose payload the capture cut short.
+    pub truncated_payloads: u64,
+    /// Flows created.
+    pub flows_created: u64,
+    /// Flows ended, by [`EndReason`].
+    pub flows_ended: [u64; EndReason::ALL.len()],
+    /// Flows whose client sent a TLS handshake.
+    pub tls_flows: u64,
+    /// Flows whose client sent an HTTP request.
+    pub http_flows: u64,
+    /// Segments ahead of a gap, buffered.
+    pub reassembly_buffered: u64,
+    /// Segments ahead of a gap, dropped over the budget.
+    pub reassembly_dropped: u64,
+    /// Segments fully retransmitted.
+    pub reassembly_duplicates: u64,
+    /// TLS handshake messages skipped because they exceeded the buffer.
+    pub tls_handshake_truncated: u64,
+    /// TLS handshake messages that failed to parse.
+    pub tls_parse_errors: u64,
+    /// HTTP request heads over the buffer.
+    pub http_oversized: u64,
+    /// Events written.
+    pub events: u64,
+}
+
+impl Stats {
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, o: &Stats) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.tcp_packets += o.tcp_packets;
+        for (a, b) in self.skipped.iter_mut().zip(o.skipped) {
+            *a += b;
+        }
+        for (a, b) in self.decode_errors.iter_mut().zip(o.decode_errors) {
+            *a += b;
+        }
+        for (a, b) in self.flows_ended.iter_mut().zip(o.flows_ended) {
+            *a += b;
+        }
+        self.truncated_payloads += o.truncated_payloads;
+        self.flows_created += o.flows_created;
+        self.tls_flows += o.tls_flows;
+        self.http_flows += o.http_flows;
+        self.reassembly_buffered += o.reassembly_buffered;
+        self.reassembly_dropped += o.reassembly_dropped;
+        self.reassembly_duplicates += o.reassembly_duplicates;
+        self.tls_handshake_truncated += o.tls_handshake_truncated;
+        self.tls_parse_errors += o.tls_parse_errors;
+        self.http_oversized += o.http_oversized;
+        self.events += o.events;
+    }
+
+    /// Counts a skipped frame.
+    pub fn skip(&mut self, s: Skip) {
+        self.skipped[s as usize] += 1;
+    }
+
+    /// Counts a decode error.
+    pub fn decode_error(&mut self, e: DecodeError) {
+        self.decode_errors[e as usize] += 1;
+    }
+
+    /// Total flows ended for any reason.
+    pub fn flows_ended_total(&self) -> u64 {
+        self.flows_ended.iter().sum()
+    }
+
+    /// Total frames that failed to decode.
+    pub fn decode_errors_total(&self) -> u64 {
+        self.decode_errors.iter().sum()
+    }
+}
