@@ -72,14 +72,10 @@ pub struct RuntimeConfig {
 impl Config {
     /// Reads and validates a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let cfg: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let cfg: Config =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -88,51 +84,16 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let f = &self.flow;
         let check = |ok: bool, field: &'static str, reason: &str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(ConfigError::Invalid {
-                    field,
-                    reason: reason.into(),
-                })
-            }
+            if ok { Ok(()) } else { Err(ConfigError::Invalid { field, reason: reason.into() }) }
         };
         check(f.max_flows >= 1, "flow.max_flows", "must be at least 1")?;
-        check(
-            (1..=1024).contains(&f.head_packets),
-            "flow.head_packets",
-            "must be 1..=1024",
-        )?;
-        check(
-            f.idle_timeout_secs >= 1,
-            "flow.idle_timeout_secs",
-            "must be at least 1",
-        )?;
-        check(
-            f.active_timeout_secs >= 1,
-            "flow.active_timeout_secs",
-            "must be at least 1",
-        )?;
-        check(
-            f.reassembly_bytes <= 1 << 24,
-            "flow.reassembly_bytes",
-            "must be at most 16 MiB",
-        )?;
-        check(
-            (512..=1 << 24).contains(&f.handshake_bytes),
-            "flow.handshake_bytes",
-            "must be 512 B..=16 MiB",
-        )?;
-        check(
-            (64..=1 << 20).contains(&f.http_header_bytes),
-            "flow.http_header_bytes",
-            "must be 64 B..=1 MiB",
-        )?;
-        check(
-            f.http_body_bytes <= 1 << 16,
-            "flow.http_body_bytes",
-            "must be at most 64 KiB",
-        )?;
+        check((1..=1024).contains(&f.head_packets), "flow.head_packets", "must be 1..=1024")?;
+        check(f.idle_timeout_secs >= 1, "flow.idle_timeout_secs", "must be at least 1")?;
+        check(f.active_timeout_secs >= 1, "flow.active_timeout_secs", "must be at least 1")?;
+        check(f.reassembly_bytes <= 1 << 24, "flow.reassembly_bytes", "must be at most 16 MiB")?;
+        check((512..=1 << 24).contains(&f.handshake_bytes), "flow.handshake_bytes", "must be 512 B..=16 MiB")?;
+        check((64..=1 << 20).contains(&f.http_header_bytes), "flow.http_header_bytes", "must be 64 B..=1 MiB")?;
+        check(f.http_body_bytes <= 1 << 16, "flow.http_body_bytes", "must be at most 64 KiB")?;
         Ok(())
     }
 

@@ -18,18 +18,9 @@ use nightjar::runtime::{Sinks, Summary, replay};
 /// Embedded sample captures for `nightjar demo` (FoxIO and Salesforce test vectors,
 /// BSD-3-Clause; see sensor/tests/data/README.md).
 const DEMO_CAPTURES: [(&str, &[u8]); 4] = [
-    (
-        "browsers-x509.pcapng",
-        include_bytes!("../tests/data/browsers-x509.pcapng"),
-    ),
-    (
-        "http1-with-cookies.pcapng",
-        include_bytes!("../tests/data/http1-with-cookies.pcapng"),
-    ),
-    (
-        "ssl-curl.pcap",
-        include_bytes!("../tests/data/ssl-curl.pcap"),
-    ),
+    ("browsers-x509.pcapng", include_bytes!("../tests/data/browsers-x509.pcapng")),
+    ("http1-with-cookies.pcapng", include_bytes!("../tests/data/http1-with-cookies.pcapng")),
+    ("ssl-curl.pcap", include_bytes!("../tests/data/ssl-curl.pcap")),
     ("tls12.pcap", include_bytes!("../tests/data/tls12.pcap")),
 ];
 
@@ -89,14 +80,8 @@ struct ReplayArgs {
 
 fn open_out(path: Option<&Path>) -> Result<Box<dyn Write + Send>> {
     match path {
-        None => Ok(Box::new(BufWriter::with_capacity(
-            1 << 20,
-            std::io::stdout(),
-        ))),
-        Some(p) if p.as_os_str() == "-" => Ok(Box::new(BufWriter::with_capacity(
-            1 << 20,
-            std::io::stdout(),
-        ))),
+        None => Ok(Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout()))),
+        Some(p) if p.as_os_str() == "-" => Ok(Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout()))),
         Some(p) => {
             let f = File::create(p).with_context(|| format!("cannot create {}", p.display()))?;
             Ok(Box::new(BufWriter::with_capacity(1 << 20, f)))
@@ -125,12 +110,7 @@ fn print_summary(s: &Summary) {
         s.workers
     );
     let _ = writeln!(e, "  tcp packets    {:>12}", st.tcp_packets);
-    let _ = writeln!(
-        e,
-        "  flows          {:>12}  ({:.0} flows/s)",
-        st.flows_created,
-        st.flows_created as f64 / secs
-    );
+    let _ = writeln!(e, "  flows          {:>12}  ({:.0} flows/s)", st.flows_created, st.flows_created as f64 / secs);
     let _ = writeln!(e, "  tls flows      {:>12}", st.tls_flows);
     let _ = writeln!(e, "  http flows     {:>12}", st.http_flows);
     let _ = writeln!(e, "  events         {:>12}", st.events);
@@ -173,32 +153,18 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
         cfg.runtime.workers = w;
     }
     let sinks = Sinks {
-        events: if args.no_events {
-            None
-        } else {
-            Some(open_out(args.events.as_deref())?)
-        },
-        features: args
-            .features
-            .as_deref()
-            .map(|p| open_out(Some(p)))
-            .transpose()?,
+        events: if args.no_events { None } else { Some(open_out(args.events.as_deref())?) },
+        features: args.features.as_deref().map(|p| open_out(Some(p))).transpose()?,
     };
-    let total: u64 = args
-        .files
-        .iter()
-        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
-        .sum();
+    let total: u64 = args.files.iter().map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum();
     let bar = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
         let b = ProgressBar::new(total);
         b.set_style(
-            ProgressStyle::with_template(
-                "{spinner} replay [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{spinner} replay [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
         );
         b
     };
@@ -225,10 +191,7 @@ fn run_demo(cfg: &mut Config, events: Option<&Path>) -> Result<ExitCode> {
         std::fs::write(&p, bytes).with_context(|| format!("cannot write {}", p.display()))?;
         files.push(p);
     }
-    eprintln!(
-        "Replaying {} embedded sample captures (TLS 1.2/1.3 browsers, curl, HTTP/1.1).",
-        files.len()
-    );
+    eprintln!("Replaying {} embedded sample captures (TLS 1.2/1.3 browsers, curl, HTTP/1.1).", files.len());
     let args = ReplayArgs {
         files,
         events: events.map(Path::to_path_buf),

@@ -60,11 +60,7 @@ pub struct Frame<'a> {
 pub trait PacketSource {
     /// Hands up to `max` frames to `sink` and returns how many it handed over.
     /// Returns `Ok(0)` only at the end of the input.
-    fn read_batch(
-        &mut self,
-        max: usize,
-        sink: &mut dyn FnMut(&Frame<'_>),
-    ) -> Result<usize, CaptureError>;
+    fn read_batch(&mut self, max: usize, sink: &mut dyn FnMut(&Frame<'_>)) -> Result<usize, CaptureError>;
 
     /// Bytes of input consumed so far, for progress reporting.
     fn position(&self) -> u64;

@@ -43,32 +43,19 @@ pub struct PcapFileSource {
 impl PcapFileSource {
     /// Opens a pcap or pcapng file (the format is detected from its magic number).
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
-        let file = File::open(path).map_err(|source| CaptureError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let file = File::open(path).map_err(|source| CaptureError::Open { path: path.to_path_buf(), source })?;
         Self::from_reader(path, std::io::BufReader::new(file))
     }
 
     /// Reads a capture from any byte stream (an embedded sample, a pipe); `label` names
     /// it in errors.
-    pub fn from_reader(
-        label: &Path,
-        reader: impl std::io::Read + Send + 'static,
-    ) -> Result<Self, CaptureError> {
-        let reader =
-            create_reader(READ_BUFFER_BYTES, reader).map_err(|e| CaptureError::Format {
-                path: label.to_path_buf(),
-                offset: 0,
-                reason: format_pcap_error(&e),
-            })?;
-        Ok(Self {
+    pub fn from_reader(label: &Path, reader: impl std::io::Read + Send + 'static) -> Result<Self, CaptureError> {
+        let reader = create_reader(READ_BUFFER_BYTES, reader).map_err(|e| CaptureError::Format {
             path: label.to_path_buf(),
-            reader,
-            legacy: None,
-            interfaces: Vec::new(),
-            done: false,
-        })
+            offset: 0,
+            reason: format_pcap_error(&e),
+        })?;
+        Ok(Self { path: label.to_path_buf(), reader, legacy: None, interfaces: Vec::new(), done: false })
     }
 
     /// The file this source reads.
@@ -77,11 +64,7 @@ impl PcapFileSource {
     }
 
     fn corrupt(&self, reason: String) -> CaptureError {
-        CaptureError::Format {
-            path: self.path.clone(),
-            offset: self.reader.consumed() as u64,
-            reason,
-        }
+        CaptureError::Format { path: self.path.clone(), offset: self.reader.consumed() as u64, reason }
     }
 }
 
@@ -110,34 +93,20 @@ fn to_nanos(units: u64, resolution: u64, offset_secs: i64) -> u64 {
 }
 
 impl PacketSource for PcapFileSource {
-    fn read_batch(
-        &mut self,
-        max: usize,
-        sink: &mut dyn FnMut(&Frame<'_>),
-    ) -> Result<usize, CaptureError> {
+    fn read_batch(&mut self, max: usize, sink: &mut dyn FnMut(&Frame<'_>)) -> Result<usize, CaptureError> {
         let mut n = 0;
         while n < max && !self.done {
             match self.reader.next() {
                 Ok((len, block)) => {
                     match block {
                         PcapBlockOwned::LegacyHeader(h) => {
-                            let res = if h.is_nanosecond_precision() {
-                                1_000_000_000
-                            } else {
-                                1_000_000
-                            };
+                            let res = if h.is_nanosecond_precision() { 1_000_000_000 } else { 1_000_000 };
                             self.legacy = Some((LinkType::from_linktype(h.network.0), res));
                         }
                         PcapBlockOwned::Legacy(b) => {
-                            let (link, res) =
-                                self.legacy.unwrap_or((LinkType::Ethernet, 1_000_000));
+                            let (link, res) = self.legacy.unwrap_or((LinkType::Ethernet, 1_000_000));
                             let units = u64::from(b.ts_sec) * res + u64::from(b.ts_usec);
-                            sink(&Frame {
-                                ts_ns: to_nanos(units, res, 0),
-                                link,
-                                wire_len: b.origlen,
-                                data: b.data,
-                            });
+                            sink(&Frame { ts_ns: to_nanos(units, res, 0), link, wire_len: b.origlen, data: b.data });
                             n += 1;
                         }
                         PcapBlockOwned::NG(Block::SectionHeader(_)) => self.interfaces.clear(),
@@ -150,8 +119,7 @@ impl PacketSource for PcapFileSource {
                         }
                         PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                             let Some(ifc) = self.interfaces.get(epb.if_id as usize).copied() else {
-                                let reason =
-                                    format!("packet for undeclared interface {}", epb.if_id);
+                                let reason = format!("packet for undeclared interface {}", epb.if_id);
                                 self.done = true;
                                 return Err(CaptureError::Format {
                                     path: self.path.clone(),
@@ -169,16 +137,8 @@ impl PacketSource for PcapFileSource {
                             n += 1;
                         }
                         PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
-                            let link = self
-                                .interfaces
-                                .first()
-                                .map_or(LinkType::Ethernet, |i| i.link);
-                            sink(&Frame {
-                                ts_ns: 0,
-                                link,
-                                wire_len: spb.origlen,
-                                data: spb.data,
-                            });
+                            let link = self.interfaces.first().map_or(LinkType::Ethernet, |i| i.link);
+                            sink(&Frame { ts_ns: 0, link, wire_len: spb.origlen, data: spb.data });
                             n += 1;
                         }
                         PcapBlockOwned::NG(_) => {}
@@ -283,8 +243,7 @@ mod tests {
     #[test]
     fn garbage_is_refused() {
         let mut f = tempfile::NamedTempFile::new().expect("tmp");
-        f.write_all(b"this is not a capture file at all")
-            .expect("write");
+        f.write_all(b"this is not a capture file at all").expect("write");
         let err = PcapFileSource::open(f.path()).err().expect("must fail");
         assert!(err.to_string().contains("not a pcap"), "{err}");
     }

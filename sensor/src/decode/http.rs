@@ -29,9 +29,7 @@ const MAX_HEADERS: usize = 64;
 
 /// True when `b` starts with a known method and a space (the XDP program's test too).
 pub fn looks_like_request(b: &[u8]) -> bool {
-    METHODS
-        .iter()
-        .any(|m| b.len() >= m.len() && b.starts_with(m))
+    METHODS.iter().any(|m| b.len() >= m.len() && b.starts_with(m))
         || (b.len() < 10 && METHODS.iter().any(|m| m.starts_with(b) && !b.is_empty()))
 }
 
@@ -96,12 +94,7 @@ pub enum HttpStatus {
 impl HttpStream {
     /// A parser that buffers at most `head_cap` bytes of head and keeps `body_cap` of body.
     pub fn new(head_cap: usize, body_cap: usize) -> Self {
-        Self {
-            buf: Vec::new(),
-            head_cap,
-            body_cap,
-            state: State::Head,
-        }
+        Self { buf: Vec::new(), head_cap, body_cap, state: State::Head }
     }
 
     /// Feeds in-order client bytes. Returns `Parsed` exactly once, when the head completes.
@@ -130,23 +123,15 @@ impl HttpStream {
                         let parsed = build_request(&req, head_len);
                         let mut parsed = parsed;
                         let body = &self.buf[head_len..];
-                        let limit = parsed
-                            .content_length
-                            .map_or(self.body_cap, |cl| self.body_cap.min(cl as usize));
-                        parsed
-                            .body_prefix
-                            .extend_from_slice(&body[..limit.min(body.len())]);
+                        let limit = parsed.content_length.map_or(self.body_cap, |cl| self.body_cap.min(cl as usize));
+                        parsed.body_prefix.extend_from_slice(&body[..limit.min(body.len())]);
                         // Bytes past the buffer in this chunk belong to the body too.
                         if room < data.len() && parsed.body_prefix.len() < limit {
                             let extra = &data[room..];
                             let n = (limit - parsed.body_prefix.len()).min(extra.len());
                             parsed.body_prefix.extend_from_slice(&extra[..n]);
                         }
-                        self.state = if parsed.body_prefix.len() >= limit {
-                            State::Done
-                        } else {
-                            State::Body
-                        };
+                        self.state = if parsed.body_prefix.len() >= limit { State::Done } else { State::Body };
                         *out = Some(parsed);
                         self.buf = Vec::new();
                         HttpStatus::Parsed
@@ -190,9 +175,7 @@ fn build_request(req: &httparse::Request<'_, '_>, head_len: usize) -> HttpReques
         } else if n.eq_ignore_ascii_case("content-type") {
             r.content_type = Some(text(h.value));
         } else if n.eq_ignore_ascii_case("content-length") {
-            r.content_length = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|s| s.trim().parse().ok());
+            r.content_length = std::str::from_utf8(h.value).ok().and_then(|s| s.trim().parse().ok());
         } else if n.eq_ignore_ascii_case("referer") {
             r.referer = Some(text(h.value));
         } else if n.eq_ignore_ascii_case("cookie") {
@@ -216,10 +199,7 @@ Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 27\r\n\r\nuse
             let mut out = None;
             let a = s.feed(&REQ[..split], &mut out);
             let b = s.feed(&REQ[split..], &mut out);
-            assert!(
-                a == HttpStatus::Parsed || b == HttpStatus::Parsed,
-                "split {split}"
-            );
+            assert!(a == HttpStatus::Parsed || b == HttpStatus::Parsed, "split {split}");
             let r = out.expect("request");
             assert_eq!(r.method, "POST");
             assert_eq!(r.uri, "/login.php?next=%2Fhome");
@@ -238,10 +218,7 @@ Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 27\r\n\r\nuse
         long.extend(std::iter::repeat_n(b'a', 100));
         assert_eq!(s.feed(&long, &mut out), HttpStatus::Oversized);
         let mut s = HttpStream::new(64, 16);
-        assert_eq!(
-            s.feed(b"\x16\x03\x01\x00\x10garbage\r\n\r\n", &mut out),
-            HttpStatus::Invalid
-        );
+        assert_eq!(s.feed(b"\x16\x03\x01\x00\x10garbage\r\n\r\n", &mut out), HttpStatus::Invalid);
         assert!(out.is_none());
     }
 

@@ -96,13 +96,7 @@ pub enum Skip {
 
 impl Skip {
     /// Every variant, for metric registration.
-    pub const ALL: [Skip; 5] = [
-        Skip::Udp,
-        Skip::Icmp,
-        Skip::OtherIp,
-        Skip::NonIp,
-        Skip::Fragment,
-    ];
+    pub const ALL: [Skip; 5] = [Skip::Udp, Skip::Icmp, Skip::OtherIp, Skip::NonIp, Skip::Fragment];
 
     /// Bounded metric label.
     pub fn as_str(self) -> &'static str {
@@ -197,11 +191,7 @@ pub fn decode_frame(link: LinkType, ts_ns: u64, wire_len: u32, data: &[u8]) -> D
                 return Decoded::Error(DecodeError::TruncatedLink);
             };
             let family = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
-            let family = if family > 0xffff {
-                family.swap_bytes()
-            } else {
-                family
-            };
+            let family = if family > 0xffff { family.swap_bytes() } else { family };
             let ether = match family {
                 2 => EtherType::IPV4,
                 24 | 28 | 30 => EtherType::IPV6,
@@ -214,18 +204,12 @@ pub fn decode_frame(link: LinkType, ts_ns: u64, wire_len: u32, data: &[u8]) -> D
     decode_sliced(&sliced, ts_ns, wire_len, 0)
 }
 
-fn decode_sliced<'a>(
-    s: &LaxSlicedPacket<'a>,
-    ts_ns: u64,
-    wire_len: u32,
-    depth: usize,
-) -> Decoded<'a> {
+fn decode_sliced<'a>(s: &LaxSlicedPacket<'a>, ts_ns: u64, wire_len: u32, depth: usize) -> Decoded<'a> {
     let Some(net) = &s.net else {
         return match s.stop_err {
-            Some((
-                _,
-                etherparse::err::Layer::Ethernet2Header | etherparse::err::Layer::VlanHeader,
-            )) => Decoded::Error(DecodeError::TruncatedLink),
+            Some((_, etherparse::err::Layer::Ethernet2Header | etherparse::err::Layer::VlanHeader)) => {
+                Decoded::Error(DecodeError::TruncatedLink)
+            }
             Some(_) => Decoded::Error(DecodeError::BadIpHeader),
             None => Decoded::Skip(Skip::NonIp),
         };
@@ -233,19 +217,11 @@ fn decode_sliced<'a>(
     let (src, dst, payload) = match net {
         LaxNetSlice::Ipv4(v4) => {
             let h = v4.header();
-            (
-                IpAddr::from(h.source_addr()),
-                IpAddr::from(h.destination_addr()),
-                v4.payload(),
-            )
+            (IpAddr::from(h.source_addr()), IpAddr::from(h.destination_addr()), v4.payload())
         }
         LaxNetSlice::Ipv6(v6) => {
             let h = v6.header();
-            (
-                IpAddr::from(h.source_addr()),
-                IpAddr::from(h.destination_addr()),
-                v6.payload(),
-            )
+            (IpAddr::from(h.source_addr()), IpAddr::from(h.destination_addr()), v6.payload())
         }
         LaxNetSlice::Arp(_) => return Decoded::Skip(Skip::NonIp),
     };
@@ -407,23 +383,15 @@ mod tests {
             Decoded::Tcp(p) => assert!(p.truncated),
             other => panic!("unexpected {other:?}"),
         }
-        assert!(matches!(
-            decode_frame(LinkType::Ethernet, 0, 0, &f[..10]),
-            Decoded::Error(DecodeError::TruncatedLink)
-        ));
+        assert!(matches!(decode_frame(LinkType::Ethernet, 0, 0, &f[..10]), Decoded::Error(DecodeError::TruncatedLink)));
     }
 
     #[test]
     fn udp_and_ipv6_are_classified() {
-        let b = PacketBuilder::ethernet2([1; 6], [2; 6])
-            .ipv6([0x20; 16], [0x21; 16], 64)
-            .udp(5353, 53);
+        let b = PacketBuilder::ethernet2([1; 6], [2; 6]).ipv6([0x20; 16], [0x21; 16], 64).udp(5353, 53);
         let mut f = Vec::new();
         b.write(&mut f, b"q").expect("build");
-        assert!(matches!(
-            decode_frame(LinkType::Ethernet, 0, 0, &f),
-            Decoded::Skip(Skip::Udp)
-        ));
+        assert!(matches!(decode_frame(LinkType::Ethernet, 0, 0, &f), Decoded::Skip(Skip::Udp)));
     }
 
     #[test]
@@ -431,9 +399,8 @@ mod tests {
         let inner = tcp_frame(b"x");
         let mut vx = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
         vx.extend_from_slice(&inner);
-        let b = PacketBuilder::ethernet2([1; 6], [2; 6])
-            .ipv4([198, 18, 0, 9], [198, 18, 0, 10], 64)
-            .udp(50000, VXLAN_PORT);
+        let b =
+            PacketBuilder::ethernet2([1; 6], [2; 6]).ipv4([198, 18, 0, 9], [198, 18, 0, 10], 64).udp(50000, VXLAN_PORT);
         let mut f = Vec::new();
         b.write(&mut f, &vx).expect("build");
         let Decoded::Tcp(p) = decode_frame(LinkType::Ethernet, 0, 0, &f) else {

@@ -13,8 +13,7 @@
 //! travel as encrypted application data), are scanned for length only.
 
 use tls_parser::{
-    TlsClientKeyExchangeContents, TlsExtension, TlsMessage, TlsMessageHandshake,
-    parse_tls_message_handshake,
+    TlsClientKeyExchangeContents, TlsExtension, TlsMessage, TlsMessageHandshake, parse_tls_message_handshake,
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -34,8 +33,8 @@ pub const MAX_CERTS: usize = 8;
 
 /// The TLS 1.3 HelloRetryRequest random value (RFC 8446 4.1.3).
 const HRR_RANDOM: [u8; 32] = [
-    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
-    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91, 0xc2, 0xa2, 0x11,
+    0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
 ];
 
 /// True for the GREASE values of RFC 8701 (0x0a0a, 0x1a1a, ..., 0xfafa).
@@ -137,8 +136,8 @@ pub struct LeafCert {
 pub struct TlsInfo {
     /// ClientHellos in order (at most [`MAX_CLIENT_HELLOS`]).
     pub client_hellos: Vec<ClientHello>,
-    /// The last ServerHello (after a HelloRetryRequest, the real one).
-    pub server_hello: Option<ServerHello>,
+    /// ServerHellos in order (at most [`MAX_CLIENT_HELLOS`]; a HelloRetryRequest first).
+    pub server_hellos: Vec<ServerHello>,
     /// A HelloRetryRequest was seen.
     pub hello_retry: bool,
     /// Number of certificates in the server's Certificate message.
@@ -166,6 +165,17 @@ impl TlsInfo {
     /// The first ClientHello, which the fingerprints describe.
     pub fn client_hello(&self) -> Option<&ClientHello> {
         self.client_hellos.first()
+    }
+
+    /// The last ServerHello: after a HelloRetryRequest, the one that was negotiated.
+    pub fn server_hello(&self) -> Option<&ServerHello> {
+        self.server_hellos.last()
+    }
+
+    fn push_server_hello(&mut self, s: ServerHello) {
+        if self.server_hellos.len() < MAX_CLIENT_HELLOS {
+            self.server_hellos.push(s);
+        }
     }
 }
 
@@ -238,13 +248,7 @@ impl TlsStream {
 
     /// Consumes in-order stream bytes, reporting each record header to `on_record` and
     /// parsing handshake messages into `info`.
-    pub fn feed(
-        &mut self,
-        side: Side,
-        mut data: &[u8],
-        info: &mut TlsInfo,
-        on_record: &mut dyn FnMut(RecordMeta),
-    ) {
+    pub fn feed(&mut self, side: Side, mut data: &[u8], info: &mut TlsInfo, on_record: &mut dyn FnMut(RecordMeta)) {
         while !data.is_empty() && !self.desync {
             if self.remaining == 0 {
                 let take = (5 - self.hdr_len).min(data.len());
@@ -261,17 +265,14 @@ impl TlsStream {
                     self.desync = true;
                     return;
                 }
-                on_record(RecordMeta {
-                    content_type: ct,
-                    len: len as u16,
-                });
+                on_record(RecordMeta { content_type: ct, len: len as u16 });
                 if ct == CONTENT_ALERT {
                     info.alerts += 1;
                 }
                 self.content_type = ct;
                 self.remaining = len;
                 if len == 0 {
-                    self.record_done();
+                    self.record_done(info);
                 }
                 continue;
             }
@@ -283,13 +284,23 @@ impl TlsStream {
                 self.handshake_bytes(side, body, info);
             }
             if self.remaining == 0 {
-                self.record_done();
+                self.record_done(info);
             }
         }
     }
 
-    fn record_done(&mut self) {
-        if self.content_type == CONTENT_CHANGE_CIPHER_SPEC {
+    fn record_done(&mut self, info: &TlsInfo) {
+        // Before TLS 1.3, handshake records after ChangeCipherSpec are encrypted. In
+        // TLS 1.3 the CCS is a middlebox-compatibility no-op (RFC 8446 D.4): a second
+        // ClientHello after a HelloRetryRequest follows it in plaintext, and encrypted
+        // handshake messages travel in application-data records anyway.
+        // Without a ServerHello in the capture, trust the client's offer.
+        let tls13 = info.hello_retry
+            || match info.server_hello() {
+                Some(s) => s.negotiated_version() >= 0x0304,
+                None => info.client_hello().is_some_and(|c| c.supported_versions.iter().any(|v| *v >= 0x0304)),
+            };
+        if self.content_type == CONTENT_CHANGE_CIPHER_SPEC && !tls13 {
             self.encrypted = true;
         }
     }
@@ -307,8 +318,7 @@ impl TlsStream {
         let mut pos = 0;
         while self.hs.len() - pos >= 4 {
             let m = &self.hs[pos..];
-            let msg_len =
-                4 + ((usize::from(m[1]) << 16) | (usize::from(m[2]) << 8) | usize::from(m[3]));
+            let msg_len = 4 + ((usize::from(m[1]) << 16) | (usize::from(m[2]) << 8) | usize::from(m[3]));
             if m.len() < msg_len {
                 if msg_len > self.hs_cap {
                     // Too large to buffer: keep what it tells, drop the rest.
@@ -335,6 +345,10 @@ impl TlsStream {
 fn parse_handshake_message(side: Side, msg: &[u8], info: &mut TlsInfo) {
     // tls-parser parses a TLS 1.3 Certificate message (with a request context) as TLS 1.2
     // and fails; certificates are encrypted in TLS 1.3 anyway, so that path is rare.
+    if side == Side::Server && msg.len() >= 40 && msg[0] == 2 && msg[4] == 0x7f {
+        parse_draft_server_hello(&msg[4..], info);
+        return;
+    }
     let parsed = parse_tls_message_handshake(msg);
     let Ok((_, TlsMessage::Handshake(hs))) = parsed else {
         info.parse_errors += 1;
@@ -366,20 +380,16 @@ fn parse_handshake_message(side: Side, msg: &[u8], info: &mut TlsInfo) {
             if s.negotiated_version() >= 0x0304 && !s.hello_retry {
                 info.certs_encrypted = true;
             }
-            info.server_hello = Some(s);
+            info.push_server_hello(s);
         }
         (Side::Server, TlsMessageHandshake::ServerHelloV13Draft18(sh)) => {
-            let mut s = ServerHello {
-                version: sh.version.0,
-                cipher: sh.cipher.0,
-                ..ServerHello::default()
-            };
+            let mut s = ServerHello { version: sh.version.0, cipher: sh.cipher.0, ..ServerHello::default() };
             s.selected_version = Some(sh.version.0);
             if let Some(ext) = sh.ext {
                 server_extensions(ext, &mut s);
             }
             info.certs_encrypted = true;
-            info.server_hello = Some(s);
+            info.push_server_hello(s);
         }
         (Side::Server, TlsMessageHandshake::HelloRetryRequest(hrr)) => {
             info.hello_retry = true;
@@ -392,7 +402,7 @@ fn parse_handshake_message(side: Side, msg: &[u8], info: &mut TlsInfo) {
             if let Some(ext) = hrr.ext {
                 server_extensions(ext, &mut s);
             }
-            info.server_hello = Some(s);
+            info.push_server_hello(s);
         }
         (Side::Server, TlsMessageHandshake::Certificate(c)) => {
             if info.cert_chain_len == 0 {
@@ -407,15 +417,35 @@ fn parse_handshake_message(side: Side, msg: &[u8], info: &mut TlsInfo) {
         }
         (Side::Client, TlsMessageHandshake::ClientKeyExchange(cke)) => {
             let len = match cke {
-                TlsClientKeyExchangeContents::Dh(b) | TlsClientKeyExchangeContents::Unknown(b) => {
-                    b.len()
-                }
+                TlsClientKeyExchangeContents::Dh(b) | TlsClientKeyExchangeContents::Unknown(b) => b.len(),
                 TlsClientKeyExchangeContents::Ecdh(p) => p.point.len(),
             };
             info.client_key_len = Some(len as u32);
         }
         _ => {}
     }
+}
+
+/// A ServerHello of a TLS 1.3 draft (version 0x7fXX): version, random, cipher suite and
+/// extensions, without session id or compression (draft-ietf-tls-tls13-16 4.1.3), which
+/// tls-parser only knows for draft 18.
+fn parse_draft_server_hello(body: &[u8], info: &mut TlsInfo) {
+    let (Some(v), Some(c)) = (body.get(..2), body.get(34..36)) else {
+        info.parse_errors += 1;
+        return;
+    };
+    let version = u16::from_be_bytes([v[0], v[1]]);
+    let mut s = ServerHello {
+        version,
+        selected_version: Some(version),
+        cipher: u16::from_be_bytes([c[0], c[1]]),
+        ..ServerHello::default()
+    };
+    if let Some(ext) = body.get(38..) {
+        server_extensions(ext, &mut s);
+    }
+    info.certs_encrypted = true;
+    info.push_server_hello(s);
 }
 
 /// Reads the certificates that are complete in a Certificate message body that was cut.
@@ -455,25 +485,14 @@ fn leaf_certificate(der: &[u8], info: &mut TlsInfo) {
             _ => ("other", spki.subject_public_key.data.len() * 8),
         },
     };
-    let sig_alg = x509_parser::objects::oid2sn(
-        &cert.signature_algorithm.algorithm,
-        x509_parser::objects::oid_registry(),
-    )
-    .map_or_else(
-        |_| cert.signature_algorithm.algorithm.to_id_string(),
-        str::to_owned,
-    );
+    let sig_alg =
+        x509_parser::objects::oid2sn(&cert.signature_algorithm.algorithm, x509_parser::objects::oid_registry())
+            .map_or_else(|_| cert.signature_algorithm.algorithm.to_id_string(), str::to_owned);
     let cn = |name: &x509_parser::x509::X509Name<'_>| {
-        name.iter_common_name()
-            .next()
-            .and_then(|a| a.as_str().ok())
-            .map(str::to_owned)
+        name.iter_common_name().next().and_then(|a| a.as_str().ok()).map(str::to_owned)
     };
-    let san_count = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map_or(0, |san| san.value.general_names.len() as u32);
+    let san_count =
+        cert.subject_alternative_name().ok().flatten().map_or(0, |san| san.value.general_names.len() as u32);
     info.leaf = Some(LeafCert {
         key_alg,
         key_bits: key_bits as u32,
@@ -522,10 +541,7 @@ fn client_hello(ch: &tls_parser::TlsClientHelloContents<'_>) -> ClientHello {
     };
     let Some(ext) = ch.ext else { return c };
     walk_extensions(ext, |typ, data| {
-        c.extensions.push(ExtensionMeta {
-            typ,
-            len: data.len() as u16,
-        });
+        c.extensions.push(ExtensionMeta { typ, len: data.len() as u16 });
         client_extension(typ, data, &mut c);
     });
     c
@@ -566,18 +582,13 @@ fn client_extension(typ: u16, data: &[u8], c: &mut ClientHello) {
             };
             match ext {
                 TlsExtension::SNI(names) => {
-                    c.sni = names
-                        .iter()
-                        .find(|(t, _)| t.0 == 0)
-                        .map(|(_, n)| String::from_utf8_lossy(n).into_owned());
+                    c.sni = names.iter().find(|(t, _)| t.0 == 0).map(|(_, n)| String::from_utf8_lossy(n).into_owned());
                 }
                 TlsExtension::EllipticCurves(g) => c.groups = g.iter().map(|g| g.0).collect(),
                 TlsExtension::EcPointFormats(p) => c.point_formats = p.to_vec(),
                 TlsExtension::SignatureAlgorithms(s) => c.sig_algs = s,
                 TlsExtension::ALPN(list) => c.alpn = list.iter().map(|p| p.to_vec()).collect(),
-                TlsExtension::SupportedVersions(v) => {
-                    c.supported_versions = v.iter().map(|v| v.0).collect()
-                }
+                TlsExtension::SupportedVersions(v) => c.supported_versions = v.iter().map(|v| v.0).collect(),
                 _ => {}
             }
         }),
@@ -587,14 +598,9 @@ fn client_extension(typ: u16, data: &[u8], c: &mut ClientHello) {
 
 fn server_extensions(ext: &[u8], s: &mut ServerHello) {
     walk_extensions(ext, |typ, data| {
-        s.extensions.push(ExtensionMeta {
-            typ,
-            len: data.len() as u16,
-        });
+        s.extensions.push(ExtensionMeta { typ, len: data.len() as u16 });
         match typ {
-            43 if data.len() == 2 => {
-                s.selected_version = Some(u16::from_be_bytes([data[0], data[1]]))
-            }
+            43 if data.len() == 2 => s.selected_version = Some(u16::from_be_bytes([data[0], data[1]])),
             16 => {
                 // ALPN list with exactly one name (RFC 7301 3.1).
                 if data.len() >= 3 {
@@ -631,17 +637,16 @@ mod tests {
     /// A minimal TLS 1.2 ClientHello record: 2 ciphers, SNI "a.b", ALPN "h2".
     #[rustfmt::skip]
     pub(crate) static CLIENT_HELLO: &[u8] = &[
-        0x16, 0x03, 0x01, 0x00, 0x3f,             // record: handshake, 63 bytes
-        0x01, 0x00, 0x00, 0x3b,                   // ClientHello, 59 bytes
+        0x16, 0x03, 0x01, 0x00, 0x41,             // record: handshake, 65 bytes
+        0x01, 0x00, 0x00, 0x3d,                   // ClientHello, 61 bytes
         0x03, 0x03,                               // legacy_version TLS 1.2
         0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0, // random
         0x00,                                     // session id length
         0x00, 0x04, 0x13, 0x01, 0xc0, 0x2f,       // 2 cipher suites
         0x01, 0x00,                               // compression: null
-        0x00, 0x12,                               // extensions: 18 bytes
+        0x00, 0x10,                               // extensions: 16 bytes
         0x00, 0x00, 0x00, 0x08, 0x00, 0x06, 0x00, 0x00, 0x03, b'a', b'.', b'b', // SNI
         0x00, 0x10, 0x00, 0x00,                   // ALPN with an empty body (malformed on purpose)
-        0x00, 0x00,
     ];
 
     #[test]
@@ -659,22 +664,14 @@ mod tests {
         let mut s = TlsStream::new(16384);
         // Feed one byte at a time: records and messages must still parse.
         for b in CLIENT_HELLO {
-            s.feed(Side::Client, std::slice::from_ref(b), &mut info, &mut |r| {
-                recs.push(r)
-            });
+            s.feed(Side::Client, std::slice::from_ref(b), &mut info, &mut |r| recs.push(r));
         }
-        assert_eq!(
-            recs,
-            vec![RecordMeta {
-                content_type: 22,
-                len: 63
-            }]
-        );
+        assert_eq!(recs, vec![RecordMeta { content_type: 22, len: 65 }]);
         let ch = info.client_hello().expect("client hello");
         assert_eq!(ch.version, 0x0303);
         assert_eq!(ch.ciphers, vec![0x1301, 0xc02f]);
         assert_eq!(ch.sni.as_deref(), Some("a.b"));
-        assert_eq!(ch.extensions.len(), 3);
+        assert_eq!(ch.extensions, vec![ExtensionMeta { typ: 0, len: 8 }, ExtensionMeta { typ: 16, len: 0 }]);
         assert!(!s.desynced());
     }
 

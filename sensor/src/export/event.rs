@@ -23,8 +23,7 @@ pub fn rfc3339(ts_ns: u64) -> String {
 
 /// Community ID v1 (seed 0) of a TCP flow, `1:` + base64 SHA-1.
 pub fn community_id(src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> String {
-    community_id::calculate_community_id(0, src, dst, Some(sport), Some(dport), 6, false)
-        .unwrap_or_default()
+    community_id::calculate_community_id(0, src, dst, Some(sport), Some(dport), 6, false).unwrap_or_default()
 }
 
 #[derive(Serialize)]
@@ -140,7 +139,7 @@ fn sign(d: Dir) -> i8 {
 
 fn tls_event(t: &TlsInfo) -> TlsEvent<'_> {
     let ch = t.client_hello();
-    let sh = t.server_hello.as_ref();
+    let sh = t.server_hello();
     let fp_ja3 = ch.map(ja3);
     let fp_ja3s = sh.map(ja3s);
     let fp_ja4 = ch.map(|c| ja4(c, Transport::Tcp));
@@ -156,30 +155,15 @@ fn tls_event(t: &TlsInfo) -> TlsEvent<'_> {
         ja4: fp_ja4.as_ref().map(|f| f.hash.clone()),
         ja4_r: fp_ja4.map(|f| f.raw),
         cipher_suites: ch.map(|c| c.ciphers.clone()).unwrap_or_default(),
-        extensions: ch
-            .map(|c| c.extensions.iter().map(|e| e.typ).collect())
-            .unwrap_or_default(),
-        extension_lengths: ch
-            .map(|c| c.extensions.iter().map(|e| e.len).collect())
-            .unwrap_or_default(),
+        extensions: ch.map(|c| c.extensions.iter().map(|e| e.typ).collect()).unwrap_or_default(),
+        extension_lengths: ch.map(|c| c.extensions.iter().map(|e| e.len).collect()).unwrap_or_default(),
         supported_groups: ch.map(|c| c.groups.clone()).unwrap_or_default(),
         signature_algorithms: ch.map(|c| c.sig_algs.clone()).unwrap_or_default(),
         supported_versions: ch.map(|c| c.supported_versions.clone()).unwrap_or_default(),
-        alpn: ch
-            .map(|c| {
-                c.alpn
-                    .iter()
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect()
-            })
-            .unwrap_or_default(),
+        alpn: ch.map(|c| c.alpn.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect()).unwrap_or_default(),
         server_cipher: sh.map(|s| s.cipher),
-        server_extensions: sh
-            .map(|s| s.extensions.iter().map(|e| e.typ).collect())
-            .unwrap_or_default(),
-        server_alpn: sh
-            .and_then(|s| s.alpn.as_ref())
-            .map(|a| String::from_utf8_lossy(a).into_owned()),
+        server_extensions: sh.map(|s| s.extensions.iter().map(|e| e.typ).collect()).unwrap_or_default(),
+        server_alpn: sh.and_then(|s| s.alpn.as_ref()).map(|a| String::from_utf8_lossy(a).into_owned()),
         hello_retry: t.hello_retry,
         client_key_length: t.client_key_len,
         cert_chain_len: t.cert_chain_len,
@@ -252,11 +236,7 @@ pub fn write_event(rec: &FlowRecord, community_id: &str, verdict: &Verdict, out:
         http: f.http.as_deref().map(|h| HttpEvent {
             method: &h.method,
             uri: &h.uri,
-            version: if h.version_minor == 0 {
-                "HTTP/1.0"
-            } else {
-                "HTTP/1.1"
-            },
+            version: if h.version_minor == 0 { "HTTP/1.0" } else { "HTTP/1.1" },
             host: h.host.as_deref(),
             user_agent: h.user_agent.as_deref(),
             content_type: h.content_type.as_deref(),
@@ -298,9 +278,6 @@ mod tests {
 
     #[test]
     fn rfc3339_has_microseconds() {
-        assert_eq!(
-            rfc3339(1_700_000_000_123_456_789),
-            "2023-11-14T22:13:20.123456Z"
-        );
+        assert_eq!(rfc3339(1_700_000_000_123_456_789), "2023-11-14T22:13:20.123456Z");
     }
 }

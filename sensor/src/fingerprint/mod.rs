@@ -47,18 +47,9 @@ fn join_dec<T: Copy + Into<u32>>(out: &mut String, values: impl Iterator<Item = 
 pub fn ja3(ch: &ClientHello) -> Fingerprint {
     let mut s = String::with_capacity(256);
     let _ = write!(s, "{},", ch.version);
-    join_dec(
-        &mut s,
-        ch.ciphers.iter().copied().filter(|c| !is_grease(*c)),
-    );
+    join_dec(&mut s, ch.ciphers.iter().copied().filter(|c| !is_grease(*c)));
     s.push(',');
-    join_dec(
-        &mut s,
-        ch.extensions
-            .iter()
-            .map(|e| e.typ)
-            .filter(|t| !is_grease(*t)),
-    );
+    join_dec(&mut s, ch.extensions.iter().map(|e| e.typ).filter(|t| !is_grease(*t)));
     s.push(',');
     join_dec(&mut s, ch.groups.iter().copied().filter(|g| !is_grease(*g)));
     s.push(',');
@@ -71,13 +62,7 @@ pub fn ja3(ch: &ClientHello) -> Fingerprint {
 pub fn ja3s(sh: &ServerHello) -> Fingerprint {
     let mut s = String::with_capacity(64);
     let _ = write!(s, "{},{},", sh.version, sh.cipher);
-    join_dec(
-        &mut s,
-        sh.extensions
-            .iter()
-            .map(|e| e.typ)
-            .filter(|t| !is_grease(*t)),
-    );
+    join_dec(&mut s, sh.extensions.iter().map(|e| e.typ).filter(|t| !is_grease(*t)));
     let hash = hex(&Md5::digest(s.as_bytes()));
     Fingerprint { raw: s, hash }
 }
@@ -97,19 +82,17 @@ fn ja4_version(v: u16) -> &'static str {
     }
 }
 
-/// The two ALPN characters of JA4_a.
+/// The two ALPN characters of JA4_a: the first and last characters of the first ALPN
+/// value, each non-ASCII character replaced by `9`, or `00` without ALPN. This is what
+/// FoxIO's reference implementations print (the `tls-non-ascii-alpn` vector expects
+/// `99` for the bytes `ba ad`), rather than the later hex rule of the prose spec.
 fn ja4_alpn(alpn: Option<&[u8]>) -> [char; 2] {
-    let Some(v) = alpn.filter(|v| !v.is_empty()) else {
-        return ['0', '0'];
-    };
-    let (first, last) = (v[0], v[v.len() - 1]);
-    if first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric() {
-        [char::from(first), char::from(last)]
-    } else {
-        let h = hex(v);
-        let b = h.as_bytes();
-        [char::from(b[0]), char::from(b[b.len() - 1])]
-    }
+    let Some(v) = alpn.filter(|v| !v.is_empty()) else { return ['0', '0'] };
+    let text = String::from_utf8_lossy(v);
+    let ascii_or_9 = |c: char| if c.is_ascii() { c } else { '9' };
+    let first = text.chars().next().map_or('0', ascii_or_9);
+    let last = text.chars().next_back().map_or('0', ascii_or_9);
+    [first, last]
 }
 
 fn sha256_12(s: &str) -> String {
@@ -132,25 +115,9 @@ fn join_hex(values: &[u16]) -> String {
 /// ALPN; b the truncated SHA-256 of the sorted ciphers; c that of the sorted extensions
 /// (without SNI and ALPN) and the signature algorithms in order.
 pub fn ja4(ch: &ClientHello, transport: Transport) -> Fingerprint {
-    let ciphers: Vec<u16> = ch
-        .ciphers
-        .iter()
-        .copied()
-        .filter(|c| !is_grease(*c))
-        .collect();
-    let exts: Vec<u16> = ch
-        .extensions
-        .iter()
-        .map(|e| e.typ)
-        .filter(|t| !is_grease(*t))
-        .collect();
-    let version = ch
-        .supported_versions
-        .iter()
-        .copied()
-        .filter(|v| !is_grease(*v))
-        .max()
-        .unwrap_or(ch.version);
+    let ciphers: Vec<u16> = ch.ciphers.iter().copied().filter(|c| !is_grease(*c)).collect();
+    let exts: Vec<u16> = ch.extensions.iter().map(|e| e.typ).filter(|t| !is_grease(*t)).collect();
+    let version = ch.supported_versions.iter().copied().filter(|v| !is_grease(*v)).max().unwrap_or(ch.version);
     let sni = if exts.contains(&0) { 'd' } else { 'i' };
     let alpn = ja4_alpn(ch.alpn.first().map(Vec::as_slice));
     let t = match transport {
@@ -173,32 +140,16 @@ pub fn ja4(ch: &ClientHello, transport: Transport) -> Fingerprint {
 
     let mut sorted_exts: Vec<u16> = exts.into_iter().filter(|t| *t != 0 && *t != 16).collect();
     sorted_exts.sort_unstable();
-    let sig_algs: Vec<u16> = ch
-        .sig_algs
-        .iter()
-        .copied()
-        .filter(|s| !is_grease(*s))
-        .collect();
+    let sig_algs: Vec<u16> = ch.sig_algs.iter().copied().filter(|s| !is_grease(*s)).collect();
     let mut c_raw = join_hex(&sorted_exts);
     if !sig_algs.is_empty() {
         c_raw.push('_');
         c_raw.push_str(&join_hex(&sig_algs));
     }
 
-    let b = if sorted_ciphers.is_empty() {
-        "000000000000".to_owned()
-    } else {
-        sha256_12(&b_raw)
-    };
-    let c = if sorted_exts.is_empty() {
-        "000000000000".to_owned()
-    } else {
-        sha256_12(&c_raw)
-    };
-    Fingerprint {
-        raw: format!("{a}_{b_raw}_{c_raw}"),
-        hash: format!("{a}_{b}_{c}"),
-    }
+    let b = if sorted_ciphers.is_empty() { "000000000000".to_owned() } else { sha256_12(&b_raw) };
+    let c = if sorted_exts.is_empty() { "000000000000".to_owned() } else { sha256_12(&c_raw) };
+    Fingerprint { raw: format!("{a}_{b_raw}_{c_raw}"), hash: format!("{a}_{b}_{c}") }
 }
 
 #[cfg(test)]
@@ -226,10 +177,7 @@ mod tests {
     #[test]
     fn ja3_excludes_grease() {
         let f = ja3(&hello());
-        assert_eq!(
-            f.raw,
-            "771,4865-4866-49195,0-23-65281-10-11-16-13-43-51,29-23,0"
-        );
+        assert_eq!(f.raw, "771,4865-4866-49195,0-23-65281-10-11-16-13-43-51,29-23,0");
         assert_eq!(f.hash.len(), 32);
     }
 
@@ -237,17 +185,14 @@ mod tests {
     fn ja4_shape() {
         let f = ja4(&hello(), Transport::Tcp);
         assert!(f.hash.starts_with("t13d0309h2_"), "{}", f.hash);
-        assert_eq!(
-            f.raw,
-            "t13d0309h2_1301,1302,c02b_000a,000b,000d,0017,002b,0033,ff01_0403,0804"
-        );
+        assert_eq!(f.raw, "t13d0309h2_1301,1302,c02b_000a,000b,000d,0017,002b,0033,ff01_0403,0804");
     }
 
     #[test]
     fn ja4_alpn_rules() {
         assert_eq!(ja4_alpn(None), ['0', '0']);
         assert_eq!(ja4_alpn(Some(b"http/1.1")), ['h', '1']);
-        assert_eq!(ja4_alpn(Some(&[0xab, 0xcd])), ['a', 'd']);
+        assert_eq!(ja4_alpn(Some(&[0xba, 0xad])), ['9', '9']);
         assert_eq!(ja4_alpn(Some(b"h")), ['h', 'h']);
     }
 }

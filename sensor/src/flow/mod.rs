@@ -117,11 +117,7 @@ impl FlowKey {
     pub fn of(src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> Self {
         let a = (ip16(src), sport);
         let b = (ip16(dst), dport);
-        if a <= b {
-            Self { lo: a, hi: b }
-        } else {
-            Self { lo: b, hi: a }
-        }
+        if a <= b { Self { lo: a, hi: b } } else { Self { lo: b, hi: a } }
     }
 
     /// A hash that is the same for both directions and stable across runs, used to
@@ -319,11 +315,7 @@ impl Flow {
     }
 
     fn dir_of(&self, pkt: &Packet<'_>) -> Dir {
-        if pkt.src == self.client_ip && pkt.sport == self.client_port {
-            Dir::ToServer
-        } else {
-            Dir::ToClient
-        }
+        if pkt.src == self.client_ip && pkt.sport == self.client_port { Dir::ToServer } else { Dir::ToClient }
     }
 
     /// Total packets both ways.
@@ -333,12 +325,7 @@ impl Flow {
 
     /// `tls`, `http` or `other`.
     pub fn app_name(&self) -> &'static str {
-        if self.saw_tls
-            || self
-                .tls
-                .as_ref()
-                .is_some_and(|t| !t.client_hellos.is_empty())
-        {
+        if self.saw_tls || self.tls.as_ref().is_some_and(|t| !t.client_hellos.is_empty()) {
             "tls"
         } else if self.saw_http || self.http.is_some() {
             "http"
@@ -463,11 +450,7 @@ impl FlowTable {
     fn expire(&mut self, stats: &mut Stats, out: &mut Vec<FlowRecord>) {
         while let Some((_, f)) = self.flows.peek_lru() {
             let idle = self.now.saturating_sub(f.last_ts);
-            let limit = if f.closed {
-                self.linger_ns
-            } else {
-                self.idle_ns
-            };
+            let limit = if f.closed { self.linger_ns } else { self.idle_ns };
             if idle <= limit {
                 break;
             }
@@ -499,13 +482,7 @@ fn finish(f: Flow, reason: EndReason, stats: &mut Stats, out: &mut Vec<FlowRecor
     }
 }
 
-fn update(
-    flow: &mut Flow,
-    pkt: &Packet<'_>,
-    cfg: &FlowConfig,
-    stats: &mut Stats,
-    out: &mut Vec<FlowRecord>,
-) {
+fn update(flow: &mut Flow, pkt: &Packet<'_>, cfg: &FlowConfig, stats: &mut Stats, out: &mut Vec<FlowRecord>) {
     let dir = flow.dir_of(pkt);
     let d = dir as usize;
     flow.last_ts = flow.last_ts.max(pkt.ts_ns);
@@ -573,10 +550,7 @@ fn parse_payload(flow: &mut Flow, pkt: &Packet<'_>, dir: Dir, cfg: &FlowConfig, 
     let d = dir as usize;
     let app = flow.app.get_or_insert_with(|| {
         Box::new(AppState {
-            reasm: [
-                Reassembler::new(cfg.reassembly_bytes),
-                Reassembler::new(cfg.reassembly_bytes),
-            ],
+            reasm: [Reassembler::new(cfg.reassembly_bytes), Reassembler::new(cfg.reassembly_bytes)],
             mode: [Mode::Start; 2],
             tls: [None, None],
             http: None,
@@ -592,13 +566,7 @@ fn parse_payload(flow: &mut Flow, pkt: &Packet<'_>, dir: Dir, cfg: &FlowConfig, 
     let ts = pkt.ts_ns;
     let first_ts = flow.first_ts;
     let head_cap = cfg.head_packets;
-    let AppState {
-        reasm,
-        mode,
-        tls,
-        http,
-        probes,
-    } = &mut **app;
+    let AppState { reasm, mode, tls, http, probes } = &mut **app;
     let tls_info = &mut flow.tls;
     let http_req = &mut flow.http;
     let records = &mut flow.records;
@@ -607,11 +575,14 @@ fn parse_payload(flow: &mut Flow, pkt: &Packet<'_>, dir: Dir, cfg: &FlowConfig, 
     let side = dir.side();
     let mut http_oversized = false;
     let mut on_chunk = |chunk: &[u8]| {
+        // The server answers a ClientHello in TLS, whatever its first record is (an
+        // alert may come before the ServerHello).
+        let peer_is_tls = side == Side::Server && mode[0] == Mode::Tls;
         let m = &mut mode[d];
         if matches!(*m, Mode::Start | Mode::Text | Mode::Http) && probes[d] < TLS_PROBE_CHUNKS {
             probes[d] += 1;
             let msg_type = if side == Side::Client { 1 } else { 2 };
-            if looks_like_handshake(chunk, msg_type) {
+            if looks_like_handshake(chunk, msg_type) || (peer_is_tls && *m == Mode::Start) {
                 *m = Mode::Tls;
                 tls[d] = Some(TlsStream::new(cfg.handshake_bytes));
                 if side == Side::Client {
@@ -634,16 +605,10 @@ fn parse_payload(flow: &mut Flow, pkt: &Packet<'_>, dir: Dir, cfg: &FlowConfig, 
                     return;
                 };
                 let info = tls_info.get_or_insert_with(Box::default);
-                let offset_us =
-                    (ts.saturating_sub(first_ts) / 1000).min(u64::from(u32::MAX)) as u32;
+                let offset_us = (ts.saturating_sub(first_ts) / 1000).min(u64::from(u32::MAX)) as u32;
                 stream.feed(side, chunk, info, &mut |r: RecordMeta| {
                     if records.len() < head_cap {
-                        records.push(RecordInfo {
-                            offset_us,
-                            len: r.len,
-                            dir,
-                            content_type: r.content_type,
-                        });
+                        records.push(RecordInfo { offset_us, len: r.len, dir, content_type: r.content_type });
                     }
                 });
                 if stream.desynced() {
@@ -684,20 +649,10 @@ mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
-    fn pkt(
-        ts: u64,
-        from_client: bool,
-        flags: u8,
-        seq: u32,
-        payload: &'static [u8],
-    ) -> Packet<'static> {
+    fn pkt(ts: u64, from_client: bool, flags: u8, seq: u32, payload: &'static [u8]) -> Packet<'static> {
         let c = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
         let s = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
-        let (src, sport, dst, dport) = if from_client {
-            (c, 40000, s, 443)
-        } else {
-            (s, 443, c, 40000)
-        };
+        let (src, sport, dst, dport) = if from_client { (c, 40000, s, 443) } else { (s, 443, c, 40000) };
         Packet {
             ts_ns: ts,
             src,
@@ -720,27 +675,11 @@ mod tests {
         let mut st = Stats::default();
         let mut out = Vec::new();
         t.process(&pkt(1_000, true, TcpFlags::SYN, 10, b""), &mut st, &mut out);
-        t.process(
-            &pkt(2_000, false, TcpFlags::SYN | TcpFlags::ACK, 50, b""),
-            &mut st,
-            &mut out,
-        );
-        t.process(
-            &pkt(3_000, true, TcpFlags::ACK, 11, b"GET / HTTP/1.0\r\n\r\n"),
-            &mut st,
-            &mut out,
-        );
-        t.process(
-            &pkt(4_000, true, TcpFlags::FIN | TcpFlags::ACK, 29, b""),
-            &mut st,
-            &mut out,
-        );
+        t.process(&pkt(2_000, false, TcpFlags::SYN | TcpFlags::ACK, 50, b""), &mut st, &mut out);
+        t.process(&pkt(3_000, true, TcpFlags::ACK, 11, b"GET / HTTP/1.0\r\n\r\n"), &mut st, &mut out);
+        t.process(&pkt(4_000, true, TcpFlags::FIN | TcpFlags::ACK, 29, b""), &mut st, &mut out);
         assert!(out.is_empty());
-        t.process(
-            &pkt(5_000, false, TcpFlags::FIN | TcpFlags::ACK, 51, b""),
-            &mut st,
-            &mut out,
-        );
+        t.process(&pkt(5_000, false, TcpFlags::FIN | TcpFlags::ACK, 51, b""), &mut st, &mut out);
         assert_eq!(out.len(), 1);
         let r = &out[0];
         assert_eq!(r.reason, EndReason::Fin);
@@ -776,10 +715,7 @@ mod tests {
 
     #[test]
     fn idle_timeout_and_head_complete() {
-        let cfg = FlowConfig {
-            head_packets: 3,
-            ..FlowConfig::default()
-        };
+        let cfg = FlowConfig { head_packets: 3, ..FlowConfig::default() };
         let mut t = FlowTable::new(&cfg, 16);
         let mut st = Stats::default();
         let mut out = Vec::new();
@@ -790,11 +726,7 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].reason, EndReason::IdleTimeout);
         for i in 0..3 {
-            t.process(
-                &pkt(120_000_000_001 + i, true, TcpFlags::ACK, 2, b""),
-                &mut st,
-                &mut out,
-            );
+            t.process(&pkt(120_000_000_001 + i, true, TcpFlags::ACK, 2, b""), &mut st, &mut out);
         }
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].reason, EndReason::HeadComplete);

@@ -43,10 +43,7 @@ fn seq_diff(a: u32, b: u32) -> i64 {
 impl Reassembler {
     /// A reassembler that buffers at most `budget` out-of-order bytes.
     pub fn new(budget: usize) -> Self {
-        Self {
-            budget,
-            ..Self::default()
-        }
+        Self { budget, ..Self::default() }
     }
 
     /// Records the initial sequence number from a SYN (data starts at ISN + 1).
@@ -97,9 +94,7 @@ impl Reassembler {
         }
         let next = self.next.unwrap_or(seq);
         let key = seq_diff(seq, next);
-        let at = self
-            .pending
-            .partition_point(|(s, _)| seq_diff(*s, next) <= key);
+        let at = self.pending.partition_point(|(s, _)| seq_diff(*s, next) <= key);
         self.pending.insert(at, (seq, data.to_vec()));
         self.pending_bytes += data.len();
         SegmentOutcome::Buffered
@@ -139,16 +134,8 @@ mod tests {
     fn out_of_order_overlap_and_retransmission() {
         let mut r = Reassembler::new(1024);
         r.syn(99);
-        let (out, oc) = run(
-            &mut r,
-            &[
-                (106, b"world"),
-                (100, b"hello "),
-                (100, b"hello "),
-                (103, b"lo wor"),
-                (111, b"!"),
-            ],
-        );
+        let (out, oc) =
+            run(&mut r, &[(106, b"world"), (100, b"hello "), (100, b"hello "), (103, b"lo wor"), (111, b"!")]);
         assert_eq!(out, b"hello world!");
         assert_eq!(
             oc,

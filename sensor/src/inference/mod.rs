@@ -48,10 +48,6 @@ pub struct Verdict {
 impl Verdict {
     /// The verdict when no model is loaded.
     pub fn unknown() -> Self {
-        Self {
-            class: Class::Unknown,
-            score: None,
-            model: None,
-        }
+        Self { class: Class::Unknown, score: None, model: None }
     }
 }

@@ -154,10 +154,7 @@ struct FrameBatch {
 
 impl FrameBatch {
     fn new() -> Self {
-        Self {
-            data: Vec::with_capacity(BATCH_FRAMES * 256),
-            frames: Vec::with_capacity(BATCH_FRAMES),
-        }
+        Self { data: Vec::with_capacity(BATCH_FRAMES * 256), frames: Vec::with_capacity(BATCH_FRAMES) }
     }
 
     fn clear(&mut self) {
@@ -189,27 +186,16 @@ pub fn replay(
 ) -> Result<Summary, PipelineError> {
     let start = Instant::now();
     let workers = cfg.worker_count().max(1);
-    let outputs = Outputs {
-        events: sinks.events.is_some(),
-        features: sinks.features.is_some(),
-    };
-    let total: u64 = files
-        .iter()
-        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
-        .sum();
+    let outputs = Outputs { events: sinks.events.is_some(), features: sinks.features.is_some() };
+    let total: u64 = files.iter().map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum();
     let capacity = cfg.flow.max_flows.div_ceil(workers);
-    let mut summary = Summary {
-        workers,
-        ..Summary::default()
-    };
+    let mut summary = Summary { workers, ..Summary::default() };
 
     if workers == 1 {
         let mut w = Worker::new(cfg, capacity, outputs);
         let mut done_bytes = 0;
         for path in files {
-            let res = replay_file_inline(path, &mut w, &mut sinks, &mut |pos| {
-                progress(done_bytes + pos, total)
-            });
+            let res = replay_file_inline(path, &mut w, &mut sinks, &mut |pos| progress(done_bytes + pos, total));
             if let Err(e) = res {
                 match e {
                     PipelineError::Capture(c) => summary.file_errors.push(c.to_string()),
@@ -240,10 +226,7 @@ pub fn replay(
         let h = std::thread::Builder::new()
             .name(format!("nightjar-worker-{i}"))
             .spawn(move || run_worker(w, &rx, &out_tx, &free_tx))
-            .map_err(|source| PipelineError::Output {
-                what: "worker thread",
-                source,
-            })?;
+            .map_err(|source| PipelineError::Output { what: "worker thread", source })?;
         handles.push(h);
     }
     drop(out_tx);
@@ -261,10 +244,7 @@ pub fn replay(
             flush_sinks(&mut sinks)?;
             Ok(sinks)
         })
-        .map_err(|source| PipelineError::Output {
-            what: "writer thread",
-            source,
-        })?;
+        .map_err(|source| PipelineError::Output { what: "writer thread", source })?;
 
     let mut reader_stats = Stats::default();
     let mut batches: Vec<FrameBatch> = (0..workers).map(|_| FrameBatch::new()).collect();
@@ -283,8 +263,7 @@ pub fn replay(
             let res = src.read_batch(BATCH_FRAMES, &mut |f| {
                 let shard = match decode_frame(f.link, f.ts_ns, f.wire_len, f.data) {
                     Decoded::Tcp(p) => {
-                        (FlowKey::of(p.src, p.sport, p.dst, p.dport).shard_hash() % workers as u64)
-                            as usize
+                        (FlowKey::of(p.src, p.sport, p.dst, p.dport).shard_hash() % workers as u64) as usize
                     }
                     Decoded::Skip(s) => {
                         reader_stats.packets += 1;
@@ -302,8 +281,7 @@ pub fn replay(
                 let b = &mut batches[shard];
                 let off = b.data.len();
                 b.data.extend_from_slice(f.data);
-                b.frames
-                    .push((off, f.data.len(), f.ts_ns, f.wire_len, f.link));
+                b.frames.push((off, f.data.len(), f.ts_ns, f.wire_len, f.link));
                 if b.frames.len() == BATCH_FRAMES {
                     full.push(shard);
                 }
@@ -341,27 +319,15 @@ pub fn replay(
         let stats = h.join().map_err(|_| PipelineError::WorkerPanic(i))?;
         summary.stats.merge(&stats);
     }
-    writer
-        .join()
-        .map_err(|_| PipelineError::WorkerPanic(workers))??;
+    writer.join().map_err(|_| PipelineError::WorkerPanic(workers))??;
     summary.elapsed = start.elapsed();
     Ok(summary)
 }
 
-fn run_worker(
-    mut w: Worker,
-    rx: &Receiver<FrameBatch>,
-    out: &Sender<Output>,
-    free: &Sender<FrameBatch>,
-) -> Stats {
+fn run_worker(mut w: Worker, rx: &Receiver<FrameBatch>, out: &Sender<Output>, free: &Sender<FrameBatch>) -> Stats {
     for mut batch in rx {
         for &(off, len, ts_ns, wire_len, link) in &batch.frames {
-            let frame = Frame {
-                ts_ns,
-                link,
-                wire_len,
-                data: &batch.data[off..off + len],
-            };
+            let frame = Frame { ts_ns, link, wire_len, data: &batch.data[off..off + len] };
             w.handle_frame(&frame);
         }
         batch.clear();
@@ -406,11 +372,7 @@ fn replay_file_inline(
     }
 }
 
-fn write_out(
-    sinks: &mut Sinks,
-    events: &mut Vec<u8>,
-    features: &mut Vec<u8>,
-) -> Result<(), PipelineError> {
+fn write_out(sinks: &mut Sinks, events: &mut Vec<u8>, features: &mut Vec<u8>) -> Result<(), PipelineError> {
     write_sink(sinks.events.as_mut(), events, "events")?;
     write_sink(sinks.features.as_mut(), features, "features")?;
     events.clear();
@@ -418,32 +380,21 @@ fn write_out(
     Ok(())
 }
 
-fn write_sink(
-    sink: Option<&mut Box<dyn Write + Send>>,
-    bytes: &[u8],
-    what: &'static str,
-) -> Result<(), PipelineError> {
+fn write_sink(sink: Option<&mut Box<dyn Write + Send>>, bytes: &[u8], what: &'static str) -> Result<(), PipelineError> {
     if let Some(s) = sink
         && !bytes.is_empty()
     {
-        s.write_all(bytes)
-            .map_err(|source| PipelineError::Output { what, source })?;
+        s.write_all(bytes).map_err(|source| PipelineError::Output { what, source })?;
     }
     Ok(())
 }
 
 fn flush_sinks(sinks: &mut Sinks) -> Result<(), PipelineError> {
     if let Some(s) = sinks.events.as_mut() {
-        s.flush().map_err(|source| PipelineError::Output {
-            what: "events",
-            source,
-        })?;
+        s.flush().map_err(|source| PipelineError::Output { what: "events", source })?;
     }
     if let Some(s) = sinks.features.as_mut() {
-        s.flush().map_err(|source| PipelineError::Output {
-            what: "features",
-            source,
-        })?;
+        s.flush().map_err(|source| PipelineError::Output { what: "features", source })?;
     }
     Ok(())
 }
