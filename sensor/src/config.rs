@@ -25,12 +25,17 @@ pub struct FlowConfig {
     /// Maximum concurrently tracked flows, summed over all workers. When full, the
     /// least recently seen flow is evicted (and counted). Default 1,000,000.
     pub max_flows: usize,
-    /// A flow with no packet for this long ends, seconds. Default 60.
+    /// An answered flow (packets seen both ways) with no packet for this long ends,
+    /// seconds. Default 600 (interactive sessions idle for minutes).
     pub idle_timeout_secs: u64,
-    /// A flow that lives this long is ended and its event written, seconds. Default 600.
+    /// A flow seen in one direction only (a scan, a lost SYN-ACK) with no packet for this
+    /// long ends, seconds. Default 60.
+    pub unanswered_timeout_secs: u64,
+    /// A flow that lives this long without having written its event writes it, seconds.
+    /// Default 3600.
     pub active_timeout_secs: u64,
     /// After FIN from both sides or an RST, the flow is kept this long to absorb
-    /// trailing packets, seconds. Default 5.
+    /// trailing packets and retransmissions, seconds. Default 30.
     pub closed_linger_secs: u64,
     /// Packets (both directions) that make a flow head; the event is written when the
     /// head is complete. Default 32.
@@ -49,9 +54,10 @@ impl Default for FlowConfig {
     fn default() -> Self {
         Self {
             max_flows: 1_000_000,
-            idle_timeout_secs: 60,
-            active_timeout_secs: 600,
-            closed_linger_secs: 5,
+            idle_timeout_secs: 600,
+            unanswered_timeout_secs: 60,
+            active_timeout_secs: 3600,
+            closed_linger_secs: 30,
             head_packets: 32,
             reassembly_bytes: 16 * 1024,
             handshake_bytes: 16 * 1024,
@@ -89,6 +95,7 @@ impl Config {
         check(f.max_flows >= 1, "flow.max_flows", "must be at least 1")?;
         check((1..=1024).contains(&f.head_packets), "flow.head_packets", "must be 1..=1024")?;
         check(f.idle_timeout_secs >= 1, "flow.idle_timeout_secs", "must be at least 1")?;
+        check(f.unanswered_timeout_secs >= 1, "flow.unanswered_timeout_secs", "must be at least 1")?;
         check(f.active_timeout_secs >= 1, "flow.active_timeout_secs", "must be at least 1")?;
         check(f.reassembly_bytes <= 1 << 24, "flow.reassembly_bytes", "must be at most 16 MiB")?;
         check((512..=1 << 24).contains(&f.handshake_bytes), "flow.handshake_bytes", "must be 512 B..=16 MiB")?;

@@ -248,9 +248,12 @@ fn decode_sliced<'a>(s: &LaxSlicedPacket<'a>, ts_ns: u64, wire_len: u32, depth: 
         },
         IpNumber::UDP => match &s.transport {
             Some(TransportSlice::Udp(udp)) => {
-                let port = udp.destination_port();
-                if port == VXLAN_PORT || port == GENEVE_PORT {
-                    decode_udp_tunnel(port, udp.payload(), ts_ns, wire_len, depth)
+                // Either port marks the tunnel: some encapsulators use it as source.
+                let (sp, dp) = (udp.source_port(), udp.destination_port());
+                if dp == VXLAN_PORT || dp == GENEVE_PORT {
+                    decode_udp_tunnel(dp, udp.payload(), ts_ns, wire_len, depth)
+                } else if sp == VXLAN_PORT || sp == GENEVE_PORT {
+                    decode_udp_tunnel(sp, udp.payload(), ts_ns, wire_len, depth)
                 } else {
                     Decoded::Skip(Skip::Udp)
                 }

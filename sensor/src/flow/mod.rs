@@ -373,12 +373,25 @@ impl Flow {
     }
 }
 
+type Lru = LruCache<FlowKey, Flow, ahash::RandomState>;
+
+fn new_lru() -> Lru {
+    LruCache::unbounded_with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
+}
+
 /// The bounded flow table of one worker.
+///
+/// Flows live in one of two least-recently-seen lists: *unanswered* (packets seen in one
+/// direction only: scans, lost replies) with a short timeout, and *answered* with a long
+/// one. Each list is ordered by last packet, so expiry only ever looks at the tails, and
+/// a full table evicts unanswered flows first.
 pub struct FlowTable {
-    flows: LruCache<FlowKey, Flow, ahash::RandomState>,
+    answered: Lru,
+    unanswered: Lru,
     capacity: usize,
     cfg: FlowConfig,
     idle_ns: u64,
+    unanswered_ns: u64,
     active_ns: u64,
     linger_ns: u64,
     /// Latest packet time seen, ns.
@@ -388,25 +401,28 @@ pub struct FlowTable {
 impl FlowTable {
     /// A table that holds at most `capacity` flows.
     pub fn new(cfg: &FlowConfig, capacity: usize) -> Self {
+        const NS: u64 = 1_000_000_000;
         Self {
-            flows: LruCache::unbounded_with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4)),
+            answered: new_lru(),
+            unanswered: new_lru(),
             capacity: capacity.max(1),
             cfg: cfg.clone(),
-            idle_ns: cfg.idle_timeout_secs * 1_000_000_000,
-            active_ns: cfg.active_timeout_secs * 1_000_000_000,
-            linger_ns: cfg.closed_linger_secs * 1_000_000_000,
+            idle_ns: cfg.idle_timeout_secs * NS,
+            unanswered_ns: cfg.unanswered_timeout_secs * NS,
+            active_ns: cfg.active_timeout_secs * NS,
+            linger_ns: cfg.closed_linger_secs * NS,
             now: 0,
         }
     }
 
     /// Flows currently tracked.
     pub fn len(&self) -> usize {
-        self.flows.len()
+        self.answered.len() + self.unanswered.len()
     }
 
     /// True when no flow is tracked.
     pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
+        self.len() == 0
     }
 
     /// Processes one TCP segment; records that become ready are pushed to `out`.
@@ -420,42 +436,58 @@ impl FlowTable {
         let key = FlowKey::of(pkt.src, pkt.sport, pkt.dst, pkt.dport);
         let is_new_syn = pkt.flags.has(TcpFlags::SYN) && !pkt.flags.has(TcpFlags::ACK);
 
-        if let Some(flow) = self.flows.get_mut(&key) {
-            // A fresh SYN on a closed (or long idle) connection starts a new flow.
+        let in_answered = self.answered.contains(&key);
+        let existing = if in_answered { self.answered.get_mut(&key) } else { self.unanswered.get_mut(&key) };
+        if let Some(flow) = existing {
+            // A fresh SYN on a closed connection starts a new flow.
             if !(is_new_syn && flow.closed) {
                 update(flow, pkt, &self.cfg, stats, out);
                 if !flow.emitted && pkt.ts_ns.saturating_sub(flow.first_ts) > self.active_ns {
                     stats.flows_ended[EndReason::ActiveTimeout as usize] += 1;
                     out.push(flow.take_record(EndReason::ActiveTimeout));
                 }
+                let answered_now = flow.pkts[0] > 0 && flow.pkts[1] > 0;
+                if !in_answered
+                    && answered_now
+                    && let Some(f) = self.unanswered.pop(&key)
+                {
+                    self.answered.put(key, f);
+                }
                 return;
             }
-            if let Some(old) = self.flows.pop(&key) {
+            let old = if in_answered { self.answered.pop(&key) } else { self.unanswered.pop(&key) };
+            if let Some(old) = old {
                 finish(old, EndReason::PortReuse, stats, out);
             }
         }
 
-        if self.flows.len() >= self.capacity
-            && let Some((_, old)) = self.flows.pop_lru()
-        {
-            finish(old, EndReason::Evicted, stats, out);
+        if self.len() >= self.capacity {
+            let victim = match self.unanswered.pop_lru() {
+                Some(v) => Some(v),
+                None => self.answered.pop_lru(),
+            };
+            if let Some((_, old)) = victim {
+                finish(old, EndReason::Evicted, stats, out);
+            }
         }
         stats.flows_created += 1;
         let mut flow = Flow::new(pkt);
         update(&mut flow, pkt, &self.cfg, stats, out);
-        self.flows.put(key, flow);
+        self.unanswered.put(key, flow);
     }
 
     /// Ends flows whose idle or linger time passed, oldest first.
     fn expire(&mut self, stats: &mut Stats, out: &mut Vec<FlowRecord>) {
-        while let Some((_, f)) = self.flows.peek_lru() {
-            let idle = self.now.saturating_sub(f.last_ts);
-            let limit = if f.closed { self.linger_ns } else { self.idle_ns };
-            if idle <= limit {
-                break;
-            }
-            if let Some((_, f)) = self.flows.pop_lru() {
-                finish(f, EndReason::IdleTimeout, stats, out);
+        let now = self.now;
+        for (lru, open_ns) in [(&mut self.answered, self.idle_ns), (&mut self.unanswered, self.unanswered_ns)] {
+            while let Some((_, f)) = lru.peek_lru() {
+                let limit = if f.closed { self.linger_ns.min(open_ns) } else { open_ns };
+                if now.saturating_sub(f.last_ts) <= limit {
+                    break;
+                }
+                if let Some((_, f)) = lru.pop_lru() {
+                    finish(f, EndReason::IdleTimeout, stats, out);
+                }
             }
         }
     }
@@ -468,7 +500,10 @@ impl FlowTable {
 
     /// Ends every flow (end of input).
     pub fn flush(&mut self, stats: &mut Stats, out: &mut Vec<FlowRecord>) {
-        while let Some((_, f)) = self.flows.pop_lru() {
+        while let Some((_, f)) = self.unanswered.pop_lru() {
+            finish(f, EndReason::EndOfInput, stats, out);
+        }
+        while let Some((_, f)) = self.answered.pop_lru() {
             finish(f, EndReason::EndOfInput, stats, out);
         }
     }
