@@ -27,6 +27,8 @@ use reassembly::{Reassembler, SegmentOutcome};
 /// Chunks of a plaintext stream that are still probed for a TLS handshake (STARTTLS,
 /// HTTP CONNECT and SOCKS proxies start TLS after a few plaintext exchanges).
 const TLS_PROBE_CHUNKS: u8 = 16;
+/// A packet this much older than the newest one seen starts a new timeline, ns.
+pub const CLOCK_STEP_BACK_NS: u64 = 60 * 1_000_000_000;
 /// Service ports that orient a flow whose SYN was not seen.
 const SERVICE_PORTS: [u16; 12] = [80, 443, 8080, 8443, 8000, 8888, 25, 465, 587, 993, 995, 143];
 
@@ -68,11 +70,15 @@ pub enum EndReason {
     PortReuse,
     /// The input ended.
     EndOfInput,
+    /// Packet time jumped backwards by more than [`CLOCK_STEP_BACK_NS`] (the next of
+    /// several captures replayed together starts earlier): every flow of the old
+    /// timeline ends.
+    ClockReset,
 }
 
 impl EndReason {
     /// Every variant, for counters and metric registration.
-    pub const ALL: [EndReason; 8] = [
+    pub const ALL: [EndReason; 9] = [
         EndReason::HeadComplete,
         EndReason::Fin,
         EndReason::Rst,
@@ -81,6 +87,7 @@ impl EndReason {
         EndReason::Evicted,
         EndReason::PortReuse,
         EndReason::EndOfInput,
+        EndReason::ClockReset,
     ];
 
     /// Bounded label, also the event's `reason` field.
@@ -94,6 +101,7 @@ impl EndReason {
             EndReason::Evicted => "evicted",
             EndReason::PortReuse => "port_reuse",
             EndReason::EndOfInput => "end_of_input",
+            EndReason::ClockReset => "clock_reset",
         }
     }
 }
@@ -431,6 +439,10 @@ impl FlowTable {
         if pkt.truncated {
             stats.truncated_payloads += 1;
         }
+        if pkt.ts_ns.saturating_add(CLOCK_STEP_BACK_NS) < self.now {
+            self.end_all(EndReason::ClockReset, stats, out);
+            self.now = pkt.ts_ns;
+        }
         self.now = self.now.max(pkt.ts_ns);
         self.expire(stats, out);
         let key = FlowKey::of(pkt.src, pkt.sport, pkt.dst, pkt.dport);
@@ -500,11 +512,15 @@ impl FlowTable {
 
     /// Ends every flow (end of input).
     pub fn flush(&mut self, stats: &mut Stats, out: &mut Vec<FlowRecord>) {
+        self.end_all(EndReason::EndOfInput, stats, out);
+    }
+
+    fn end_all(&mut self, reason: EndReason, stats: &mut Stats, out: &mut Vec<FlowRecord>) {
         while let Some((_, f)) = self.unanswered.pop_lru() {
-            finish(f, EndReason::EndOfInput, stats, out);
+            finish(f, reason, stats, out);
         }
         while let Some((_, f)) = self.answered.pop_lru() {
-            finish(f, EndReason::EndOfInput, stats, out);
+            finish(f, reason, stats, out);
         }
     }
 }
@@ -768,5 +784,23 @@ mod tests {
         // Emitted once: end of input writes nothing more for it.
         t.flush(&mut st, &mut out);
         assert_eq!(out.len(), 3, "only the port-5 flow is flushed");
+    }
+
+    #[test]
+    fn clock_going_back_starts_a_new_timeline() {
+        let cfg = FlowConfig::default();
+        let mut t = FlowTable::new(&cfg, 16);
+        let mut st = Stats::default();
+        let mut out = Vec::new();
+        let later = 1_000 * 1_000_000_000;
+        t.process(&pkt(later, true, TcpFlags::SYN, 1, b""), &mut st, &mut out);
+        // A second capture, recorded earlier: its flows must not expire at once.
+        let mut p = pkt(5, true, TcpFlags::SYN, 1, b"");
+        p.sport = 7;
+        t.process(&p, &mut st, &mut out);
+        t.process(&pkt(6, false, TcpFlags::SYN | TcpFlags::ACK, 9, b""), &mut st, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].reason, EndReason::ClockReset);
+        assert_eq!(t.len(), 2);
     }
 }

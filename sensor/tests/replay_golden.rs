@@ -1,0 +1,101 @@
+//! End-to-end: the `nightjar` binary replays the bundled captures and writes exactly
+//! the events in `tests/data/fixtures.expected.jsonl` (compared as sorted JSON objects),
+//! whatever the number of workers. Regenerate the expected file only after checking the
+//! difference by hand.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn data() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
+fn fixtures() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(data())
+        .expect("tests/data")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn events(workers: usize) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_nightjar"))
+        .args(["replay", "--quiet", "--workers", &workers.to_string()])
+        .args(fixtures())
+        .output()
+        .expect("run nightjar");
+    assert!(out.status.success(), "nightjar failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut ev: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    ev.sort_by_key(|e| e["flow_id"].as_u64());
+    ev
+}
+
+#[test]
+fn events_equal_expected_for_any_worker_count() {
+    let expected: Vec<serde_json::Value> =
+        std::fs::read_to_string(data().join("fixtures.expected.jsonl"))
+            .expect("expected file")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON"))
+            .collect();
+    for workers in [1, 2, 3] {
+        let got = events(workers);
+        assert_eq!(got.len(), expected.len(), "event count with {workers} workers");
+        for (g, e) in got.iter().zip(&expected) {
+            assert_eq!(g, e, "event differs with {workers} workers");
+        }
+    }
+}
+
+#[test]
+fn events_carry_the_documented_fields() {
+    for e in events(2) {
+        for key in ["ts", "flow_id", "community_id", "src_ip", "src_port", "dest_ip", "dest_port", "proto", "app"] {
+            assert!(!e[key].is_null(), "missing {key} in {e}");
+        }
+        for key in ["pkt_lengths", "pkt_iat_us", "pkt_directions"] {
+            assert!(e["seq"][key].is_array(), "missing seq.{key}");
+        }
+        assert_eq!(e["verdict"]["class"], "unknown");
+        assert!(e["community_id"].as_str().is_some_and(|c| c.starts_with("1:")));
+        if e["app"] == "tls" {
+            for key in ["sni", "ja3", "ja4", "cipher_suites", "extensions", "cert_chain_len", "self_signed", "version"] {
+                assert!(e["tls"].get(key).is_some(), "missing tls.{key} in {e}");
+            }
+        }
+        if e["app"] == "http" {
+            for key in ["method", "uri", "host", "user_agent"] {
+                assert!(e["http"].get(key).is_some(), "missing http.{key}");
+            }
+        }
+    }
+}
+
+#[test]
+fn corrupt_capture_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let good = std::fs::read(data().join("ssl-curl.pcap")).expect("fixture");
+    let bad = dir.path().join("cut.pcap");
+    std::fs::write(&bad, &good[..good.len() - 7]).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_nightjar"))
+        .args(["replay", "--no-events", "--workers", "1"])
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cut.pcap") && err.contains("offset"), "{err}");
+    let missing = Command::new(env!("CARGO_BIN_EXE_nightjar"))
+        .args(["replay", "/nonexistent/x.pcap"])
+        .output()
+        .expect("run");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/x.pcap"));
+}
