@@ -1,0 +1,17 @@
+//! HTTP request parser and URL tokeniser, fed in two chunks.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use nightjar::decode::http::HttpStream;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&cut, rest)) = data.split_first() else { return };
+    let (a, b) = rest.split_at(usize::from(cut).min(rest.len()));
+    let mut s = HttpStream::new(1024, 64);
+    let mut out = None;
+    s.feed(a, &mut out);
+    s.feed(b, &mut out);
+    if let Some(req) = out {
+        let _ = nightjar::features::url::tokens(&req.uri);
+    }
+    let _ = nightjar::features::url::tokens(&String::from_utf8_lossy(data));
+});

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target for N seconds (default 20), from a corpus seeded with the
+# bundled captures. Works on stable Rust: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z
+# sanitizer flags. Installs cargo-fuzz when missing.
+#   scripts/fuzz.sh [SECONDS] [TARGET...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-20}
+shift || true
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+targets=("$@")
+((${#targets[@]})) || targets=(decode_frame tls_stream http_request pcap_file flow_table)
+mkdir -p fuzz/corpus/pcap_file
+cp -n sensor/tests/data/*.pcap* fuzz/corpus/pcap_file/ 2>/dev/null || true
+export RUSTC_BOOTSTRAP=1
+for t in "${targets[@]}"; do
+  echo "fuzz $t for ${secs}s"
+  cargo fuzz run --release "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=0 2>&1 | tail -n 3
+done
