@@ -145,7 +145,7 @@ fn print_summary(s: &Summary) {
     for err in &s.file_errors {
         let _ = writeln!(e, "  file error: {err}");
     }
-    let _ = writeln!(e, "  elapsed        {:>12.3} s", secs);
+    let _ = writeln!(e, "  elapsed        {secs:>12.3} s");
 }
 
 fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {

@@ -404,14 +404,13 @@ fn parse_handshake_message(side: Side, msg: &[u8], info: &mut TlsInfo) {
             }
             info.push_server_hello(s);
         }
-        (Side::Server, TlsMessageHandshake::Certificate(c)) => {
-            if info.cert_chain_len == 0 {
+        (Side::Server, TlsMessageHandshake::Certificate(c))
+            if info.cert_chain_len == 0 => {
                 info.cert_chain_len = c.cert_chain.len() as u32;
                 if let Some(first) = c.cert_chain.first() {
                     leaf_certificate(first.data, info);
                 }
             }
-        }
         (Side::Server, TlsMessageHandshake::ServerKeyExchange(ske)) => {
             info.server_key_exchange_len = Some(ske.parameters.len() as u32);
         }
@@ -601,15 +600,14 @@ fn server_extensions(ext: &[u8], s: &mut ServerHello) {
         s.extensions.push(ExtensionMeta { typ, len: data.len() as u16 });
         match typ {
             43 if data.len() == 2 => s.selected_version = Some(u16::from_be_bytes([data[0], data[1]])),
-            16 => {
+            16
                 // ALPN list with exactly one name (RFC 7301 3.1).
-                if data.len() >= 3 {
+                if data.len() >= 3 => {
                     let n = usize::from(data[2]);
                     if let Some(name) = data.get(3..3 + n) {
                         s.alpn = Some(name.to_vec());
                     }
                 }
-            }
             _ => {}
         }
     });
@@ -624,8 +622,7 @@ pub fn version_name(v: u16) -> &'static str {
         0x0302 => "TLSv1.1",
         0x0303 => "TLSv1.2",
         0x0304 => "TLSv1.3",
-        0x7f00..=0x7fff => "TLSv1.3-draft",
-        0xfb00..=0xfbff | 0x7e00..=0x7eff => "TLSv1.3-draft",
+        0x7e00..=0x7fff | 0xfb00..=0xfbff => "TLSv1.3-draft",
         _ => "unknown",
     }
 }

@@ -181,38 +181,67 @@ pub struct Sinks {
 pub fn replay(
     cfg: &Config,
     files: &[PathBuf],
-    mut sinks: Sinks,
+    sinks: Sinks,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Summary, PipelineError> {
     let start = Instant::now();
     let workers = cfg.worker_count().max(1);
-    let outputs = Outputs { events: sinks.events.is_some(), features: sinks.features.is_some() };
-    let total: u64 = files.iter().map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum();
-    let capacity = cfg.flow.max_flows.div_ceil(workers);
-    let mut summary = Summary { workers, ..Summary::default() };
+    let total: u64 = files.iter().map(|p| file_len(p)).sum();
+    let mut summary = if workers == 1 {
+        replay_inline(cfg, files, sinks, &mut |pos| progress(pos, total))?
+    } else {
+        replay_sharded(cfg, workers, files, sinks, &mut |pos| progress(pos, total))?
+    };
+    summary.workers = workers;
+    summary.elapsed = start.elapsed();
+    Ok(summary)
+}
 
-    if workers == 1 {
-        let mut w = Worker::new(cfg, capacity, outputs);
-        let mut done_bytes = 0;
-        for path in files {
-            let res = replay_file_inline(path, &mut w, &mut sinks, &mut |pos| progress(done_bytes + pos, total));
-            if let Err(e) = res {
-                match e {
-                    PipelineError::Capture(c) => summary.file_errors.push(c.to_string()),
-                    other => return Err(other),
-                }
-            }
-            done_bytes += std::fs::metadata(path).map_or(0, |m| m.len());
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map_or(0, |m| m.len())
+}
+
+fn outputs_of(sinks: &Sinks) -> Outputs {
+    Outputs { events: sinks.events.is_some(), features: sinks.features.is_some() }
+}
+
+/// One worker on the calling thread: no queues at all.
+fn replay_inline(
+    cfg: &Config,
+    files: &[PathBuf],
+    mut sinks: Sinks,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Summary, PipelineError> {
+    let mut summary = Summary::default();
+    let mut w = Worker::new(cfg, cfg.flow.max_flows, outputs_of(&sinks));
+    let mut done_bytes = 0;
+    for path in files {
+        match replay_file_inline(path, &mut w, &mut sinks, &mut |pos| progress(done_bytes + pos)) {
+            Ok(()) => {}
+            Err(PipelineError::Capture(c)) => summary.file_errors.push(c.to_string()),
+            Err(other) => return Err(other),
         }
-        w.flush();
-        w.finish_records(&mut |_| {});
-        write_out(&mut sinks, &mut w.events_buf, &mut w.features_buf)?;
-        summary.stats = w.stats;
-        summary.elapsed = start.elapsed();
-        flush_sinks(&mut sinks)?;
-        return Ok(summary);
+        done_bytes += file_len(path);
     }
+    w.flush();
+    w.finish_records(&mut |_| {});
+    write_out(&mut sinks, &mut w.events_buf, &mut w.features_buf)?;
+    flush_sinks(&mut sinks)?;
+    summary.stats = w.stats;
+    Ok(summary)
+}
 
+/// A reader thread (the caller) shards frames over `workers` threads by flow hash; a
+/// writer thread writes what the workers serialise.
+fn replay_sharded(
+    cfg: &Config,
+    workers: usize,
+    files: &[PathBuf],
+    mut sinks: Sinks,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Summary, PipelineError> {
+    let outputs = outputs_of(&sinks);
+    let capacity = cfg.flow.max_flows.div_ceil(workers);
     let (out_tx, out_rx) = bounded::<Output>(workers * QUEUE_DEPTH);
     let (free_tx, free_rx) = bounded::<FrameBatch>(workers * (QUEUE_DEPTH + 2));
     let mut txs: Vec<Sender<FrameBatch>> = Vec::with_capacity(workers);
@@ -220,8 +249,7 @@ pub fn replay(
     for i in 0..workers {
         let (tx, rx) = bounded::<FrameBatch>(QUEUE_DEPTH);
         txs.push(tx);
-        let out_tx = out_tx.clone();
-        let free_tx = free_tx.clone();
+        let (out_tx, free_tx) = (out_tx.clone(), free_tx.clone());
         let w = Worker::new(cfg, capacity, outputs);
         let h = std::thread::Builder::new()
             .name(format!("nightjar-worker-{i}"))
@@ -229,52 +257,68 @@ pub fn replay(
             .map_err(|source| PipelineError::Output { what: "worker thread", source })?;
         handles.push(h);
     }
-    drop(out_tx);
-    drop(free_tx);
+    drop((out_tx, free_tx));
 
     let writer = std::thread::Builder::new()
         .name("nightjar-writer".into())
-        .spawn(move || -> Result<Sinks, PipelineError> {
+        .spawn(move || -> Result<(), PipelineError> {
             for out in out_rx {
                 match out {
                     Output::Events(b) => write_sink(sinks.events.as_mut(), &b, "events")?,
                     Output::Features(b) => write_sink(sinks.features.as_mut(), &b, "features")?,
                 }
             }
-            flush_sinks(&mut sinks)?;
-            Ok(sinks)
+            flush_sinks(&mut sinks)
         })
         .map_err(|source| PipelineError::Output { what: "writer thread", source })?;
 
-    let mut reader_stats = Stats::default();
+    let mut summary = Summary::default();
+    summary.stats = shard_files(files, &txs, &free_rx, &mut summary.file_errors, progress);
+    drop(txs);
+    for (i, h) in handles.into_iter().enumerate() {
+        let stats = h.join().map_err(|_| PipelineError::WorkerPanic(i))?;
+        summary.stats.merge(&stats);
+    }
+    writer.join().map_err(|_| PipelineError::WorkerPanic(workers))??;
+    Ok(summary)
+}
+
+/// Reads every file and sends each TCP frame to the worker of its flow. Frames that are
+/// not TCP are counted here and go no further. Returns the reader's counters.
+fn shard_files(
+    files: &[PathBuf],
+    txs: &[Sender<FrameBatch>],
+    free_rx: &Receiver<FrameBatch>,
+    file_errors: &mut Vec<String>,
+    progress: &mut dyn FnMut(u64),
+) -> Stats {
+    let workers = txs.len();
+    let mut stats = Stats::default();
     let mut batches: Vec<FrameBatch> = (0..workers).map(|_| FrameBatch::new()).collect();
+    let mut full: Vec<usize> = Vec::new();
     let mut done_bytes = 0;
-    let mut send_failed = false;
-    'files: for path in files {
+    for path in files {
         let mut src = match PcapFileSource::open(path) {
             Ok(s) => s,
             Err(e) => {
-                summary.file_errors.push(e.to_string());
+                file_errors.push(e.to_string());
                 continue;
             }
         };
         loop {
-            let mut full: Vec<usize> = Vec::new();
             let res = src.read_batch(BATCH_FRAMES, &mut |f| {
                 let shard = match decode_frame(f.link, f.ts_ns, f.wire_len, f.data) {
                     Decoded::Tcp(p) => {
                         (FlowKey::of(p.src, p.sport, p.dst, p.dport).shard_hash() % workers as u64) as usize
                     }
-                    Decoded::Skip(s) => {
-                        reader_stats.packets += 1;
-                        reader_stats.bytes += u64::from(f.wire_len);
-                        reader_stats.skip(s);
-                        return;
-                    }
-                    Decoded::Error(e) => {
-                        reader_stats.packets += 1;
-                        reader_stats.bytes += u64::from(f.wire_len);
-                        reader_stats.decode_error(e);
+                    other => {
+                        stats.packets += 1;
+                        stats.bytes += u64::from(f.wire_len);
+                        match other {
+                            Decoded::Skip(s) => stats.skip(s),
+                            Decoded::Error(e) => stats.decode_error(e),
+                            Decoded::Tcp(_) => {}
+                        }
                         return;
                     }
                 };
@@ -290,38 +334,28 @@ pub fn replay(
                 let fresh = free_rx.try_recv().unwrap_or_else(|_| FrameBatch::new());
                 let b = std::mem::replace(&mut batches[shard], fresh);
                 if txs[shard].send(b).is_err() {
-                    send_failed = true;
-                    break 'files;
+                    // A worker is gone (it panicked); its join reports the failure.
+                    return stats;
                 }
             }
-            progress(done_bytes + src.position(), total);
+            progress(done_bytes + src.position());
             match res {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) => {
-                    summary.file_errors.push(e.to_string());
+                    file_errors.push(e.to_string());
                     break;
                 }
             }
         }
-        done_bytes += std::fs::metadata(path).map_or(0, |m| m.len());
+        done_bytes += file_len(path);
     }
-    if !send_failed {
-        for (shard, b) in batches.into_iter().enumerate() {
-            if !b.frames.is_empty() {
-                let _ = txs[shard].send(b);
-            }
+    for (shard, b) in batches.into_iter().enumerate() {
+        if !b.frames.is_empty() {
+            let _ = txs[shard].send(b);
         }
     }
-    drop(txs);
-    summary.stats.merge(&reader_stats);
-    for (i, h) in handles.into_iter().enumerate() {
-        let stats = h.join().map_err(|_| PipelineError::WorkerPanic(i))?;
-        summary.stats.merge(&stats);
-    }
-    writer.join().map_err(|_| PipelineError::WorkerPanic(workers))??;
-    summary.elapsed = start.elapsed();
-    Ok(summary)
+    stats
 }
 
 fn run_worker(mut w: Worker, rx: &Receiver<FrameBatch>, out: &Sender<Output>, free: &Sender<FrameBatch>) -> Stats {

@@ -57,6 +57,6 @@ pub fn prints_of(path: &std::path::Path) -> HashMap<Tuple, FlowPrints> {
 }
 
 /// Looks a tuple up in either orientation.
-pub fn lookup<'a>(m: &'a HashMap<Tuple, FlowPrints>, t: Tuple) -> Option<&'a FlowPrints> {
+pub fn lookup(m: &HashMap<Tuple, FlowPrints>, t: Tuple) -> Option<&FlowPrints> {
     m.get(&t).or_else(|| m.get(&(t.2, t.3, t.0, t.1)))
 }
