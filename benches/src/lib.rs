@@ -23,9 +23,8 @@ pub struct OwnedFrame {
 /// The bundled capture fixtures of the sensor crate.
 pub fn fixture_paths() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sensor/tests/data");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     v.retain(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"));
     v.sort();
     v

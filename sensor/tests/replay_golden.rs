@@ -39,12 +39,11 @@ fn events(workers: usize) -> Vec<serde_json::Value> {
 
 #[test]
 fn events_equal_expected_for_any_worker_count() {
-    let expected: Vec<serde_json::Value> =
-        std::fs::read_to_string(data().join("fixtures.expected.jsonl"))
-            .expect("expected file")
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("JSON"))
-            .collect();
+    let expected: Vec<serde_json::Value> = std::fs::read_to_string(data().join("fixtures.expected.jsonl"))
+        .expect("expected file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
     for workers in [1, 2, 3] {
         let got = events(workers);
         assert_eq!(got.len(), expected.len(), "event count with {workers} workers");
@@ -66,7 +65,8 @@ fn events_carry_the_documented_fields() {
         assert_eq!(e["verdict"]["class"], "unknown");
         assert!(e["community_id"].as_str().is_some_and(|c| c.starts_with("1:")));
         if e["app"] == "tls" {
-            for key in ["sni", "ja3", "ja4", "cipher_suites", "extensions", "cert_chain_len", "self_signed", "version"] {
+            for key in ["sni", "ja3", "ja4", "cipher_suites", "extensions", "cert_chain_len", "self_signed", "version"]
+            {
                 assert!(e["tls"].get(key).is_some(), "missing tls.{key} in {e}");
             }
         }
@@ -92,10 +92,8 @@ fn corrupt_capture_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cut.pcap") && err.contains("offset"), "{err}");
-    let missing = Command::new(env!("CARGO_BIN_EXE_nightjar"))
-        .args(["replay", "/nonexistent/x.pcap"])
-        .output()
-        .expect("run");
+    let missing =
+        Command::new(env!("CARGO_BIN_EXE_nightjar")).args(["replay", "/nonexistent/x.pcap"]).output().expect("run");
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/x.pcap"));
 }

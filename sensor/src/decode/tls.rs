@@ -174,6 +174,7 @@ impl TlsInfo {
 
     fn push_server_hello(&mut self, s: ServerHello) {
         if self.server_hellos.len() < MAX_CLIENT_HELLOS {
+            self.server_hellos.reserve_exact(1);
             self.server_hellos.push(s);
         }
     }
@@ -335,8 +336,10 @@ impl TlsStream {
             pos += msg_len;
         }
         self.hs.drain(..pos);
-        if self.hs.capacity() > self.hs_cap {
-            self.hs.shrink_to(self.hs_cap);
+        // Between messages the buffer is usually empty: give the memory back, since
+        // thousands of flows may sit in a handshake at once.
+        if self.hs.is_empty() {
+            self.hs = Vec::new();
         }
     }
 }
@@ -357,6 +360,7 @@ fn parse_handshake_message(side: Side, msg: &[u8], info: &mut TlsInfo) {
     match (side, hs) {
         (Side::Client, TlsMessageHandshake::ClientHello(ch)) => {
             if info.client_hellos.len() < MAX_CLIENT_HELLOS {
+                info.client_hellos.reserve_exact(1);
                 info.client_hellos.push(client_hello(&ch));
             }
             if info.client_key_len.is_none() {
@@ -404,13 +408,12 @@ fn parse_handshake_message(side: Side, msg: &[u8], info: &mut TlsInfo) {
             }
             info.push_server_hello(s);
         }
-        (Side::Server, TlsMessageHandshake::Certificate(c))
-            if info.cert_chain_len == 0 => {
-                info.cert_chain_len = c.cert_chain.len() as u32;
-                if let Some(first) = c.cert_chain.first() {
-                    leaf_certificate(first.data, info);
-                }
+        (Side::Server, TlsMessageHandshake::Certificate(c)) if info.cert_chain_len == 0 => {
+            info.cert_chain_len = c.cert_chain.len() as u32;
+            if let Some(first) = c.cert_chain.first() {
+                leaf_certificate(first.data, info);
             }
+        }
         (Side::Server, TlsMessageHandshake::ServerKeyExchange(ske)) => {
             info.server_key_exchange_len = Some(ske.parameters.len() as u32);
         }
@@ -543,6 +546,8 @@ fn client_hello(ch: &tls_parser::TlsClientHelloContents<'_>) -> ClientHello {
         c.extensions.push(ExtensionMeta { typ, len: data.len() as u16 });
         client_extension(typ, data, &mut c);
     });
+    c.extensions.shrink_to_fit();
+    c.key_share_groups.shrink_to_fit();
     c
 }
 

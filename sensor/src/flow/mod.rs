@@ -241,6 +241,9 @@ pub struct Flow {
     /// Client stream started with an HTTP request method.
     pub saw_http: bool,
     app: Option<Box<AppState>>,
+    /// Initial sequence numbers from the SYNs, kept here so that parser state is only
+    /// allocated once payload arrives.
+    isn: [Option<u32>; 2],
     /// The record of this flow has been written.
     pub emitted: bool,
     closed: bool,
@@ -298,6 +301,7 @@ impl Flow {
             saw_tls: false,
             saw_http: false,
             app: None,
+            isn: [None; 2],
             emitted: false,
             closed: false,
         }
@@ -369,6 +373,7 @@ impl Flow {
             saw_tls: self.saw_tls,
             saw_http: self.saw_http,
             app: None,
+            isn: self.isn,
             emitted: true,
             closed: self.closed,
         };
@@ -599,19 +604,23 @@ fn count_app(flow: &Flow, stats: &mut Stats) {
 
 fn parse_payload(flow: &mut Flow, pkt: &Packet<'_>, dir: Dir, cfg: &FlowConfig, stats: &mut Stats) {
     let d = dir as usize;
-    let app = flow.app.get_or_insert_with(|| {
-        Box::new(AppState {
-            reasm: [Reassembler::new(cfg.reassembly_bytes), Reassembler::new(cfg.reassembly_bytes)],
-            mode: [Mode::Start; 2],
-            tls: [None, None],
-            http: None,
-            probes: [0; 2],
-        })
-    });
     if pkt.flags.has(TcpFlags::SYN) {
-        app.reasm[d].syn(pkt.seq);
+        flow.isn[d].get_or_insert(pkt.seq);
     }
-    if pkt.payload.is_empty() || app.mode[d] == Mode::Off {
+    if pkt.payload.is_empty() {
+        return;
+    }
+    let isn = flow.isn;
+    let app = flow.app.get_or_insert_with(|| {
+        let mut reasm = [Reassembler::new(cfg.reassembly_bytes), Reassembler::new(cfg.reassembly_bytes)];
+        for (r, isn) in reasm.iter_mut().zip(isn) {
+            if let Some(isn) = isn {
+                r.syn(isn);
+            }
+        }
+        Box::new(AppState { reasm, mode: [Mode::Start; 2], tls: [None, None], http: None, probes: [0; 2] })
+    });
+    if app.mode[d] == Mode::Off {
         return;
     }
     let ts = pkt.ts_ns;
