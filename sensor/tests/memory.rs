@@ -7,6 +7,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use nightjar::capture::PacketSource;
 use nightjar::config::FlowConfig;
 use nightjar::decode::{Decoded, Packet, TcpFlags, decode_frame};
 use nightjar::flow::{EndReason, FlowTable};
@@ -55,7 +56,6 @@ fn client_hello_payload() -> Vec<u8> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ssl-curl.pcap");
     let mut src = nightjar::capture::PcapFileSource::open(std::path::Path::new(path)).expect("fixture");
     let mut hello = Vec::new();
-    use nightjar::capture::PacketSource;
     while hello.is_empty()
         && src
             .read_batch(1, &mut |f| {

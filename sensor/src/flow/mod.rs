@@ -460,8 +460,7 @@ impl FlowTable {
             if !(is_new_syn && flow.closed) {
                 update(flow, pkt, &self.cfg, stats, out);
                 if !flow.emitted && pkt.ts_ns.saturating_sub(flow.first_ts) > self.active_ns {
-                    stats.flows_ended[EndReason::ActiveTimeout as usize] += 1;
-                    out.push(flow.take_record(EndReason::ActiveTimeout));
+                    emit_now(flow, EndReason::ActiveTimeout, stats, out);
                 }
                 let answered_now = flow.pkts[0] > 0 && flow.pkts[1] > 0;
                 if !in_answered
@@ -534,6 +533,7 @@ impl FlowTable {
 fn finish(f: Flow, reason: EndReason, stats: &mut Stats, out: &mut Vec<FlowRecord>) {
     if !f.emitted {
         stats.flows_ended[reason as usize] += 1;
+        count_app(&f, stats);
         out.push(f.into_record(reason));
     }
 }
@@ -584,10 +584,15 @@ fn update(flow: &mut Flow, pkt: &Packet<'_>, cfg: &FlowConfig, stats: &mut Stats
     };
     if let Some(r) = reason {
         flow.closed = matches!(r, EndReason::Rst | EndReason::Fin);
-        stats.flows_ended[r as usize] += 1;
-        count_app(flow, stats);
-        out.push(flow.take_record(r));
+        emit_now(flow, r, stats, out);
     }
+}
+
+/// Writes the record of a flow that stays in the table (counting only from now on).
+fn emit_now(flow: &mut Flow, reason: EndReason, stats: &mut Stats, out: &mut Vec<FlowRecord>) {
+    stats.flows_ended[reason as usize] += 1;
+    count_app(flow, stats);
+    out.push(flow.take_record(reason));
 }
 
 fn count_app(flow: &Flow, stats: &mut Stats) {
