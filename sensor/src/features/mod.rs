@@ -14,6 +14,7 @@
 
 pub mod url;
 
+use std::fmt::Arguments;
 use std::sync::LazyLock;
 
 use serde::Serialize;
@@ -83,26 +84,28 @@ pub fn schema_json() -> String {
     serde_json::to_string_pretty(&v).unwrap_or_default()
 }
 
+/// Receives features in order. Names are `fmt::Arguments` so that they are only
+/// formatted when enumerating names, never per flow.
 trait Sink {
-    fn put(&mut self, name: &str, value: f32);
-    fn flag(&mut self, name: &str, value: bool) {
+    fn put(&mut self, name: Arguments<'_>, value: f32);
+    fn flag(&mut self, name: Arguments<'_>, value: bool) {
         self.put(name, if value { 1.0 } else { 0.0 });
     }
-    fn log(&mut self, name: &str, value: f64) {
+    fn log(&mut self, name: Arguments<'_>, value: f64) {
         self.put(name, value.max(0.0).ln_1p() as f32);
     }
 }
 
 struct NameSink(Vec<String>);
 impl Sink for NameSink {
-    fn put(&mut self, name: &str, _: f32) {
-        self.0.push(name.to_owned());
+    fn put(&mut self, name: Arguments<'_>, _: f32) {
+        self.0.push(name.to_string());
     }
 }
 
 struct ValueSink(Vec<f32>);
 impl Sink for ValueSink {
-    fn put(&mut self, _: &str, value: f32) {
+    fn put(&mut self, _: Arguments<'_>, value: f32) {
         self.0.push(if value.is_finite() { value } else { 0.0 });
     }
 }
@@ -170,74 +173,73 @@ fn record_sequence(flow: &Flow) -> Vec<[f32; 6]> {
 fn version_onehot(s: &mut dyn Sink, prefix: &str, v: Option<u16>) {
     let v = v.unwrap_or(0);
     for (name, x) in [("10", 0x0301), ("11", 0x0302), ("12", 0x0303), ("13", 0x0304)] {
-        s.flag(&format!("{prefix}_{name}"), v == x);
+        s.flag(format_args!("{prefix}_{name}"), v == x);
     }
-    s.flag(&format!("{prefix}_other"), v != 0 && !(0x0301..=0x0304).contains(&v));
+    s.flag(format_args!("{prefix}_other"), v != 0 && !(0x0301..=0x0304).contains(&v));
 }
 
 fn static_features(flow: &Flow, s: &mut dyn Sink) {
     let app = flow.app_name();
-    s.flag("app_tls", app == "tls");
-    s.flag("app_http", app == "http");
-    s.flag("app_other", app == "other");
+    s.flag(format_args!("app_tls"), app == "tls");
+    s.flag(format_args!("app_http"), app == "http");
+    s.flag(format_args!("app_other"), app == "other");
     let dur_ms = flow.last_ts.saturating_sub(flow.first_ts) as f64 / 1e6;
-    s.log("flow_log_duration_ms", dur_ms);
-    s.log("flow_log_pkts_to_server", flow.pkts[0] as f64);
-    s.log("flow_log_pkts_to_client", flow.pkts[1] as f64);
-    s.log("flow_log_payload_to_server", flow.payload_bytes[0] as f64);
-    s.log("flow_log_payload_to_client", flow.payload_bytes[1] as f64);
+    s.log(format_args!("flow_log_duration_ms"), dur_ms);
+    s.log(format_args!("flow_log_pkts_to_server"), flow.pkts[0] as f64);
+    s.log(format_args!("flow_log_pkts_to_client"), flow.pkts[1] as f64);
+    s.log(format_args!("flow_log_payload_to_server"), flow.payload_bytes[0] as f64);
+    s.log(format_args!("flow_log_payload_to_client"), flow.payload_bytes[1] as f64);
     let TcpSeen { syn, syn_ack, fin, rst } = flow.tcp;
-    s.flag("tcp_syn", syn);
-    s.flag("tcp_syn_ack", syn_ack);
-    s.flag("tcp_fin", fin[0] || fin[1]);
-    s.flag("tcp_rst", rst);
+    s.flag(format_args!("tcp_syn"), syn);
+    s.flag(format_args!("tcp_syn_ack"), syn_ack);
+    s.flag(format_args!("tcp_fin"), fin[0] || fin[1]);
+    s.flag(format_args!("tcp_rst"), rst);
 
     let tls = flow.tls.as_deref();
     let ch = tls.and_then(|t| t.client_hello());
     client_hello_features(ch, s);
 
     let sh = tls.and_then(|t| t.server_hello());
-    s.flag("tls_server_hello", sh.is_some());
+    s.flag(format_args!("tls_server_hello"), sh.is_some());
     version_onehot(s, "tls_server_version", sh.map(crate::decode::tls::ServerHello::negotiated_version));
     let cipher = sh.map(|h| h.cipher);
     for c in CIPHER_VOCAB {
-        s.flag(&format!("tls_server_cipher_{c:04x}"), cipher == Some(c));
+        s.flag(format_args!("tls_server_cipher_{c:04x}"), cipher == Some(c));
     }
-    s.flag("tls_server_cipher_other", cipher.is_some_and(|c| !CIPHER_VOCAB.contains(&c)));
+    s.flag(format_args!("tls_server_cipher_other"), cipher.is_some_and(|c| !CIPHER_VOCAB.contains(&c)));
     for e in EXTENSION_VOCAB {
-        s.flag(&format!("tls_server_ext_{e}"), sh.is_some_and(|h| h.extensions.iter().any(|x| x.typ == e)));
+        s.flag(format_args!("tls_server_ext_{e}"), sh.is_some_and(|h| h.extensions.iter().any(|x| x.typ == e)));
     }
-    s.put("tls_server_n_ext", sh.map_or(0.0, |h| h.extensions.len() as f32));
-    s.flag("tls_hello_retry", tls.is_some_and(|t| t.hello_retry));
-    s.log("tls_log_client_key_len", tls.and_then(|t| t.client_key_len).map_or(0.0, f64::from));
-    s.log("tls_log_server_kx_len", tls.and_then(|t| t.server_key_exchange_len).map_or(0.0, f64::from));
-    s.put("tls_alerts", tls.map_or(0.0, |t| t.alerts.min(8) as f32));
+    s.put(format_args!("tls_server_n_ext"), sh.map_or(0.0, |h| h.extensions.len() as f32));
+    s.flag(format_args!("tls_hello_retry"), tls.is_some_and(|t| t.hello_retry));
+    s.log(format_args!("tls_log_client_key_len"), tls.and_then(|t| t.client_key_len).map_or(0.0, f64::from));
+    s.log(format_args!("tls_log_server_kx_len"), tls.and_then(|t| t.server_key_exchange_len).map_or(0.0, f64::from));
+    s.put(format_args!("tls_alerts"), tls.map_or(0.0, |t| t.alerts.min(8) as f32));
 
     let leaf = tls.and_then(|t| t.leaf.as_ref());
-    s.put("cert_chain_len", tls.map_or(0.0, |t| t.cert_chain_len.min(10) as f32));
-    s.flag("cert_present", leaf.is_some());
-    s.flag("cert_encrypted", tls.is_some_and(|t| t.certs_encrypted));
+    s.put(format_args!("cert_chain_len"), tls.map_or(0.0, |t| t.cert_chain_len.min(10) as f32));
+    s.flag(format_args!("cert_present"), leaf.is_some());
+    s.flag(format_args!("cert_encrypted"), tls.is_some_and(|t| t.certs_encrypted));
     for alg in ["rsa", "ec", "dsa", "ed25519"] {
-        s.flag(&format!("cert_key_{alg}"), leaf.is_some_and(|l| l.key_alg == alg));
+        s.flag(format_args!("cert_key_{alg}"), leaf.is_some_and(|l| l.key_alg == alg));
     }
-    s.put("cert_key_bits_k", leaf.map_or(0.0, |l| l.key_bits as f32 / 1024.0));
+    s.put(format_args!("cert_key_bits_k"), leaf.map_or(0.0, |l| l.key_bits as f32 / 1024.0));
     let sig = leaf.map(|l| l.sig_alg.to_ascii_lowercase());
     let sig_is = |needle: &[&str]| sig.as_deref().is_some_and(|s| needle.iter().all(|n| s.contains(n)));
-    s.flag("cert_sig_sha1_rsa", sig_is(&["sha1", "rsa"]));
-    s.flag("cert_sig_sha256_rsa", sig_is(&["sha256", "rsa"]));
-    s.flag("cert_sig_sha384_512_rsa", sig_is(&["sha384", "rsa"]) || sig_is(&["sha512", "rsa"]));
-    s.flag("cert_sig_ecdsa_sha256", sig_is(&["ecdsa", "sha256"]));
-    s.flag("cert_sig_ecdsa_sha384", sig_is(&["ecdsa", "sha384"]));
-    s.flag("cert_sig_md5", sig_is(&["md5"]));
-    s.flag("cert_self_signed", leaf.is_some_and(|l| l.self_signed));
+    s.flag(format_args!("cert_sig_sha1_rsa"), sig_is(&["sha1", "rsa"]));
+    s.flag(format_args!("cert_sig_sha256_rsa"), sig_is(&["sha256", "rsa"]));
+    s.flag(format_args!("cert_sig_sha384_512_rsa"), sig_is(&["sha384", "rsa"]) || sig_is(&["sha512", "rsa"]));
+    s.flag(format_args!("cert_sig_ecdsa_sha256"), sig_is(&["ecdsa", "sha256"]));
+    s.flag(format_args!("cert_sig_ecdsa_sha384"), sig_is(&["ecdsa", "sha384"]));
+    s.flag(format_args!("cert_sig_md5"), sig_is(&["md5"]));
+    s.flag(format_args!("cert_self_signed"), leaf.is_some_and(|l| l.self_signed));
     let now = (flow.first_ts / 1_000_000_000) as i64;
-    s.flag("cert_expired", leaf.is_some_and(|l| l.not_after < now));
-    s.flag("cert_not_yet_valid", leaf.is_some_and(|l| l.not_before > now));
-    s.log("cert_log_validity_days", leaf.map_or(0.0, |l| (l.not_after - l.not_before) as f64 / 86400.0));
-    s.log("cert_log_san_count", leaf.map_or(0.0, |l| f64::from(l.san_count)));
+    s.flag(format_args!("cert_expired"), leaf.is_some_and(|l| l.not_after < now));
+    s.flag(format_args!("cert_not_yet_valid"), leaf.is_some_and(|l| l.not_before > now));
+    s.log(format_args!("cert_log_validity_days"), leaf.map_or(0.0, |l| (l.not_after - l.not_before) as f64 / 86400.0));
+    s.log(format_args!("cert_log_san_count"), leaf.map_or(0.0, |l| f64::from(l.san_count)));
     let sni = ch.and_then(|c| c.sni.as_deref());
-    s.flag(
-        "cert_cn_matches_sni",
+    s.flag(format_args!("cert_cn_matches_sni"),
         match (leaf.and_then(|l| l.subject_cn.as_deref()), sni) {
             (Some(cn), Some(sni)) => {
                 cn.eq_ignore_ascii_case(sni) || cn.strip_prefix("*.").is_some_and(|d| sni.ends_with(d))
@@ -250,110 +252,105 @@ fn static_features(flow: &Flow, s: &mut dyn Sink) {
 }
 
 fn client_hello_features(ch: Option<&ClientHello>, s: &mut dyn Sink) {
-    s.flag("tls_client_hello", ch.is_some());
+    s.flag(format_args!("tls_client_hello"), ch.is_some());
     version_onehot(s, "tls_client_version", ch.map(|c| c.version));
     let max_sv = ch.and_then(|c| c.supported_versions.iter().copied().filter(|v| !is_grease(*v)).max());
     version_onehot(s, "tls_client_max_supported", max_sv);
     let non_grease = |v: &[u16]| v.iter().filter(|x| !is_grease(**x)).count() as f64;
-    s.log("tls_log_n_ciphers", ch.map_or(0.0, |c| non_grease(&c.ciphers)));
-    s.put("tls_n_ext", ch.map_or(0.0, |c| c.extensions.iter().filter(|e| !is_grease(e.typ)).count() as f32));
-    s.put("tls_n_groups", ch.map_or(0.0, |c| non_grease(&c.groups) as f32));
-    s.put("tls_n_sig_algs", ch.map_or(0.0, |c| non_grease(&c.sig_algs) as f32));
-    s.flag("tls_grease", ch.is_some_and(|c| c.ciphers.iter().any(|x| is_grease(*x))));
+    s.log(format_args!("tls_log_n_ciphers"), ch.map_or(0.0, |c| non_grease(&c.ciphers)));
+    s.put(format_args!("tls_n_ext"), ch.map_or(0.0, |c| c.extensions.iter().filter(|e| !is_grease(e.typ)).count() as f32));
+    s.put(format_args!("tls_n_groups"), ch.map_or(0.0, |c| non_grease(&c.groups) as f32));
+    s.put(format_args!("tls_n_sig_algs"), ch.map_or(0.0, |c| non_grease(&c.sig_algs) as f32));
+    s.flag(format_args!("tls_grease"), ch.is_some_and(|c| c.ciphers.iter().any(|x| is_grease(*x))));
     let sni = ch.and_then(|c| c.sni.as_deref());
-    s.flag("tls_sni", sni.is_some());
-    s.log("tls_log_sni_len", sni.map_or(0.0, |x| x.len() as f64));
-    s.flag("tls_sni_is_ip", sni.is_some_and(|x| x.parse::<std::net::IpAddr>().is_ok()));
-    s.put("tls_sni_labels", sni.map_or(0.0, |x| x.split('.').count().min(10) as f32));
-    s.flag("tls_sni_has_digits", sni.is_some_and(|x| x.bytes().any(|b| b.is_ascii_digit())));
+    s.flag(format_args!("tls_sni"), sni.is_some());
+    s.log(format_args!("tls_log_sni_len"), sni.map_or(0.0, |x| x.len() as f64));
+    s.flag(format_args!("tls_sni_is_ip"), sni.is_some_and(|x| x.parse::<std::net::IpAddr>().is_ok()));
+    s.put(format_args!("tls_sni_labels"), sni.map_or(0.0, |x| x.split('.').count().min(10) as f32));
+    s.flag(format_args!("tls_sni_has_digits"), sni.is_some_and(|x| x.bytes().any(|b| b.is_ascii_digit())));
     let alpn0 = ch.and_then(|c| c.alpn.first()).map(Vec::as_slice);
-    s.flag("tls_alpn_h2", alpn0 == Some(b"h2"));
-    s.flag("tls_alpn_http11", alpn0 == Some(b"http/1.1"));
-    s.flag("tls_alpn_other", alpn0.is_some_and(|a| a != b"h2" && a != b"http/1.1"));
-    s.put("tls_session_id_len", ch.map_or(0.0, |c| f32::from(c.session_id_len) / 32.0));
-    s.put("tls_compression_methods", ch.map_or(0.0, |c| f32::from(c.compression_methods)));
-    s.log("tls_log_key_share_len", ch.map_or(0.0, |c| f64::from(c.key_share_len)));
+    s.flag(format_args!("tls_alpn_h2"), alpn0 == Some(b"h2"));
+    s.flag(format_args!("tls_alpn_http11"), alpn0 == Some(b"http/1.1"));
+    s.flag(format_args!("tls_alpn_other"), alpn0.is_some_and(|a| a != b"h2" && a != b"http/1.1"));
+    s.put(format_args!("tls_session_id_len"), ch.map_or(0.0, |c| f32::from(c.session_id_len) / 32.0));
+    s.put(format_args!("tls_compression_methods"), ch.map_or(0.0, |c| f32::from(c.compression_methods)));
+    s.log(format_args!("tls_log_key_share_len"), ch.map_or(0.0, |c| f64::from(c.key_share_len)));
     for c in CIPHER_VOCAB {
-        s.flag(&format!("tls_cipher_{c:04x}"), ch.is_some_and(|h| h.ciphers.contains(&c)));
+        s.flag(format_args!("tls_cipher_{c:04x}"), ch.is_some_and(|h| h.ciphers.contains(&c)));
     }
-    s.put(
-        "tls_cipher_other_count",
+    s.put(format_args!("tls_cipher_other_count"),
         ch.map_or(0.0, |h| h.ciphers.iter().filter(|c| !is_grease(**c) && !CIPHER_VOCAB.contains(c)).count() as f32),
     );
     for e in EXTENSION_VOCAB {
         let meta = ch.and_then(|h| h.extensions.iter().find(|x| x.typ == e));
-        s.flag(&format!("tls_ext_{e}"), meta.is_some());
-        s.log(&format!("tls_ext_{e}_log_len"), meta.map_or(0.0, |m| f64::from(m.len)));
+        s.flag(format_args!("tls_ext_{e}"), meta.is_some());
+        s.log(format_args!("tls_ext_{e}_log_len"), meta.map_or(0.0, |m| f64::from(m.len)));
     }
-    s.put(
-        "tls_ext_other_count",
+    s.put(format_args!("tls_ext_other_count"),
         ch.map_or(0.0, |h| {
             h.extensions.iter().filter(|x| !is_grease(x.typ) && !EXTENSION_VOCAB.contains(&x.typ)).count() as f32
         }),
     );
     for g in GROUP_VOCAB {
-        s.flag(&format!("tls_group_{g:04x}"), ch.is_some_and(|h| h.groups.contains(&g)));
+        s.flag(format_args!("tls_group_{g:04x}"), ch.is_some_and(|h| h.groups.contains(&g)));
     }
 }
 
 fn http_features(flow: &Flow, s: &mut dyn Sink) {
     let h = flow.http.as_deref();
-    s.flag("http_request", h.is_some());
+    s.flag(format_args!("http_request"), h.is_some());
     let m = h.map(|r| r.method.as_str());
     for name in ["GET", "POST", "HEAD", "PUT"] {
-        s.flag(&format!("http_method_{}", name.to_ascii_lowercase()), m == Some(name));
+        s.flag(format_args!("http_method_{}", name.to_ascii_lowercase()), m == Some(name));
     }
-    s.flag("http_method_other", m.is_some_and(|m| !["GET", "POST", "HEAD", "PUT"].contains(&m)));
-    s.flag("http_version_10", h.is_some_and(|r| r.version_minor == 0));
+    s.flag(format_args!("http_method_other"), m.is_some_and(|m| !["GET", "POST", "HEAD", "PUT"].contains(&m)));
+    s.flag(format_args!("http_version_10"), h.is_some_and(|r| r.version_minor == 0));
     let uri = h.map_or("", |r| r.uri.as_str());
     let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
-    s.log("http_log_uri_len", uri.len() as f64);
-    s.put("http_path_depth", path.matches('/').count().min(32) as f32);
-    s.log("http_log_query_len", query.len() as f64);
-    s.put("http_n_params", if query.is_empty() { 0.0 } else { query.split('&').count().min(64) as f32 });
+    s.log(format_args!("http_log_uri_len"), uri.len() as f64);
+    s.put(format_args!("http_path_depth"), path.matches('/').count().min(32) as f32);
+    s.log(format_args!("http_log_query_len"), query.len() as f64);
+    s.put(format_args!("http_n_params"), if query.is_empty() { 0.0 } else { query.split('&').count().min(64) as f32 });
     let count = |hay: &str, needles: &[&str]| needles.iter().map(|n| hay.matches(n).count()).sum::<usize>() as f64;
-    s.log("http_uri_pct", count(uri, &["%"]));
-    s.log("http_uri_quotes", count(uri, &["'", "\"", "%27", "%22"]));
-    s.log("http_uri_angle", count(uri, &["<", ">", "%3c", "%3e", "%3C", "%3E"]));
-    s.log("http_uri_dotdot", count(uri, &["..", "%2e%2e", "%2E%2E"]));
-    s.log("http_uri_semicolon_pipe", count(uri, &[";", "|", "`", "$(", "%3b", "%7c"]));
-    s.log("http_uri_parens_braces", count(uri, &["(", ")", "{", "}", "${"]));
-    s.log("http_uri_dash_comment", count(uri, &["--", "/*", "#"]));
+    s.log(format_args!("http_uri_pct"), count(uri, &["%"]));
+    s.log(format_args!("http_uri_quotes"), count(uri, &["'", "\"", "%27", "%22"]));
+    s.log(format_args!("http_uri_angle"), count(uri, &["<", ">", "%3c", "%3e", "%3C", "%3E"]));
+    s.log(format_args!("http_uri_dotdot"), count(uri, &["..", "%2e%2e", "%2E%2E"]));
+    s.log(format_args!("http_uri_semicolon_pipe"), count(uri, &[";", "|", "`", "$(", "%3b", "%7c"]));
+    s.log(format_args!("http_uri_parens_braces"), count(uri, &["(", ")", "{", "}", "${"]));
+    s.log(format_args!("http_uri_dash_comment"), count(uri, &["--", "/*", "#"]));
     let ext = path.rsplit('/').next().and_then(|f| f.rsplit_once('.')).map(|(_, e)| e.to_ascii_lowercase());
     for e in ["php", "asp", "jsp", "cgi", "js", "css", "png", "html"] {
-        s.flag(&format!("http_ext_{e}"), ext.as_deref().is_some_and(|x| x.starts_with(e)));
+        s.flag(format_args!("http_ext_{e}"), ext.as_deref().is_some_and(|x| x.starts_with(e)));
     }
-    s.put("http_header_count", h.map_or(0.0, |r| r.header_count.min(64) as f32));
-    s.log("http_log_head_len", h.map_or(0.0, |r| f64::from(r.head_len)));
+    s.put(format_args!("http_header_count"), h.map_or(0.0, |r| r.header_count.min(64) as f32));
+    s.log(format_args!("http_log_head_len"), h.map_or(0.0, |r| f64::from(r.head_len)));
     let ua = h.and_then(|r| r.user_agent.as_deref());
-    s.flag("http_has_user_agent", ua.is_some());
-    s.log("http_log_ua_len", ua.map_or(0.0, |u| u.len() as f64));
+    s.flag(format_args!("http_has_user_agent"), ua.is_some());
+    s.log(format_args!("http_log_ua_len"), ua.map_or(0.0, |u| u.len() as f64));
     let ua_l = ua.map(str::to_ascii_lowercase);
-    s.flag("http_ua_mozilla", ua_l.as_deref().is_some_and(|u| u.starts_with("mozilla/")));
-    s.flag(
-        "http_ua_tool",
+    s.flag(format_args!("http_ua_mozilla"), ua_l.as_deref().is_some_and(|u| u.starts_with("mozilla/")));
+    s.flag(format_args!("http_ua_tool"),
         ua_l.as_deref().is_some_and(|u| {
             ["curl", "wget", "python", "go-http", "java", "libwww", "nikto", "sqlmap", "nmap", "masscan", "zgrab"]
                 .iter()
                 .any(|t| u.contains(t))
         }),
     );
-    s.flag("http_has_cookie", h.is_some_and(|r| r.has_cookie));
-    s.flag("http_has_referer", h.is_some_and(|r| r.referer.is_some()));
-    s.flag(
-        "http_host_is_ip",
+    s.flag(format_args!("http_has_cookie"), h.is_some_and(|r| r.has_cookie));
+    s.flag(format_args!("http_has_referer"), h.is_some_and(|r| r.referer.is_some()));
+    s.flag(format_args!("http_host_is_ip"),
         h.and_then(|r| r.host.as_deref()).is_some_and(|x| {
             x.rsplit_once(':').map_or(x, |(a, _)| a).trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok()
         }),
     );
-    s.log("http_log_content_length", h.and_then(|r| r.content_length).map_or(0.0, |c| c as f64));
+    s.log(format_args!("http_log_content_length"), h.and_then(|r| r.content_length).map_or(0.0, |c| c as f64));
     let body = h.map_or(&[][..], |r| r.body_prefix.as_slice());
-    s.log("http_log_body_prefix_len", body.len() as f64);
+    s.log(format_args!("http_log_body_prefix_len"), body.len() as f64);
     let body_text = String::from_utf8_lossy(body);
-    s.log("http_body_quotes", count(&body_text, &["'", "\"", "%27"]));
-    s.log("http_body_angle", count(&body_text, &["<", ">", "%3c", "%3C"]));
-    s.log(
-        "http_body_nonprint",
+    s.log(format_args!("http_body_quotes"), count(&body_text, &["'", "\"", "%27"]));
+    s.log(format_args!("http_body_angle"), count(&body_text, &["<", ">", "%3c", "%3C"]));
+    s.log(format_args!("http_body_nonprint"),
         body.iter().filter(|b| !(b.is_ascii_graphic() || b.is_ascii_whitespace())).count() as f64,
     );
 }
