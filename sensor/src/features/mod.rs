@@ -239,7 +239,8 @@ fn static_features(flow: &Flow, s: &mut dyn Sink) {
     s.log(format_args!("cert_log_validity_days"), leaf.map_or(0.0, |l| (l.not_after - l.not_before) as f64 / 86400.0));
     s.log(format_args!("cert_log_san_count"), leaf.map_or(0.0, |l| f64::from(l.san_count)));
     let sni = ch.and_then(|c| c.sni.as_deref());
-    s.flag(format_args!("cert_cn_matches_sni"),
+    s.flag(
+        format_args!("cert_cn_matches_sni"),
         match (leaf.and_then(|l| l.subject_cn.as_deref()), sni) {
             (Some(cn), Some(sni)) => {
                 cn.eq_ignore_ascii_case(sni) || cn.strip_prefix("*.").is_some_and(|d| sni.ends_with(d))
@@ -258,7 +259,10 @@ fn client_hello_features(ch: Option<&ClientHello>, s: &mut dyn Sink) {
     version_onehot(s, "tls_client_max_supported", max_sv);
     let non_grease = |v: &[u16]| v.iter().filter(|x| !is_grease(**x)).count() as f64;
     s.log(format_args!("tls_log_n_ciphers"), ch.map_or(0.0, |c| non_grease(&c.ciphers)));
-    s.put(format_args!("tls_n_ext"), ch.map_or(0.0, |c| c.extensions.iter().filter(|e| !is_grease(e.typ)).count() as f32));
+    s.put(
+        format_args!("tls_n_ext"),
+        ch.map_or(0.0, |c| c.extensions.iter().filter(|e| !is_grease(e.typ)).count() as f32),
+    );
     s.put(format_args!("tls_n_groups"), ch.map_or(0.0, |c| non_grease(&c.groups) as f32));
     s.put(format_args!("tls_n_sig_algs"), ch.map_or(0.0, |c| non_grease(&c.sig_algs) as f32));
     s.flag(format_args!("tls_grease"), ch.is_some_and(|c| c.ciphers.iter().any(|x| is_grease(*x))));
@@ -278,7 +282,8 @@ fn client_hello_features(ch: Option<&ClientHello>, s: &mut dyn Sink) {
     for c in CIPHER_VOCAB {
         s.flag(format_args!("tls_cipher_{c:04x}"), ch.is_some_and(|h| h.ciphers.contains(&c)));
     }
-    s.put(format_args!("tls_cipher_other_count"),
+    s.put(
+        format_args!("tls_cipher_other_count"),
         ch.map_or(0.0, |h| h.ciphers.iter().filter(|c| !is_grease(**c) && !CIPHER_VOCAB.contains(c)).count() as f32),
     );
     for e in EXTENSION_VOCAB {
@@ -286,7 +291,8 @@ fn client_hello_features(ch: Option<&ClientHello>, s: &mut dyn Sink) {
         s.flag(format_args!("tls_ext_{e}"), meta.is_some());
         s.log(format_args!("tls_ext_{e}_log_len"), meta.map_or(0.0, |m| f64::from(m.len)));
     }
-    s.put(format_args!("tls_ext_other_count"),
+    s.put(
+        format_args!("tls_ext_other_count"),
         ch.map_or(0.0, |h| {
             h.extensions.iter().filter(|x| !is_grease(x.typ) && !EXTENSION_VOCAB.contains(&x.typ)).count() as f32
         }),
@@ -330,7 +336,8 @@ fn http_features(flow: &Flow, s: &mut dyn Sink) {
     s.log(format_args!("http_log_ua_len"), ua.map_or(0.0, |u| u.len() as f64));
     let ua_l = ua.map(str::to_ascii_lowercase);
     s.flag(format_args!("http_ua_mozilla"), ua_l.as_deref().is_some_and(|u| u.starts_with("mozilla/")));
-    s.flag(format_args!("http_ua_tool"),
+    s.flag(
+        format_args!("http_ua_tool"),
         ua_l.as_deref().is_some_and(|u| {
             ["curl", "wget", "python", "go-http", "java", "libwww", "nikto", "sqlmap", "nmap", "masscan", "zgrab"]
                 .iter()
@@ -339,7 +346,8 @@ fn http_features(flow: &Flow, s: &mut dyn Sink) {
     );
     s.flag(format_args!("http_has_cookie"), h.is_some_and(|r| r.has_cookie));
     s.flag(format_args!("http_has_referer"), h.is_some_and(|r| r.referer.is_some()));
-    s.flag(format_args!("http_host_is_ip"),
+    s.flag(
+        format_args!("http_host_is_ip"),
         h.and_then(|r| r.host.as_deref()).is_some_and(|x| {
             x.rsplit_once(':').map_or(x, |(a, _)| a).trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok()
         }),
@@ -350,7 +358,8 @@ fn http_features(flow: &Flow, s: &mut dyn Sink) {
     let body_text = String::from_utf8_lossy(body);
     s.log(format_args!("http_body_quotes"), count(&body_text, &["'", "\"", "%27"]));
     s.log(format_args!("http_body_angle"), count(&body_text, &["<", ">", "%3c", "%3C"]));
-    s.log(format_args!("http_body_nonprint"),
+    s.log(
+        format_args!("http_body_nonprint"),
         body.iter().filter(|b| !(b.is_ascii_graphic() || b.is_ascii_whitespace())).count() as f64,
     );
 }
