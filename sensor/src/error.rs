@@ -28,6 +28,35 @@ pub enum CaptureError {
     },
 }
 
+/// Errors of live capture (XDP program, AF_XDP sockets, AF_PACKET).
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// The XDP program could not be loaded, attached or configured.
+    #[error("XDP: {what}: {source}")]
+    Xdp {
+        /// What was being done.
+        what: String,
+        /// Underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A socket call failed.
+    #[error("{what}: {source}")]
+    Socket {
+        /// Which call.
+        what: &'static str,
+        /// OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// This binary was built without the XDP program (cargo feature `ebpf`).
+    #[error("this build has no XDP program (build with --features ebpf)")]
+    NoProgram,
+    /// No such interface.
+    #[error("no interface named {0}")]
+    NoInterface(String),
+}
+
 /// Errors loading or validating the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -74,6 +103,9 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
+    /// Live capture could not start.
+    #[error(transparent)]
+    Live(#[from] LiveError),
     /// A worker thread panicked (a bug; reported, not hidden).
     #[error("worker thread {0} panicked")]
     WorkerPanic(usize),

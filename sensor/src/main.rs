@@ -48,12 +48,47 @@ enum Command {
         #[arg(long)]
         events: Option<PathBuf>,
     },
+    /// Capture live on an interface: XDP pre-filter, one AF_XDP socket and one pinned
+    /// worker per RX queue. Needs CAP_BPF, CAP_NET_ADMIN and CAP_NET_RAW (or root).
+    Run(RunArgs),
     /// Print the feature schema that `model/` reads (model/feature_schema.json).
     Schema {
         /// Write here instead of stdout.
         #[arg(long)]
         output: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Interface to capture on.
+    #[arg(long)]
+    iface: String,
+    /// RX queues, comma-separated (one AF_XDP socket and worker each).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    queues: Vec<u32>,
+    /// `span`: a mirror port (selected packets to AF_XDP, the rest dropped);
+    /// `host`: a host that serves traffic (every packet passes).
+    #[arg(long, value_enum, default_value_t = ModeArg::Span)]
+    mode: ModeArg,
+    /// Write events to this file instead of stdout ("-" is stdout).
+    #[arg(long)]
+    events: Option<PathBuf>,
+    /// Write feature vectors to this file.
+    #[arg(long)]
+    features: Option<PathBuf>,
+    /// Stop after this many seconds (default: run until SIGINT or SIGTERM).
+    #[arg(long)]
+    duration_secs: Option<u64>,
+    /// Write the end-of-run summary as JSON to this file.
+    #[arg(long)]
+    summary_json: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ModeArg {
+    Span,
+    Host,
 }
 
 #[derive(clap::Args)]
@@ -183,6 +218,57 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
     }
 }
 
+fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
+    use nightjar::runtime::live::{Mode, run};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
+    }
+    if let Some(secs) = args.duration_secs {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(secs));
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    let sinks = Sinks {
+        events: Some(open_out(args.events.as_deref())?),
+        features: args.features.as_deref().map(|p| open_out(Some(p))).transpose()?,
+    };
+    let mode = match args.mode {
+        ModeArg::Span => Mode::Span,
+        ModeArg::Host => Mode::Host,
+    };
+    let s = run(cfg, &args.iface, &args.queues, mode, sinks, &stop)?;
+    let xdp: serde_json::Map<String, serde_json::Value> =
+        nightjar_common::Counter::ALL.iter().map(|c| (c.as_str().to_owned(), s.xdp[*c as usize].into())).collect();
+    let summary = serde_json::json!({
+        "elapsed_secs": s.elapsed.as_secs_f64(),
+        "attach": format!("{:?}", s.attach),
+        "packets": s.stats.packets,
+        "tcp_packets": s.stats.tcp_packets,
+        "flows": s.stats.flows_created,
+        "tls_flows": s.stats.tls_flows,
+        "http_flows": s.stats.http_flows,
+        "events": s.stats.events,
+        "xdp": xdp,
+        "xsk": {
+            "rx_dropped": s.xsk.rx_dropped,
+            "rx_ring_full": s.xsk.rx_ring_full,
+            "fill_ring_empty": s.xsk.fill_ring_empty,
+            "rx_invalid": s.xsk.rx_invalid,
+        },
+        "output_dropped": s.output_dropped,
+    });
+    eprintln!("nightjar run summary: {summary}");
+    if let Some(p) = &args.summary_json {
+        std::fs::write(p, summary.to_string()).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_demo(cfg: &mut Config, events: Option<&Path>) -> Result<ExitCode> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let mut files = Vec::new();
@@ -210,6 +296,7 @@ fn main() -> ExitCode {
         match &cli.command {
             Command::Replay(args) => run_replay(&mut cfg, args),
             Command::Demo { events } => run_demo(&mut cfg, events.as_deref()),
+            Command::Run(args) => run_live(&cfg, args),
             Command::Schema { output } => {
                 let mut out = open_out(output.as_deref())?;
                 out.write_all(nightjar::features::schema_json().as_bytes())?;

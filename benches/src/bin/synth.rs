@@ -23,12 +23,18 @@ struct Args {
     /// Template captures (default: the bundled fixtures).
     #[arg(long)]
     template: Vec<PathBuf>,
+    /// Leave out frames longer than this (e.g. 1514 to replay over a 1500-byte MTU).
+    #[arg(long)]
+    max_frame: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let paths = if a.template.is_empty() { fixture_paths() } else { a.template };
-    let frames = load_frames(&paths).context("reading templates")?;
+    let mut frames = load_frames(&paths).context("reading templates")?;
+    if let Some(max) = a.max_frame {
+        frames.retain(|f| f.data.len() <= max);
+    }
     let templates = template_flows(&frames);
     anyhow::ensure!(!templates.is_empty(), "no Ethernet/IPv4/TCP flows in the templates");
     let out = synth(&templates, a.copies, a.spacing_us * 1000, 1_700_000_000_000_000_000);

@@ -7,6 +7,8 @@
 //! buffer without copying. A source must not allocate per frame.
 
 pub mod pcap;
+pub mod xdp;
+pub mod xsk;
 
 pub use self::pcap::PcapFileSource;
 
@@ -59,7 +61,9 @@ pub struct Frame<'a> {
 /// A source of frames: offline files and live rings implement the same trait.
 pub trait PacketSource {
     /// Hands up to `max` frames to `sink` and returns how many it handed over.
-    /// Returns `Ok(0)` only at the end of the input.
+    /// A file returns `Ok(0)` at its end; a live source returns `Ok(0)` when nothing
+    /// arrived within its poll interval (so that the caller can tick and check for
+    /// shutdown).
     fn read_batch(&mut self, max: usize, sink: &mut dyn FnMut(&Frame<'_>)) -> Result<usize, CaptureError>;
 
     /// Bytes of input consumed so far, for progress reporting.

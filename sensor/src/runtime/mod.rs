@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
+pub mod live;
+
 use crate::capture::{Frame, LinkType, PacketSource, PcapFileSource};
 use crate::config::Config;
 use crate::decode::{Decoded, decode_frame};
@@ -77,6 +79,11 @@ impl Worker {
             Decoded::Skip(s) => self.stats.skip(s),
             Decoded::Error(e) => self.stats.decode_error(e),
         }
+    }
+
+    /// Advances the flow clock without a packet (live capture) and expires flows.
+    pub fn tick(&mut self, now_ns: u64) {
+        self.table.tick(now_ns, &mut self.stats, &mut self.records);
     }
 
     /// Ends every tracked flow (end of input).

@@ -1,0 +1,319 @@
+//! Nightjar's XDP pre-filter. For every frame it decodes Ethernet (up to two VLAN tags),
+//! IPv4 or IPv6 (skipping extension headers) and TCP, keeps per-flow state in an LRU
+//! hash keyed by the symmetric 5-tuple, and decides:
+//!
+//! - a flow is *selected* when a packet carries a TLS handshake record (content type 22,
+//!   version 3.x) or an HTTP request line (a known method and a space); its first
+//!   `head_packets` packets in both directions go to userspace, and so do its FIN and
+//!   RST, then it is bypassed;
+//! - a flow that starts with a SYN is a *candidate* until its first payload: its
+//!   handshake packets go up (so userspace sees the flow from its start), and the first
+//!   payload selects it or marks it *ignored*;
+//! - everything else is bypassed.
+//!
+//! `span` mode (a mirror port: nothing is for the host) redirects what goes up into the
+//! AF_XDP socket of the RX queue and drops the rest. `host` mode never redirects (that
+//! would steal the packet from the kernel): every packet passes.
+//!
+//! Every packet increments `Received` and exactly one verdict counter (`Redirected`,
+//! `Bypassed`, `Passed`, `Dropped`); reason counters say why on top. On any internal
+//! error the program fails open in host mode (the packet passes) and drops in span mode,
+//! where no packet is for the host anyway.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::bindings::xdp_action;
+use aya_ebpf::macros::{map, xdp};
+use aya_ebpf::maps::{Array, LruHashMap, PerCpuArray, XskMap};
+use aya_ebpf::programs::XdpContext;
+use nightjar_common::{
+    Counter, FLOW_CANDIDATE, FLOW_IGNORED, FLOW_MAP_ENTRIES, FLOW_SELECTED, FilterConfig, FlowKey, FlowState,
+    MAX_QUEUES, MODE_SPAN,
+};
+
+#[map]
+static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(FLOW_MAP_ENTRIES, 0);
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+#[map]
+static CONFIG: Array<FilterConfig> = Array::with_max_entries(1, 0);
+#[map]
+static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const IPPROTO_TCP: u8 = 6;
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+/// IPv6 extension headers skipped before giving up (hop-by-hop, routing, destination).
+const MAX_IPV6_EXT: usize = 4;
+
+/// What the parser found.
+enum Parsed {
+    /// A TCP segment; its payload spans `payload_off..ip_end` (the IP length, not the
+    /// frame end: Ethernet pads short frames).
+    Tcp { key: FlowKey, flags: u8, payload_off: usize, ip_end: usize },
+    /// Not TCP over IP.
+    NotTcp,
+}
+
+#[xdp]
+pub fn nightjar_xdp(ctx: XdpContext) -> u32 {
+    let cfg = CONFIG.get(0).copied().unwrap_or_default();
+    let span = cfg.mode == MODE_SPAN;
+    count(Counter::Received);
+    match try_nightjar_xdp(&ctx, &cfg) {
+        Ok(action) => action,
+        Err(()) => {
+            count(Counter::ParseFailure);
+            other(span)
+        }
+    }
+}
+
+#[inline(always)]
+fn count(c: Counter) {
+    if let Some(v) = COUNTERS.get_ptr_mut(c as u32) {
+        // Safety: per-CPU slot of this CPU; XDP programs are not preempted on it.
+        unsafe { *v += 1 };
+    }
+}
+
+/// Verdict for packets that are not part of a flow the sensor tracks.
+#[inline(always)]
+fn other(span: bool) -> u32 {
+    if span {
+        count(Counter::Dropped);
+        xdp_action::XDP_DROP
+    } else {
+        count(Counter::Passed);
+        xdp_action::XDP_PASS
+    }
+}
+
+/// Verdict for a flow packet that does not go to userspace.
+#[inline(always)]
+fn bypass(span: bool) -> u32 {
+    count(Counter::Bypassed);
+    if span { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS }
+}
+
+/// Verdict for a packet that goes to userspace.
+#[inline(always)]
+fn send(ctx: &XdpContext, span: bool) -> u32 {
+    if !span {
+        // Host mode never redirects: the packet belongs to the kernel stack.
+        count(Counter::Passed);
+        return xdp_action::XDP_PASS;
+    }
+    match XSKS.redirect(ctx.rx_queue_index(), 0) {
+        Ok(action) => {
+            count(Counter::Redirected);
+            action
+        }
+        Err(_) => {
+            count(Counter::RedirectFailed);
+            count(Counter::Dropped);
+            xdp_action::XDP_DROP
+        }
+    }
+}
+
+/// A bounds-checked pointer to a `T` at `off` bytes into the packet.
+#[inline(always)]
+fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Result<*const T, ()> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + off + core::mem::size_of::<T>() > end {
+        return Err(());
+    }
+    Ok((start + off) as *const T)
+}
+
+#[inline(always)]
+fn load<T: Copy>(ctx: &XdpContext, off: usize) -> Result<T, ()> {
+    // Safety: `ptr_at` checked that the bytes lie inside the packet; reads are unaligned.
+    Ok(unsafe { core::ptr::read_unaligned(ptr_at::<T>(ctx, off)?) })
+}
+
+#[inline(always)]
+fn be16(ctx: &XdpContext, off: usize) -> Result<u16, ()> {
+    Ok(u16::from_be(load::<u16>(ctx, off)?))
+}
+
+fn try_nightjar_xdp(ctx: &XdpContext, cfg: &FilterConfig) -> Result<u32, ()> {
+    let span = cfg.mode == MODE_SPAN;
+    let (key, flags, payload_off, ip_end) = match parse(ctx)? {
+        Parsed::Tcp { key, flags, payload_off, ip_end } => (key, flags, payload_off, ip_end),
+        Parsed::NotTcp => {
+            count(Counter::NotTcp);
+            return Ok(other(span));
+        }
+    };
+    let has_payload = payload_off < ip_end && ctx.data() + payload_off < ctx.data_end();
+    let fin_rst = flags & (TCP_FIN | TCP_RST) != 0;
+
+    if let Some(st) = FLOWS.get_ptr_mut(&key) {
+        // Safety: the map value stays valid for this program run; concurrent updates
+        // from another CPU can only make a counter approximate.
+        let st = unsafe { &mut *st };
+        return Ok(match st.state {
+            FLOW_SELECTED => {
+                if st.sent < cfg.head_packets || fin_rst {
+                    st.sent += 1;
+                    send(ctx, span)
+                } else {
+                    bypass(span)
+                }
+            }
+            FLOW_CANDIDATE => {
+                if has_payload {
+                    if interesting(ctx, payload_off) {
+                        st.state = FLOW_SELECTED;
+                        st.sent += 1;
+                        send(ctx, span)
+                    } else {
+                        st.state = FLOW_IGNORED;
+                        bypass(span)
+                    }
+                } else if st.sent < cfg.head_packets {
+                    st.sent += 1;
+                    send(ctx, span)
+                } else {
+                    bypass(span)
+                }
+            }
+            _ => bypass(span),
+        });
+    }
+
+    let state = if has_payload && interesting(ctx, payload_off) {
+        FLOW_SELECTED
+    } else if !has_payload && flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+        FLOW_CANDIDATE
+    } else {
+        return Ok(bypass(span));
+    };
+    if FLOWS.insert(&key, &FlowState { state, sent: 1 }, 0).is_err() {
+        // Still send this packet: losing the flow's state only costs its later packets.
+        count(Counter::MapFull);
+    }
+    Ok(send(ctx, span))
+}
+
+/// True when the payload starts a TLS handshake record or an HTTP request.
+#[inline(always)]
+fn interesting(ctx: &XdpContext, off: usize) -> bool {
+    let Ok(head) = load::<[u8; 3]>(ctx, off) else { return false };
+    if head[0] == 22 && head[1] == 3 && head[2] <= 4 {
+        return true;
+    }
+    let Ok(w) = load::<[u8; 8]>(ctx, off) else {
+        // Shorter than 8 bytes: only "GET /" style requests fit; check 4 bytes.
+        return matches!(load::<[u8; 4]>(ctx, off), Ok(w) if &w == b"GET " || &w == b"PUT ");
+    };
+    matches!(&w[..4], b"GET " | b"PUT ")
+        || &w[..5] == b"POST "
+        || &w[..5] == b"HEAD "
+        || &w[..6] == b"PATCH "
+        || &w[..6] == b"TRACE "
+        || &w[..7] == b"DELETE "
+        || &w[..8] == b"OPTIONS "
+        || &w[..8] == b"CONNECT "
+}
+
+#[inline(always)]
+fn parse(ctx: &XdpContext) -> Result<Parsed, ()> {
+    let mut off = ETH_HLEN;
+    let mut proto = be16(ctx, 12)?;
+    // Up to two VLAN tags (802.1Q, QinQ).
+    for _ in 0..2 {
+        if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+            proto = be16(ctx, off + 2)?;
+            off += 4;
+        }
+    }
+    let mut key = FlowKey::default();
+    let (l4, src_is_lo, ip_end): (usize, bool, usize);
+    match proto {
+        ETH_P_IP => {
+            let vihl: u8 = load(ctx, off)?;
+            let ihl = usize::from(vihl & 0x0f) * 4;
+            if ihl < 20 {
+                return Err(());
+            }
+            ip_end = off + usize::from(be16(ctx, off + 2)?);
+            let frag: u16 = be16(ctx, off + 6)?;
+            let p: u8 = load(ctx, off + 9)?;
+            // Fragments (offset or more-fragments set) are left to userspace's counters.
+            if p != IPPROTO_TCP || frag & 0x3fff != 0 {
+                return Ok(Parsed::NotTcp);
+            }
+            let src: [u8; 4] = load(ctx, off + 12)?;
+            let dst: [u8; 4] = load(ctx, off + 16)?;
+            l4 = off + (ihl & 0x3c);
+            let sport = be16(ctx, l4)?;
+            let dport = be16(ctx, l4 + 2)?;
+            src_is_lo = (src, sport) <= (dst, dport);
+            let (lo, hi) = if src_is_lo { (src, dst) } else { (dst, src) };
+            key.addr_lo[10] = 0xff;
+            key.addr_lo[11] = 0xff;
+            key.addr_lo[12..].copy_from_slice(&lo);
+            key.addr_hi[10] = 0xff;
+            key.addr_hi[11] = 0xff;
+            key.addr_hi[12..].copy_from_slice(&hi);
+            key.port_lo = if src_is_lo { sport } else { dport };
+            key.port_hi = if src_is_lo { dport } else { sport };
+        }
+        ETH_P_IPV6 => {
+            ip_end = off + 40 + usize::from(be16(ctx, off + 4)?);
+            let mut next: u8 = load(ctx, off + 6)?;
+            let src: [u8; 16] = load(ctx, off + 8)?;
+            let dst: [u8; 16] = load(ctx, off + 24)?;
+            let mut l = off + 40;
+            for _ in 0..MAX_IPV6_EXT {
+                // Hop-by-hop, routing, destination options: skip; anything else stops.
+                if next == 0 || next == 43 || next == 60 {
+                    // One 2-byte load: a 1-byte check compiles to `ptr >= end`, which the
+                    // verifier cannot turn into a range for a variable offset.
+                    let [n, len]: [u8; 2] = load(ctx, l)?;
+                    next = n;
+                    l += (usize::from(len) + 1) * 8;
+                }
+            }
+            if next != IPPROTO_TCP {
+                return Ok(Parsed::NotTcp);
+            }
+            l4 = l;
+            let sport = be16(ctx, l4)?;
+            let dport = be16(ctx, l4 + 2)?;
+            src_is_lo = (src, sport) <= (dst, dport);
+            key.addr_lo = if src_is_lo { src } else { dst };
+            key.addr_hi = if src_is_lo { dst } else { src };
+            key.port_lo = if src_is_lo { sport } else { dport };
+            key.port_hi = if src_is_lo { dport } else { sport };
+        }
+        _ => return Ok(Parsed::NotTcp),
+    }
+    let doff_flags: [u8; 2] = load(ctx, l4 + 12)?;
+    let doff = usize::from(doff_flags[0] >> 4) * 4;
+    if doff < 20 {
+        return Err(());
+    }
+    Ok(Parsed::Tcp { key, flags: doff_flags[1], payload_off: l4 + doff, ip_end })
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

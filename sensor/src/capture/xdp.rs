@@ -1,0 +1,120 @@
+//! The XDP pre-filter from userspace: loads the `nightjar-ebpf` object with aya,
+//! writes its configuration, attaches it to an interface (native mode, falling back to
+//! generic mode with a warning), registers AF_XDP sockets in its XSKMAP and reads its
+//! per-CPU decision counters. Dropping the filter detaches the program.
+
+use std::os::fd::AsRawFd;
+
+use aya::Ebpf;
+use aya::maps::{Array, PerCpuArray, XskMap};
+use aya::programs::{Xdp, XdpMode};
+use nightjar_common::{Counter, FilterConfig, MAP_CONFIG, MAP_COUNTERS, MAP_XSKS, PROGRAM_NAME};
+
+use crate::error::LiveError;
+
+/// The embedded XDP object, when built with the `ebpf` feature.
+#[cfg(feature = "ebpf")]
+pub static PROGRAM_OBJECT: Option<&[u8]> =
+    Some(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nightjar-ebpf")));
+/// The embedded XDP object, when built with the `ebpf` feature.
+#[cfg(not(feature = "ebpf"))]
+pub static PROGRAM_OBJECT: Option<&[u8]> = None;
+
+/// How the program ended up attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// In the driver.
+    Native,
+    /// In the kernel stack (slower; used where the driver has no XDP support).
+    Generic,
+    /// Loaded but not attached (tests with `BPF_PROG_TEST_RUN`).
+    Detached,
+}
+
+/// A loaded (and usually attached) XDP filter.
+pub struct XdpFilter {
+    ebpf: Ebpf,
+    /// How it is attached.
+    pub mode: AttachMode,
+}
+
+fn xdp_err(what: impl Into<String>, e: impl std::error::Error + Send + Sync + 'static) -> LiveError {
+    LiveError::Xdp { what: what.into(), source: Box::new(e) }
+}
+
+impl XdpFilter {
+    /// Loads the embedded program and writes `cfg`, without attaching it.
+    pub fn load(cfg: FilterConfig) -> Result<Self, LiveError> {
+        let object = PROGRAM_OBJECT.ok_or(LiveError::NoProgram)?;
+        let mut ebpf = Ebpf::load(object).map_err(|e| xdp_err("loading the object", e))?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or_else(|| LiveError::Xdp { what: "program missing".into(), source: PROGRAM_NAME.into() })?
+            .try_into()
+            .map_err(|e| xdp_err("program type", e))?;
+        prog.load().map_err(|e| xdp_err("verifier", e))?;
+        let mut config: Array<_, FilterConfig> =
+            Array::try_from(ebpf.map_mut(MAP_CONFIG).ok_or_else(|| missing(MAP_CONFIG))?)
+                .map_err(|e| xdp_err("config map", e))?;
+        config.set(0, cfg, 0).map_err(|e| xdp_err("writing config", e))?;
+        Ok(Self { ebpf, mode: AttachMode::Detached })
+    }
+
+    /// Attaches to `iface`: native mode first, generic mode (with a warning) if the
+    /// driver refuses.
+    pub fn attach(&mut self, iface: &str) -> Result<AttachMode, LiveError> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or_else(|| missing(PROGRAM_NAME))?
+            .try_into()
+            .map_err(|e| xdp_err("program type", e))?;
+        match prog.attach(iface, XdpMode::Driver) {
+            Ok(_) => self.mode = AttachMode::Native,
+            Err(native) => {
+                eprintln!("warning: native XDP attach to {iface} failed ({native}); using generic mode.");
+                prog.attach(iface, XdpMode::Skb).map_err(|e| xdp_err(format!("attaching to {iface}"), e))?;
+                self.mode = AttachMode::Generic;
+            }
+        }
+        Ok(self.mode)
+    }
+
+    /// Registers an AF_XDP socket for RX queue `queue`.
+    pub fn register_socket(&mut self, queue: u32, socket: &impl AsRawFd) -> Result<(), LiveError> {
+        let mut xsks = XskMap::try_from(self.ebpf.map_mut(MAP_XSKS).ok_or_else(|| missing(MAP_XSKS))?)
+            .map_err(|e| xdp_err("xsk map", e))?;
+        xsks.set(queue, socket.as_raw_fd(), 0).map_err(|e| xdp_err(format!("registering queue {queue}"), e))
+    }
+
+    /// Decision counters summed over CPUs, indexed by [`Counter`].
+    pub fn counters(&self) -> Result<[u64; Counter::COUNT as usize], LiveError> {
+        let map: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map(MAP_COUNTERS).ok_or_else(|| missing(MAP_COUNTERS))?)
+                .map_err(|e| xdp_err("counter map", e))?;
+        let mut out = [0u64; Counter::COUNT as usize];
+        for c in Counter::ALL {
+            let values = map.get(&(c as u32), 0).map_err(|e| xdp_err("reading counters", e))?;
+            out[c as usize] = values.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// Runs the program once on `frame` with `BPF_PROG_TEST_RUN` and returns its action.
+    pub fn test_run(&self, frame: &[u8]) -> Result<u32, LiveError> {
+        use aya::programs::{TestRun, TestRunOptions};
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROGRAM_NAME)
+            .ok_or_else(|| missing(PROGRAM_NAME))?
+            .try_into()
+            .map_err(|e| xdp_err("program type", e))?;
+        let opts = TestRunOptions { data_in: Some(frame), ..TestRunOptions::new() };
+        let r = prog.test_run(opts).map_err(|e| xdp_err("BPF_PROG_TEST_RUN", e))?;
+        Ok(r.return_value)
+    }
+}
+
+fn missing(name: &str) -> LiveError {
+    LiveError::Xdp { what: "object incomplete".into(), source: format!("{name} not found").into() }
+}

@@ -1,0 +1,207 @@
+//! Live capture: the XDP filter on an interface, one AF_XDP socket per RX queue, and
+//! one worker thread per queue pinned to its own core. Each worker owns its socket, its
+//! flow-table shard and its buffers; serialised events leave through a bounded queue to
+//! one writer thread, and a full queue drops (and counts) output instead of blocking
+//! the worker. On shutdown the workers drain and flush their flows, the counters are
+//! read, and the program is detached when the filter is dropped.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Sender, bounded};
+use nightjar_common::{Counter, FilterConfig, MODE_HOST, MODE_SPAN};
+
+use crate::capture::PacketSource;
+use crate::capture::xdp::{AttachMode, XdpFilter};
+use crate::capture::xsk::{XskSocket, XskStats, ifindex};
+use crate::config::Config;
+use crate::error::{LiveError, PipelineError};
+use crate::runtime::{Outputs, Sinks, Worker};
+use crate::stats::Stats;
+
+/// Frames read per ring poll.
+const RX_BATCH: usize = 256;
+/// Serialised output buffers in flight to the writer.
+const OUTPUT_QUEUE: usize = 64;
+/// Output bytes a worker gathers before handing them on.
+const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
+/// How often a worker advances its flow clock without packets.
+const TICK: Duration = Duration::from_millis(500);
+
+/// Where the XDP program sends what it selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Mirror port: selected packets to AF_XDP, the rest dropped.
+    Span,
+    /// Host that serves traffic: every packet passes.
+    Host,
+}
+
+/// What a live run reports at the end.
+#[derive(Debug, Default)]
+pub struct LiveSummary {
+    /// Summed worker counters.
+    pub stats: Stats,
+    /// XDP decision counters, indexed by [`Counter`].
+    pub xdp: [u64; Counter::COUNT as usize],
+    /// Kernel AF_XDP drop counters summed over sockets.
+    pub xsk: XskStats,
+    /// Output buffers dropped because the writer queue was full.
+    pub output_dropped: u64,
+    /// How the program was attached.
+    pub attach: Option<AttachMode>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Pins the calling thread to `core`; failure is logged, not fatal.
+fn pin_to_core(core: usize) {
+    // Safety: cpu_set_t is plain data; CPU_SET writes inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &raw const set) != 0 {
+            eprintln!("warning: cannot pin worker to core {core}: {}.", std::io::Error::last_os_error());
+        }
+    }
+}
+
+/// Captures on `iface` until `stop` is set, writing events to `sinks`.
+pub fn run(
+    cfg: &Config,
+    iface: &str,
+    queues: &[u32],
+    mode: Mode,
+    mut sinks: Sinks,
+    stop: &Arc<AtomicBool>,
+) -> Result<LiveSummary, PipelineError> {
+    let start = Instant::now();
+    let live = |e: LiveError| PipelineError::Live(e);
+    let idx = ifindex(iface).map_err(live)?;
+    let filter_cfg = FilterConfig {
+        mode: if mode == Mode::Span { MODE_SPAN } else { MODE_HOST },
+        head_packets: cfg.flow.head_packets as u32,
+    };
+    let mut filter = XdpFilter::load(filter_cfg).map_err(live)?;
+    let mut sockets = Vec::with_capacity(queues.len());
+    if mode == Mode::Span {
+        for &q in queues {
+            let s = XskSocket::open(idx, q).map_err(live)?;
+            filter.register_socket(q, &s).map_err(live)?;
+            eprintln!(
+                "Capture path: AF_XDP on {iface} queue {q} ({} mode).",
+                if s.zero_copy { "zero-copy" } else { "copy" }
+            );
+            sockets.push(s);
+        }
+    } else {
+        eprintln!("Host mode: every packet passes to the kernel; the ring-buffer copy path is not built yet.");
+    }
+    let attach = filter.attach(iface).map_err(live)?;
+    eprintln!("XDP program attached to {iface} ({attach:?} mode).");
+
+    let outputs = Outputs { events: sinks.events.is_some(), features: sinks.features.is_some() };
+    let (out_tx, out_rx) = bounded::<(bool, Vec<u8>)>(OUTPUT_QUEUE);
+    let dropped = Arc::new(AtomicU64::new(0));
+    let writer = std::thread::Builder::new()
+        .name("nightjar-writer".into())
+        .spawn(move || -> Result<(), PipelineError> {
+            for (is_event, buf) in out_rx {
+                let (sink, what) =
+                    if is_event { (sinks.events.as_mut(), "events") } else { (sinks.features.as_mut(), "features") };
+                if let Some(s) = sink {
+                    s.write_all(&buf).map_err(|source| PipelineError::Output { what, source })?;
+                    s.flush().map_err(|source| PipelineError::Output { what, source })?;
+                }
+            }
+            Ok(())
+        })
+        .map_err(|source| PipelineError::Output { what: "writer thread", source })?;
+
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let capacity = cfg.flow.max_flows.div_ceil(queues.len().max(1));
+    let mut handles = Vec::new();
+    for (i, sock) in sockets.into_iter().enumerate() {
+        let w = Worker::new(cfg, capacity, outputs);
+        let (stop, out_tx, dropped) = (Arc::clone(stop), out_tx.clone(), Arc::clone(&dropped));
+        let h = std::thread::Builder::new()
+            .name(format!("nightjar-q{}", sock.queue()))
+            .spawn(move || {
+                pin_to_core(i % cores);
+                run_worker(w, sock, &stop, &out_tx, &dropped)
+            })
+            .map_err(|source| PipelineError::Output { what: "worker thread", source })?;
+        handles.push(h);
+    }
+    drop(out_tx);
+    while handles.is_empty() && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let mut summary = LiveSummary { attach: Some(attach), ..LiveSummary::default() };
+    for (i, h) in handles.into_iter().enumerate() {
+        let (stats, xsk) = h.join().map_err(|_| PipelineError::WorkerPanic(i))?;
+        summary.stats.merge(&stats);
+        summary.xsk.rx_dropped += xsk.rx_dropped;
+        summary.xsk.rx_ring_full += xsk.rx_ring_full;
+        summary.xsk.fill_ring_empty += xsk.fill_ring_empty;
+        summary.xsk.rx_invalid += xsk.rx_invalid;
+    }
+    writer.join().map_err(|_| PipelineError::WorkerPanic(usize::MAX))??;
+    summary.xdp = filter.counters().map_err(live)?;
+    summary.output_dropped = dropped.load(Ordering::Relaxed);
+    drop(filter);
+    summary.elapsed = start.elapsed();
+    Ok(summary)
+}
+
+fn hand_out(w: &mut Worker, out: &Sender<(bool, Vec<u8>)>, dropped: &AtomicU64, threshold: usize) {
+    for is_event in [true, false] {
+        let buf = if is_event { &mut w.events_buf } else { &mut w.features_buf };
+        if buf.is_empty() || buf.len() < threshold {
+            continue;
+        }
+        let b = std::mem::replace(buf, Vec::with_capacity(OUTPUT_FLUSH_BYTES));
+        if out.try_send((is_event, b)).is_err() {
+            // The writer is behind: drop this output rather than stall capture.
+            dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn run_worker(
+    mut w: Worker,
+    mut sock: XskSocket,
+    stop: &AtomicBool,
+    out: &Sender<(bool, Vec<u8>)>,
+    dropped: &AtomicU64,
+) -> (Stats, XskStats) {
+    let mut last_tick = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        // A read error on a live socket is not recoverable here: stop this worker.
+        let Ok(n) = sock.read_batch(RX_BATCH, &mut |f| w.handle_frame(f)) else { break };
+        if n == 0 || last_tick.elapsed() >= TICK {
+            w.tick(now_ns());
+            last_tick = Instant::now();
+        }
+        w.finish_records(&mut |_| {});
+        hand_out(&mut w, out, dropped, if n == 0 { 1 } else { OUTPUT_FLUSH_BYTES });
+    }
+    // Drain what is already in the ring, then end every flow.
+    while let Ok(n) = sock.read_batch(RX_BATCH, &mut |f| w.handle_frame(f)) {
+        if n == 0 {
+            break;
+        }
+    }
+    w.flush();
+    w.finish_records(&mut |_| {});
+    hand_out(&mut w, out, dropped, 1);
+    let xsk = sock.stats().unwrap_or_default();
+    (w.stats, xsk)
+}
