@@ -25,16 +25,40 @@ install_debs() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-install_debs tshark:tshark
+install_debs tshark:tshark tcpreplay:tcpreplay
+
+# The XDP program's toolchain: bpf-linker against Debian's LLVM 22, and rust-src for
+# `-Z build-std=core` (see shared RECIPES.md). Only as root: the privileged tests need
+# root anyway.
+ebpf_ready=0
+if [[ $(id -u) -eq 0 ]]; then
+  if ! command -v bpf-linker >/dev/null 2>&1; then
+    dpkg -s llvm-22-dev libpolly-22-dev >/dev/null 2>&1 || {
+      log "installing llvm-22-dev libpolly-22-dev"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq llvm-22-dev libpolly-22-dev >/dev/null
+    }
+    log "building bpf-linker (once)"
+    LLVM_PREFIX=/usr/lib/llvm-22 LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 \
+      cargo install --locked bpf-linker --no-default-features --features llvm-22
+  fi
+  rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src
+  ebpf_ready=1
+fi
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
 log "cargo clippy"
-cargo clippy --workspace --all-targets --locked -q -- -D warnings
+cargo clippy --all-targets --locked -q -- -D warnings
 
 log "cargo test"
-cargo test --workspace --locked
+cargo test --locked
+
+if ((ebpf_ready)); then
+  log "privileged tests: XDP program and AF_XDP capture in network namespaces"
+  NIGHTJAR_REQUIRE_XDP=1 cargo test --locked -p nightjar --features ebpf --test live_xdp
+fi
 
 if [[ ${FUZZ_SECONDS:-20} != 0 ]]; then
   log "fuzz smoke run (${FUZZ_SECONDS:-20} s per target)"

@@ -214,7 +214,7 @@ fn live_events_equal_replay_events() {
     let ns = NetNsPair::new(&std::process::id().to_string());
     let events = dir.path().join("live.jsonl");
     let summary = dir.path().join("summary.json");
-    let mut sensor = Command::new("ip")
+    let sensor = Command::new("ip")
         .args(["netns", "exec", &ns.b, bin, "run", "--iface", "veth1", "--duration-secs", "6", "--events"])
         .arg(&events)
         .arg("--summary-json")
