@@ -52,6 +52,9 @@ pub enum LiveError {
     /// This binary was built without the XDP program (cargo feature `ebpf`).
     #[error("this build has no XDP program (build with --features ebpf)")]
     NoProgram,
+    /// A requested feature is not available in this build.
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// No such interface.
     #[error("no interface named {0}")]
     NoInterface(String),

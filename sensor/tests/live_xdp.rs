@@ -233,6 +233,7 @@ fn live_events_equal_replay_events() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "sensor failed: {log}");
     assert!(log.contains("Capture path: AF_XDP"), "{log}");
+    assert!(log.contains("Capabilities dropped after attach."), "{log}");
 
     let s: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("summary JSON");

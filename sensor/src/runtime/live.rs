@@ -72,6 +72,19 @@ fn pin_to_core(core: usize) {
     }
 }
 
+/// Drops every capability once the program is attached and the sockets are bound:
+/// reading rings, reading map fds and closing the BPF link need none. Threads spawned
+/// afterwards (the workers) inherit the empty sets.
+fn drop_capabilities() {
+    for set in [caps::CapSet::Effective, caps::CapSet::Permitted, caps::CapSet::Inheritable] {
+        if let Err(e) = caps::clear(None, set) {
+            eprintln!("warning: cannot drop capabilities ({e}).");
+            return;
+        }
+    }
+    eprintln!("Capabilities dropped after attach.");
+}
+
 /// Captures on `iface` until `stop` is set, writing events to `sinks`.
 pub fn run(
     cfg: &Config,
@@ -89,8 +102,15 @@ pub fn run(
         head_packets: cfg.flow.head_packets as u32,
     };
     let mut filter = XdpFilter::load(filter_cfg).map_err(live)?;
+    if mode == Mode::Host {
+        // Redirecting would steal packets from the kernel, and the copy path through a
+        // BPF ring buffer is not built yet: refuse rather than run and see nothing.
+        return Err(live(LiveError::Unsupported(
+            "host mode (ring-buffer copy path) is not built yet; use --mode span on a mirror port",
+        )));
+    }
     let mut sockets = Vec::with_capacity(queues.len());
-    if mode == Mode::Span {
+    {
         for &q in queues {
             let s = XskSocket::open(idx, q).map_err(live)?;
             filter.register_socket(q, &s).map_err(live)?;
@@ -100,11 +120,10 @@ pub fn run(
             );
             sockets.push(s);
         }
-    } else {
-        eprintln!("Host mode: every packet passes to the kernel; the ring-buffer copy path is not built yet.");
     }
     let attach = filter.attach(iface).map_err(live)?;
     eprintln!("XDP program attached to {iface} ({attach:?} mode).");
+    drop_capabilities();
 
     let outputs = Outputs { events: sinks.events.is_some(), features: sinks.features.is_some() };
     let (out_tx, out_rx) = bounded::<(bool, Vec<u8>)>(OUTPUT_QUEUE);
