@@ -23,12 +23,13 @@
 #![no_main]
 
 use aya_ebpf::bindings::xdp_action;
+use aya_ebpf::helpers::bpf_xdp_load_bytes;
 use aya_ebpf::macros::{map, xdp};
-use aya_ebpf::maps::{Array, LruHashMap, PerCpuArray, XskMap};
+use aya_ebpf::maps::{Array, LruHashMap, PerCpuArray, RingBuf, XskMap};
 use aya_ebpf::programs::XdpContext;
 use nightjar_common::{
-    Counter, FLOW_CANDIDATE, FLOW_IGNORED, FLOW_MAP_ENTRIES, FLOW_SELECTED, FilterConfig, FlowKey, FlowState,
-    MAX_QUEUES, MODE_SPAN,
+    COPY_RING_BYTES, COPY_SNAP_BYTES, Counter, FLOW_CANDIDATE, FLOW_IGNORED, FLOW_MAP_ENTRIES, FLOW_SELECTED,
+    FilterConfig, FlowKey, FlowState, MAX_QUEUES, MODE_SPAN, PacketCopy,
 };
 
 #[map]
@@ -39,6 +40,8 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT
 static CONFIG: Array<FilterConfig> = Array::with_max_entries(1, 0);
 #[map]
 static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
+#[map]
+static COPIES: RingBuf = RingBuf::with_byte_size(COPY_RING_BYTES, 0);
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -105,10 +108,11 @@ fn bypass(span: bool) -> u32 {
 
 /// Verdict for a packet that goes to userspace.
 #[inline(always)]
-fn send(ctx: &XdpContext, span: bool) -> u32 {
+fn send(ctx: &XdpContext, cfg: &FilterConfig, span: bool) -> u32 {
     if !span {
-        // Host mode never redirects: the packet belongs to the kernel stack.
-        count(Counter::Passed);
+        // Host mode never redirects (the packet belongs to the kernel stack): it copies
+        // the packet's first bytes into the ring buffer and passes it.
+        copy_to_ring(ctx, cfg);
         return xdp_action::XDP_PASS;
     }
     match XSKS.redirect(ctx.rx_queue_index(), 0) {
@@ -122,6 +126,40 @@ fn send(ctx: &XdpContext, span: bool) -> u32 {
             xdp_action::XDP_DROP
         }
     }
+}
+
+#[inline(always)]
+fn copy_to_ring(ctx: &XdpContext, cfg: &FilterConfig) {
+    let len = ctx.data_end() - ctx.data();
+    let cap = len.min(cfg.snap_len as usize).min(COPY_SNAP_BYTES);
+    let Some(mut entry) = COPIES.reserve::<PacketCopy>(0) else {
+        count(Counter::CopyFailed);
+        count(Counter::Passed);
+        return;
+    };
+    if cap == 0 || cap > COPY_SNAP_BYTES {
+        entry.discard(0);
+        count(Counter::CopyFailed);
+        count(Counter::Passed);
+        return;
+    }
+    let p = entry.as_mut_ptr();
+    // Safety: `p` points to a reserved PacketCopy; `cap` is in 1..=COPY_SNAP_BYTES, the
+    // size of `data`, and the helper checks the packet bounds itself.
+    let r = unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, (*p).data.as_mut_ptr().cast(), cap as u32) };
+    if r < 0 {
+        entry.discard(0);
+        count(Counter::CopyFailed);
+        count(Counter::Passed);
+        return;
+    }
+    // Safety: as above; the header fields are plain integers.
+    unsafe {
+        (*p).wire_len = len as u32;
+        (*p).cap_len = cap as u32;
+    }
+    entry.submit(0);
+    count(Counter::Redirected);
 }
 
 /// A bounds-checked pointer to a `T` at `off` bytes into the packet.
@@ -166,7 +204,7 @@ fn try_nightjar_xdp(ctx: &XdpContext, cfg: &FilterConfig) -> Result<u32, ()> {
             FLOW_SELECTED => {
                 if st.sent < cfg.head_packets || fin_rst {
                     st.sent += 1;
-                    send(ctx, span)
+                    send(ctx, cfg, span)
                 } else {
                     bypass(span)
                 }
@@ -176,14 +214,14 @@ fn try_nightjar_xdp(ctx: &XdpContext, cfg: &FilterConfig) -> Result<u32, ()> {
                     if interesting(ctx, payload_off) {
                         st.state = FLOW_SELECTED;
                         st.sent += 1;
-                        send(ctx, span)
+                        send(ctx, cfg, span)
                     } else {
                         st.state = FLOW_IGNORED;
                         bypass(span)
                     }
                 } else if st.sent < cfg.head_packets {
                     st.sent += 1;
-                    send(ctx, span)
+                    send(ctx, cfg, span)
                 } else {
                     bypass(span)
                 }
@@ -203,7 +241,7 @@ fn try_nightjar_xdp(ctx: &XdpContext, cfg: &FilterConfig) -> Result<u32, ()> {
         // Still send this packet: losing the flow's state only costs its later packets.
         count(Counter::MapFull);
     }
-    Ok(send(ctx, span))
+    Ok(send(ctx, cfg, span))
 }
 
 /// True when the payload starts a TLS handshake record or an HTTP request.

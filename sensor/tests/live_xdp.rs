@@ -1,8 +1,8 @@
 //! Privileged tests of the kernel-bypass path (root and a build with `--features ebpf`):
 //! - the XDP program's decisions on crafted packets, through `BPF_PROG_TEST_RUN`;
 //! - live capture: two network namespaces joined by a veth pair (198.18.0.0/24), the
-//!   sensor on one end in span mode, tcpreplay sending real TLS flows (cloned onto
-//!   198.18.0.0/15) from the other. The live events must equal `nightjar replay`'s on the
+//!   sensor on one end (span mode through AF_XDP, and host mode through the BPF ring
+//!   buffer), tcpreplay sending real TLS flows (cloned onto 198.18.0.0/15) from the other. The live events must equal `nightjar replay`'s on the
 //!   same capture (timestamps aside), and every packet must be accounted for.
 //!
 //! Without root or without the `ebpf` feature the tests print why and pass, unless
@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use nightjar::capture::xdp::{PROGRAM_OBJECT, XdpFilter};
-use nightjar_common::{Counter, FilterConfig, MODE_SPAN};
+use nightjar_common::{Counter, FilterConfig, MODE_HOST, MODE_SPAN};
 
 fn privileged() -> bool {
     // Safety: geteuid has no preconditions.
@@ -98,13 +98,20 @@ fn tcp_v4(sport: u16, flags: &str, payload: &[u8]) -> Vec<u8> {
 
 const CLIENT_HELLO_HEAD: &[u8] = &[0x16, 0x03, 0x01, 0x00, 0x40, 0x01, 0x00, 0x00, 0x3c, 0x03, 0x03];
 const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+
+/// A ClientHello frame cut inside its TCP header.
+fn full_v4_cut() -> Vec<u8> {
+    tcp_v4(40008, "A", CLIENT_HELLO_HEAD)[..40].to_vec()
+}
 
 #[test]
 fn xdp_decisions_on_crafted_packets() {
     if !privileged() {
         return;
     }
-    let filter = XdpFilter::load(FilterConfig { mode: MODE_SPAN, head_packets: 3 }).expect("load program");
+    let filter = XdpFilter::load(FilterConfig { mode: MODE_SPAN, head_packets: 3, ..FilterConfig::default() })
+        .expect("load program");
     // No AF_XDP socket is registered, so "sent to userspace" shows as redirect_failed.
     let sent = ["dropped", "redirect_failed"];
 
@@ -156,6 +163,14 @@ fn xdp_decisions_on_crafted_packets() {
         .expect("build");
     assert_eq!(decide(&filter, &vlan).1, sent, "VLAN-tagged ClientHello");
 
+    // Host mode: nothing is ever dropped or redirected; selected packets are copied.
+    let host = XdpFilter::load(FilterConfig { mode: MODE_HOST, head_packets: 3, ..FilterConfig::default() })
+        .expect("load program");
+    assert_eq!(decide(&host, &tcp_v4(41001, "A", CLIENT_HELLO_HEAD)), (XDP_PASS, vec!["redirected"]));
+    assert_eq!(decide(&host, &tcp_v4(41002, "A", &[0x17, 0x03, 0x03, 0, 1, 9])), (XDP_PASS, vec!["bypassed"]));
+    assert_eq!(decide(&host, &udp), (XDP_PASS, vec!["passed", "not_tcp"]));
+    assert_eq!(decide(&host, &full_v4_cut()), (XDP_PASS, vec!["passed", "parse_failure"]));
+
     let full = tcp_v4(40007, "A", CLIENT_HELLO_HEAD);
     assert_eq!(decide(&filter, &full[..40]).1, ["dropped", "parse_failure"], "TCP header cut short");
     assert_eq!(decide(&filter, &full[..20]).1, ["dropped", "parse_failure"], "IP header cut short");
@@ -189,10 +204,22 @@ fn normalise(events: &str) -> Vec<serde_json::Value> {
 }
 
 #[test]
-fn live_events_equal_replay_events() {
-    if !privileged() {
-        return;
+fn live_span_events_equal_replay_events() {
+    if privileged() {
+        live_events_equal_replay_events("span");
     }
+}
+
+#[test]
+fn live_host_events_equal_replay_events() {
+    if privileged() {
+        live_events_equal_replay_events("host");
+    }
+}
+
+/// Replays the same capture through `nightjar replay` and through the live path in
+/// `mode`, and compares.
+fn live_events_equal_replay_events(mode: &str) {
     let dir = tempfile::tempdir().expect("tmp");
     let pcap = dir.path().join("flows.pcap");
     let templates = nightjar_benches::template_flows(
@@ -211,11 +238,25 @@ fn live_events_equal_replay_events() {
     let expected = normalise(&String::from_utf8_lossy(&replay.stdout));
     assert_eq!(expected.len(), templates.len() * 20);
 
-    let ns = NetNsPair::new(&std::process::id().to_string());
+    let tag = format!("{}{}", std::process::id(), &mode[..1]);
+    let ns = NetNsPair::new(&tag);
     let events = dir.path().join("live.jsonl");
     let summary = dir.path().join("summary.json");
     let sensor = Command::new("ip")
-        .args(["netns", "exec", &ns.b, bin, "run", "--iface", "veth1", "--duration-secs", "6", "--events"])
+        .args([
+            "netns",
+            "exec",
+            &ns.b,
+            bin,
+            "run",
+            "--iface",
+            "veth1",
+            "--mode",
+            mode,
+            "--duration-secs",
+            "6",
+            "--events",
+        ])
         .arg(&events)
         .arg("--summary-json")
         .arg(&summary)
@@ -232,7 +273,9 @@ fn live_events_equal_replay_events() {
     let out = sensor.wait_with_output().expect("sensor exit");
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "sensor failed: {log}");
-    assert!(log.contains("Capture path: AF_XDP"), "{log}");
+    let path =
+        if mode == "span" { "Capture path: AF_XDP" } else { "Capture path: XDP copies through a BPF ring buffer" };
+    assert!(log.contains(path), "{log}");
     assert!(log.contains("Capabilities dropped after attach."), "{log}");
 
     let s: serde_json::Value =
@@ -245,6 +288,11 @@ fn live_events_equal_replay_events() {
     assert_eq!(n("redirected"), s["packets"].as_u64().expect("packets"), "redirected = read by workers");
     assert_eq!(s["xsk"]["rx_ring_full"], 0);
     assert!(n("bypassed") > 0, "application data past the head must be bypassed");
+    if mode == "host" {
+        // Host mode never steals a packet: nothing is dropped, everything reaches the kernel.
+        assert_eq!(n("dropped"), 0, "{x}");
+        assert_eq!(n("copy_failed"), 0, "{x}");
+    }
 
     let got = normalise(&std::fs::read_to_string(&events).expect("events"));
     assert_eq!(got.len(), expected.len(), "flow count");
@@ -252,5 +300,5 @@ fn live_events_equal_replay_events() {
         assert_eq!(g, e, "live and replay events differ");
     }
     drop(ns);
-    assert!(!Path::new("/run/netns").join(format!("nj-{}-a", std::process::id())).exists());
+    assert!(!Path::new("/run/netns").join(format!("nj-{tag}-a")).exists());
 }

@@ -12,6 +12,12 @@ pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_CONFIG: &str = "CONFIG";
 /// XSKMAP of AF_XDP sockets, keyed by RX queue index.
 pub const MAP_XSKS: &str = "XSKS";
+/// BPF ring buffer of [`PacketCopy`] records (host mode).
+pub const MAP_COPIES: &str = "COPIES";
+/// Bytes of the copy ring buffer.
+pub const COPY_RING_BYTES: u32 = 4 << 20;
+/// Largest copy of one packet, bytes.
+pub const COPY_SNAP_BYTES: usize = 2048;
 /// Name of the XDP program in the object.
 pub const PROGRAM_NAME: &str = "nightjar_xdp";
 /// Entries of the flow map.
@@ -32,12 +38,28 @@ pub struct FilterConfig {
     pub mode: u32,
     /// Packets of a selected flow (both directions) sent to userspace.
     pub head_packets: u32,
+    /// Host mode: bytes of each packet copied to userspace (at most [`COPY_SNAP_BYTES`]).
+    pub snap_len: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
 }
 
 impl Default for FilterConfig {
     fn default() -> Self {
-        Self { mode: MODE_SPAN, head_packets: 32 }
+        Self { mode: MODE_SPAN, head_packets: 32, snap_len: COPY_SNAP_BYTES as u32, reserved: 0 }
     }
+}
+
+/// One packet copied to userspace in host mode.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PacketCopy {
+    /// Length of the packet, bytes.
+    pub wire_len: u32,
+    /// Bytes copied into `data`.
+    pub cap_len: u32,
+    /// The first `cap_len` bytes of the packet.
+    pub data: [u8; COPY_SNAP_BYTES],
 }
 
 /// Symmetric flow key: the lower (address, port) endpoint first. IPv4 addresses are
@@ -96,13 +118,15 @@ pub enum Counter {
     MapFull = 7,
     /// `bpf_redirect_map` failed, e.g. no socket on this queue (reason).
     RedirectFailed = 8,
+    /// Host mode: the copy ring buffer was full, or the copy failed (reason).
+    CopyFailed = 9,
 }
 
 impl Counter {
     /// Number of counters (size of the per-CPU array).
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 10;
     /// Every counter, in index order.
-    pub const ALL: [Counter; 9] = [
+    pub const ALL: [Counter; 10] = [
         Counter::Received,
         Counter::Redirected,
         Counter::Bypassed,
@@ -112,6 +136,7 @@ impl Counter {
         Counter::ParseFailure,
         Counter::MapFull,
         Counter::RedirectFailed,
+        Counter::CopyFailed,
     ];
 
     /// Bounded metric label.
@@ -126,6 +151,7 @@ impl Counter {
             Counter::ParseFailure => "parse_failure",
             Counter::MapFull => "map_full",
             Counter::RedirectFailed => "redirect_failed",
+            Counter::CopyFailed => "copy_failed",
         }
     }
 }
@@ -148,6 +174,7 @@ mod tests {
     fn layouts_have_no_padding() {
         assert_eq!(core::mem::size_of::<FlowKey>(), 36);
         assert_eq!(core::mem::size_of::<FlowState>(), 8);
-        assert_eq!(core::mem::size_of::<FilterConfig>(), 8);
+        assert_eq!(core::mem::size_of::<FilterConfig>(), 16);
+        assert_eq!(core::mem::size_of::<PacketCopy>(), 8 + COPY_SNAP_BYTES);
     }
 }

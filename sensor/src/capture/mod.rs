@@ -68,4 +68,10 @@ pub trait PacketSource {
 
     /// Bytes of input consumed so far, for progress reporting.
     fn position(&self) -> u64;
+
+    /// Packets the kernel dropped before this source could read them, by reason (live
+    /// sources; files have none).
+    fn kernel_drops(&self) -> xsk::XskStats {
+        xsk::XskStats::default()
+    }
 }

@@ -6,9 +6,14 @@
 use std::os::fd::AsRawFd;
 
 use aya::Ebpf;
-use aya::maps::{Array, PerCpuArray, XskMap};
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf, XskMap};
 use aya::programs::{Xdp, XdpMode};
-use nightjar_common::{Counter, FilterConfig, MAP_CONFIG, MAP_COUNTERS, MAP_XSKS, PROGRAM_NAME};
+use nightjar_common::{
+    Counter, FilterConfig, MAP_CONFIG, MAP_COPIES, MAP_COUNTERS, MAP_XSKS, PROGRAM_NAME, PacketCopy,
+};
+
+use super::{Frame, LinkType, PacketSource};
+use crate::error::CaptureError;
 
 use crate::error::LiveError;
 
@@ -100,6 +105,13 @@ impl XdpFilter {
         Ok(out)
     }
 
+    /// Takes the host-mode copy ring buffer (once).
+    pub fn take_copy_ring(&mut self) -> Result<CopyRing, LiveError> {
+        let map = self.ebpf.take_map(MAP_COPIES).ok_or_else(|| missing(MAP_COPIES))?;
+        let ring = RingBuf::try_from(map).map_err(|e| xdp_err("copy ring", e))?;
+        Ok(CopyRing { ring })
+    }
+
     /// Runs the program once on `frame` with `BPF_PROG_TEST_RUN` and returns its action.
     pub fn test_run(&self, frame: &[u8]) -> Result<u32, LiveError> {
         use aya::programs::{TestRun, TestRunOptions};
@@ -117,4 +129,44 @@ impl XdpFilter {
 
 fn missing(name: &str) -> LiveError {
     LiveError::Xdp { what: "object incomplete".into(), source: format!("{name} not found").into() }
+}
+
+/// Host mode's packet source: the copies of selected packets that the XDP program
+/// writes into a BPF ring buffer (the packets themselves went on to the kernel).
+pub struct CopyRing {
+    ring: RingBuf<MapData>,
+}
+
+impl PacketSource for CopyRing {
+    fn read_batch(&mut self, max: usize, sink: &mut dyn FnMut(&Frame<'_>)) -> Result<usize, CaptureError> {
+        let mut n = 0;
+        let mut waited = false;
+        let ts_ns =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        while n < max {
+            let Some(item) = self.ring.next() else {
+                if waited || n > 0 {
+                    break;
+                }
+                waited = true;
+                let mut pfd = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                // Safety: one valid pollfd.
+                unsafe { libc::poll(&raw mut pfd, 1, super::xsk::POLL_TIMEOUT_MS) };
+                continue;
+            };
+            let hdr = std::mem::offset_of!(PacketCopy, data);
+            if item.len() >= hdr {
+                let wire_len = u32::from_ne_bytes([item[0], item[1], item[2], item[3]]);
+                let cap = u32::from_ne_bytes([item[4], item[5], item[6], item[7]]) as usize;
+                let end = (hdr + cap).min(item.len());
+                sink(&Frame { ts_ns, link: LinkType::Ethernet, wire_len, data: &item[hdr..end] });
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn position(&self) -> u64 {
+        0
+    }
 }

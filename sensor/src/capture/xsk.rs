@@ -356,6 +356,10 @@ impl PacketSource for XskSocket {
     fn position(&self) -> u64 {
         0
     }
+
+    fn kernel_drops(&self) -> XskStats {
+        self.stats().unwrap_or_default()
+    }
 }
 
 impl Drop for XskSocket {

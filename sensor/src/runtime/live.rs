@@ -100,17 +100,11 @@ pub fn run(
     let filter_cfg = FilterConfig {
         mode: if mode == Mode::Span { MODE_SPAN } else { MODE_HOST },
         head_packets: cfg.flow.head_packets as u32,
+        ..FilterConfig::default()
     };
     let mut filter = XdpFilter::load(filter_cfg).map_err(live)?;
-    if mode == Mode::Host {
-        // Redirecting would steal packets from the kernel, and the copy path through a
-        // BPF ring buffer is not built yet: refuse rather than run and see nothing.
-        return Err(live(LiveError::Unsupported(
-            "host mode (ring-buffer copy path) is not built yet; use --mode span on a mirror port",
-        )));
-    }
-    let mut sockets = Vec::with_capacity(queues.len());
-    {
+    let mut sources: Vec<(String, Box<dyn PacketSource + Send>)> = Vec::with_capacity(queues.len());
+    if mode == Mode::Span {
         for &q in queues {
             let s = XskSocket::open(idx, q).map_err(live)?;
             filter.register_socket(q, &s).map_err(live)?;
@@ -118,8 +112,14 @@ pub fn run(
                 "Capture path: AF_XDP on {iface} queue {q} ({} mode).",
                 if s.zero_copy { "zero-copy" } else { "copy" }
             );
-            sockets.push(s);
+            sources.push((format!("nightjar-q{q}"), Box::new(s)));
         }
+    } else {
+        // One ring buffer for all CPUs: one worker reads it. Redirecting would steal
+        // packets from the kernel, so host mode copies instead.
+        let ring = filter.take_copy_ring().map_err(live)?;
+        eprintln!("Capture path: XDP copies through a BPF ring buffer on {iface} (host mode, every packet passes).");
+        sources.push(("nightjar-copies".into(), Box::new(ring)));
     }
     let attach = filter.attach(iface).map_err(live)?;
     eprintln!("XDP program attached to {iface} ({attach:?} mode).");
@@ -144,24 +144,21 @@ pub fn run(
         .map_err(|source| PipelineError::Output { what: "writer thread", source })?;
 
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let capacity = cfg.flow.max_flows.div_ceil(queues.len().max(1));
+    let capacity = cfg.flow.max_flows.div_ceil(sources.len().max(1));
     let mut handles = Vec::new();
-    for (i, sock) in sockets.into_iter().enumerate() {
+    for (i, (name, source)) in sources.into_iter().enumerate() {
         let w = Worker::new(cfg, capacity, outputs);
         let (stop, out_tx, dropped) = (Arc::clone(stop), out_tx.clone(), Arc::clone(&dropped));
         let h = std::thread::Builder::new()
-            .name(format!("nightjar-q{}", sock.queue()))
+            .name(name)
             .spawn(move || {
                 pin_to_core(i % cores);
-                run_worker(w, sock, &stop, &out_tx, &dropped)
+                run_worker(w, source, &stop, &out_tx, &dropped)
             })
             .map_err(|source| PipelineError::Output { what: "worker thread", source })?;
         handles.push(h);
     }
     drop(out_tx);
-    while handles.is_empty() && !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
 
     let mut summary = LiveSummary { attach: Some(attach), ..LiveSummary::default() };
     for (i, h) in handles.into_iter().enumerate() {
@@ -196,7 +193,7 @@ fn hand_out(w: &mut Worker, out: &Sender<(bool, Vec<u8>)>, dropped: &AtomicU64, 
 
 fn run_worker(
     mut w: Worker,
-    mut sock: XskSocket,
+    mut sock: Box<dyn PacketSource + Send>,
     stop: &AtomicBool,
     out: &Sender<(bool, Vec<u8>)>,
     dropped: &AtomicU64,
@@ -221,6 +218,5 @@ fn run_worker(
     w.flush();
     w.finish_records(&mut |_| {});
     hand_out(&mut w, out, dropped, 1);
-    let xsk = sock.stats().unwrap_or_default();
-    (w.stats, xsk)
+    (w.stats, sock.kernel_drops())
 }
