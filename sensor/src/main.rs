@@ -71,6 +71,10 @@ struct RunArgs {
     /// `host`: a host that serves traffic (every packet passes).
     #[arg(long, value_enum, default_value_t = ModeArg::Span)]
     mode: ModeArg,
+    /// `auto`: XDP, falling back to AF_PACKET when XDP is unavailable; `xdp`: XDP only;
+    /// `afpacket`: AF_PACKET only (no pre-filter).
+    #[arg(long, value_enum, default_value_t = CaptureArg::Auto)]
+    capture: CaptureArg,
     /// Write events to this file instead of stdout ("-" is stdout).
     #[arg(long)]
     events: Option<PathBuf>,
@@ -83,6 +87,13 @@ struct RunArgs {
     /// Write the end-of-run summary as JSON to this file.
     #[arg(long)]
     summary_json: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CaptureArg {
+    Auto,
+    Xdp,
+    Afpacket,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -219,7 +230,7 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
 }
 
 fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
-    use nightjar::runtime::live::{Mode, run};
+    use nightjar::runtime::live::{CapturePath, Mode, run};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let stop = Arc::new(AtomicBool::new(false));
@@ -241,7 +252,12 @@ fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
         ModeArg::Span => Mode::Span,
         ModeArg::Host => Mode::Host,
     };
-    let s = run(cfg, &args.iface, &args.queues, mode, sinks, &stop)?;
+    let path = match args.capture {
+        CaptureArg::Auto => CapturePath::Auto,
+        CaptureArg::Xdp => CapturePath::Xdp,
+        CaptureArg::Afpacket => CapturePath::AfPacket,
+    };
+    let s = run(cfg, &args.iface, &args.queues, mode, path, sinks, &stop)?;
     let xdp: serde_json::Map<String, serde_json::Value> =
         nightjar_common::Counter::ALL.iter().map(|c| (c.as_str().to_owned(), s.xdp[*c as usize].into())).collect();
     let summary = serde_json::json!({

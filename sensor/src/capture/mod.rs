@@ -6,6 +6,7 @@
 //! Sources hand frames to a visitor so that bytes can be borrowed from a ring or a read
 //! buffer without copying. A source must not allocate per frame.
 
+pub mod afpacket;
 pub mod pcap;
 pub mod xdp;
 pub mod xsk;

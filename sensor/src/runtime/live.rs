@@ -14,6 +14,7 @@ use crossbeam_channel::{Sender, bounded};
 use nightjar_common::{Counter, FilterConfig, MODE_HOST, MODE_SPAN};
 
 use crate::capture::PacketSource;
+use crate::capture::afpacket::AfPacketSocket;
 use crate::capture::xdp::{AttachMode, XdpFilter};
 use crate::capture::xsk::{XskSocket, XskStats, ifindex};
 use crate::config::Config;
@@ -37,6 +38,70 @@ pub enum Mode {
     Span,
     /// Host that serves traffic: every packet passes.
     Host,
+}
+
+/// Which capture path to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapturePath {
+    /// XDP and AF_XDP (or the ring buffer in host mode); AF_PACKET if they fail.
+    Auto,
+    /// XDP only: fail if it cannot be set up.
+    Xdp,
+    /// AF_PACKET only (no pre-filter: every packet comes up).
+    AfPacket,
+}
+
+type Sources = Vec<(String, Box<dyn PacketSource + Send>)>;
+
+/// Loads and attaches the XDP program and opens its sockets (or the copy ring).
+fn open_xdp(
+    cfg: &Config,
+    iface: &str,
+    idx: u32,
+    queues: &[u32],
+    mode: Mode,
+) -> Result<(XdpFilter, Sources), LiveError> {
+    let filter_cfg = FilterConfig {
+        mode: if mode == Mode::Span { MODE_SPAN } else { MODE_HOST },
+        head_packets: cfg.flow.head_packets as u32,
+        ..FilterConfig::default()
+    };
+    let mut filter = XdpFilter::load(filter_cfg)?;
+    let mut sources: Sources = Vec::with_capacity(queues.len());
+    if mode == Mode::Span {
+        for &q in queues {
+            let s = XskSocket::open(idx, q)?;
+            filter.register_socket(q, &s)?;
+            eprintln!(
+                "Capture path: AF_XDP on {iface} queue {q} ({} mode).",
+                if s.zero_copy { "zero-copy" } else { "copy" }
+            );
+            sources.push((format!("nightjar-q{q}"), Box::new(s)));
+        }
+    } else {
+        // One ring buffer for all CPUs: one worker reads it. Redirecting would steal
+        // packets from the kernel, so host mode copies instead.
+        let ring = filter.take_copy_ring()?;
+        eprintln!("Capture path: XDP copies through a BPF ring buffer on {iface} (host mode, every packet passes).");
+        sources.push(("nightjar-copies".into(), Box::new(ring)));
+    }
+    let attach = filter.attach(iface)?;
+    eprintln!("XDP program attached to {iface} ({attach:?} mode).");
+    Ok((filter, sources))
+}
+
+/// One AF_PACKET socket per worker in one fanout group.
+fn open_afpacket(iface: &str, idx: u32, workers: usize) -> Result<Sources, LiveError> {
+    let group = (std::process::id() & 0xffff) as u16;
+    let mut sources: Sources = Vec::with_capacity(workers);
+    for i in 0..workers.max(1) {
+        sources.push((format!("nightjar-af{i}"), Box::new(AfPacketSocket::open(idx, group)?)));
+    }
+    eprintln!(
+        "Capture path: AF_PACKET on {iface} ({} sockets, fanout by flow hash; no XDP pre-filter).",
+        sources.len()
+    );
+    Ok(sources)
 }
 
 /// What a live run reports at the end.
@@ -91,38 +156,28 @@ pub fn run(
     iface: &str,
     queues: &[u32],
     mode: Mode,
+    path: CapturePath,
     mut sinks: Sinks,
     stop: &Arc<AtomicBool>,
 ) -> Result<LiveSummary, PipelineError> {
     let start = Instant::now();
     let live = |e: LiveError| PipelineError::Live(e);
     let idx = ifindex(iface).map_err(live)?;
-    let filter_cfg = FilterConfig {
-        mode: if mode == Mode::Span { MODE_SPAN } else { MODE_HOST },
-        head_packets: cfg.flow.head_packets as u32,
-        ..FilterConfig::default()
-    };
-    let mut filter = XdpFilter::load(filter_cfg).map_err(live)?;
-    let mut sources: Vec<(String, Box<dyn PacketSource + Send>)> = Vec::with_capacity(queues.len());
-    if mode == Mode::Span {
-        for &q in queues {
-            let s = XskSocket::open(idx, q).map_err(live)?;
-            filter.register_socket(q, &s).map_err(live)?;
-            eprintln!(
-                "Capture path: AF_XDP on {iface} queue {q} ({} mode).",
-                if s.zero_copy { "zero-copy" } else { "copy" }
-            );
-            sources.push((format!("nightjar-q{q}"), Box::new(s)));
+    let (filter, sources) = match path {
+        CapturePath::Xdp => {
+            let (f, s) = open_xdp(cfg, iface, idx, queues, mode).map_err(live)?;
+            (Some(f), s)
         }
-    } else {
-        // One ring buffer for all CPUs: one worker reads it. Redirecting would steal
-        // packets from the kernel, so host mode copies instead.
-        let ring = filter.take_copy_ring().map_err(live)?;
-        eprintln!("Capture path: XDP copies through a BPF ring buffer on {iface} (host mode, every packet passes).");
-        sources.push(("nightjar-copies".into(), Box::new(ring)));
-    }
-    let attach = filter.attach(iface).map_err(live)?;
-    eprintln!("XDP program attached to {iface} ({attach:?} mode).");
+        CapturePath::AfPacket => (None, open_afpacket(iface, idx, queues.len()).map_err(live)?),
+        CapturePath::Auto => match open_xdp(cfg, iface, idx, queues, mode) {
+            Ok((f, s)) => (Some(f), s),
+            Err(e) => {
+                eprintln!("warning: XDP capture unavailable ({e}); falling back to AF_PACKET.");
+                (None, open_afpacket(iface, idx, queues.len()).map_err(live)?)
+            }
+        },
+    };
+    let attach = filter.as_ref().map(|f| f.mode);
     drop_capabilities();
 
     let outputs = Outputs { events: sinks.events.is_some(), features: sinks.features.is_some() };
@@ -160,7 +215,7 @@ pub fn run(
     }
     drop(out_tx);
 
-    let mut summary = LiveSummary { attach: Some(attach), ..LiveSummary::default() };
+    let mut summary = LiveSummary { attach, ..LiveSummary::default() };
     for (i, h) in handles.into_iter().enumerate() {
         let (stats, xsk) = h.join().map_err(|_| PipelineError::WorkerPanic(i))?;
         summary.stats.merge(&stats);
@@ -170,7 +225,9 @@ pub fn run(
         summary.xsk.rx_invalid += xsk.rx_invalid;
     }
     writer.join().map_err(|_| PipelineError::WorkerPanic(usize::MAX))??;
-    summary.xdp = filter.counters().map_err(live)?;
+    if let Some(f) = &filter {
+        summary.xdp = f.counters().map_err(live)?;
+    }
     summary.output_dropped = dropped.load(Ordering::Relaxed);
     drop(filter);
     summary.elapsed = start.elapsed();
