@@ -346,6 +346,32 @@ fn parse(ctx: &XdpContext) -> Result<Parsed, ()> {
     Ok(Parsed::Tcp { key, flags: doff_flags[1], payload_off: l4 + doff, ip_end })
 }
 
+/// Benchmark baseline: counts and drops every packet (the cheapest possible program).
+#[xdp]
+pub fn nightjar_bench_drop(_ctx: XdpContext) -> u32 {
+    count(Counter::Received);
+    count(Counter::Dropped);
+    xdp_action::XDP_DROP
+}
+
+/// Benchmark baseline: redirects every packet into the AF_XDP socket of its queue, with
+/// no parsing (what a bare AF_XDP receive loop gets).
+#[xdp]
+pub fn nightjar_bench_redirect(ctx: XdpContext) -> u32 {
+    count(Counter::Received);
+    match XSKS.redirect(ctx.rx_queue_index(), 0) {
+        Ok(action) => {
+            count(Counter::Redirected);
+            action
+        }
+        Err(_) => {
+            count(Counter::RedirectFailed);
+            count(Counter::Dropped);
+            xdp_action::XDP_DROP
+        }
+    }
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -20,6 +20,10 @@ pub const COPY_RING_BYTES: u32 = 4 << 20;
 pub const COPY_SNAP_BYTES: usize = 2048;
 /// Name of the XDP program in the object.
 pub const PROGRAM_NAME: &str = "nightjar_xdp";
+/// Benchmark baseline program: drop everything.
+pub const BENCH_DROP_PROGRAM: &str = "nightjar_bench_drop";
+/// Benchmark baseline program: redirect everything to AF_XDP.
+pub const BENCH_REDIRECT_PROGRAM: &str = "nightjar_bench_redirect";
 /// Entries of the flow map.
 pub const FLOW_MAP_ENTRIES: u32 = 262_144;
 /// Entries of the XSKMAP (largest RX queue index + 1).

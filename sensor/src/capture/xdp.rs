@@ -39,6 +39,7 @@ pub enum AttachMode {
 /// A loaded (and usually attached) XDP filter.
 pub struct XdpFilter {
     ebpf: Ebpf,
+    program: &'static str,
     /// How it is attached.
     pub mode: AttachMode,
 }
@@ -50,11 +51,17 @@ fn xdp_err(what: impl Into<String>, e: impl std::error::Error + Send + Sync + 's
 impl XdpFilter {
     /// Loads the embedded program and writes `cfg`, without attaching it.
     pub fn load(cfg: FilterConfig) -> Result<Self, LiveError> {
+        Self::load_program(cfg, PROGRAM_NAME)
+    }
+
+    /// Loads program `program` of the embedded object (the filter, or a benchmark
+    /// baseline from `nightjar_common`) and writes `cfg`.
+    pub fn load_program(cfg: FilterConfig, program: &'static str) -> Result<Self, LiveError> {
         let object = PROGRAM_OBJECT.ok_or(LiveError::NoProgram)?;
         let mut ebpf = Ebpf::load(object).map_err(|e| xdp_err("loading the object", e))?;
         let prog: &mut Xdp = ebpf
-            .program_mut(PROGRAM_NAME)
-            .ok_or_else(|| LiveError::Xdp { what: "program missing".into(), source: PROGRAM_NAME.into() })?
+            .program_mut(program)
+            .ok_or_else(|| LiveError::Xdp { what: "program missing".into(), source: program.into() })?
             .try_into()
             .map_err(|e| xdp_err("program type", e))?;
         prog.load().map_err(|e| xdp_err("verifier", e))?;
@@ -62,7 +69,7 @@ impl XdpFilter {
             Array::try_from(ebpf.map_mut(MAP_CONFIG).ok_or_else(|| missing(MAP_CONFIG))?)
                 .map_err(|e| xdp_err("config map", e))?;
         config.set(0, cfg, 0).map_err(|e| xdp_err("writing config", e))?;
-        Ok(Self { ebpf, mode: AttachMode::Detached })
+        Ok(Self { ebpf, program, mode: AttachMode::Detached })
     }
 
     /// Attaches to `iface`: native mode first, generic mode (with a warning) if the
@@ -70,8 +77,8 @@ impl XdpFilter {
     pub fn attach(&mut self, iface: &str) -> Result<AttachMode, LiveError> {
         let prog: &mut Xdp = self
             .ebpf
-            .program_mut(PROGRAM_NAME)
-            .ok_or_else(|| missing(PROGRAM_NAME))?
+            .program_mut(self.program)
+            .ok_or_else(|| missing(self.program))?
             .try_into()
             .map_err(|e| xdp_err("program type", e))?;
         match prog.attach(iface, XdpMode::Driver) {
@@ -117,8 +124,8 @@ impl XdpFilter {
         use aya::programs::{TestRun, TestRunOptions};
         let prog: &Xdp = self
             .ebpf
-            .program(PROGRAM_NAME)
-            .ok_or_else(|| missing(PROGRAM_NAME))?
+            .program(self.program)
+            .ok_or_else(|| missing(self.program))?
             .try_into()
             .map_err(|e| xdp_err("program type", e))?;
         let opts = TestRunOptions { data_in: Some(frame), ..TestRunOptions::new() };
