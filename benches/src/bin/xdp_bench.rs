@@ -11,7 +11,9 @@
 //! 3. `bare_afxdp`: a program that redirects everything, read by a loop that only
 //!    counts frames (what AF_XDP delivers with no work in the kernel or in userspace);
 //! 4. `filter_bare_loop`: Nightjar's filter read by the counting loop (the filter's cost
-//!    on delivery, without the userspace pipeline).
+//!    on delivery, without the userspace pipeline);
+//! 5. `bare_afxdp_xdpilone`: as 3, with the socket and rings of the `xdpilone` crate
+//!    instead of Nightjar's own ring code (the AF_XDP implementation comparison).
 //!
 //! The sender shares the 2 cores with the sensor, so absolute rates are sender-bound
 //! ratios on this machine, not NIC claims.
@@ -95,6 +97,93 @@ enum Reader {
     None,
     CountOnly,
     Pipeline,
+    /// A counting loop on a socket made with the `xdpilone` crate.
+    Xdpilone,
+}
+
+/// A raw fd to hand to the XSKMAP.
+struct Fd(i32);
+impl std::os::fd::AsRawFd for Fd {
+    fn as_raw_fd(&self) -> i32 {
+        self.0
+    }
+}
+
+/// Counts frames through an `xdpilone` socket on queue 0 of `IF_RX` until `stop`.
+/// Sends the socket fd back once bound, so that it can be put in the XSKMAP.
+fn xdpilone_loop(fd_tx: &std::sync::mpsc::Sender<anyhow::Result<i32>>, stop: &AtomicBool) -> u64 {
+    use std::num::NonZeroU32;
+    use std::ptr::NonNull;
+    use xdpilone::{IfInfo, Socket, SocketConfig, Umem, UmemConfig};
+    const FRAME: u32 = 2048;
+    const FRAMES: u32 = 4096;
+    let len = (FRAME * FRAMES) as usize;
+    let setup = || -> anyhow::Result<_> {
+        let e = |e: xdpilone::Errno| anyhow::anyhow!("xdpilone: {e}");
+        // Safety: anonymous mapping, page aligned, never unmapped while the socket lives
+        // (the benchmark process exits after the run).
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        ensure!(p != libc::MAP_FAILED, "mmap failed");
+        let area = NonNull::slice_from_raw_parts(NonNull::new(p.cast::<u8>()).context("null")?, len);
+        let cfg = UmemConfig { fill_size: 2048, complete_size: 2048, frame_size: FRAME, headroom: 0, flags: 0 };
+        // Safety: the area is page aligned and outlives the Umem (see above).
+        let umem = unsafe { Umem::new(cfg, area) }.map_err(e)?;
+        let mut info = IfInfo::invalid();
+        info.from_name(&std::ffi::CString::new(IF_RX)?).map_err(e)?;
+        info.set_queue(0);
+        let sock = Socket::with_shared(&info, &umem).map_err(e)?;
+        let device = umem.fq_cq(&sock).map_err(e)?;
+        let sc = SocketConfig { rx_size: NonZeroU32::new(2048), tx_size: None, bind_flags: 0 };
+        let rxtx = umem.rx_tx(&sock, &sc).map_err(e)?;
+        let rx = rxtx.map_rx().map_err(e)?;
+        umem.bind(&rxtx).map_err(e)?;
+        Ok((umem, device, rxtx, rx))
+    };
+    let (_umem, mut device, rxtx, mut rx) = match setup() {
+        Ok(v) => v,
+        Err(err) => {
+            let _ = fd_tx.send(Err(err));
+            return 0;
+        }
+    };
+    {
+        let mut f = device.fill(2048);
+        f.insert((0..2048u64).map(|i| i * u64::from(FRAME)));
+        f.commit();
+    }
+    let _ = fd_tx.send(Ok(rxtx.as_raw_fd()));
+    let mut n = 0u64;
+    let mut addrs = Vec::with_capacity(256);
+    while !stop.load(Ordering::Relaxed) {
+        addrs.clear();
+        {
+            let mut r = rx.receive(256);
+            while let Some(d) = r.read() {
+                addrs.push(d.addr & !u64::from(FRAME - 1));
+            }
+            r.release();
+        }
+        if addrs.is_empty() {
+            let mut pfd = libc::pollfd { fd: rxtx.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // Safety: one valid pollfd.
+            unsafe { libc::poll(&raw mut pfd, 1, 100) };
+            continue;
+        }
+        n += addrs.len() as u64;
+        let mut f = device.fill(addrs.len() as u32);
+        f.insert(addrs.iter().copied());
+        f.commit();
+    }
+    n
 }
 
 fn scenario(
@@ -108,7 +197,16 @@ fn scenario(
     let stop = Arc::new(AtomicBool::new(false));
     let delivered = Arc::new(AtomicU64::new(0));
     let mut handle = None;
-    if !matches!(reader, Reader::None) {
+    if matches!(reader, Reader::Xdpilone) {
+        let (fd_tx, fd_rx) = std::sync::mpsc::channel();
+        let (stop2, delivered2) = (Arc::clone(&stop), Arc::clone(&delivered));
+        handle = Some(std::thread::spawn(move || {
+            let n = xdpilone_loop(&fd_tx, &stop2);
+            delivered2.store(n, Ordering::Relaxed);
+        }));
+        let fd = fd_rx.recv().context("xdpilone thread")??;
+        filter.register_socket(0, &Fd(fd))?;
+    } else if !matches!(reader, Reader::None) {
         let mut sock = XskSocket::open(ifindex(IF_RX)?, 0)?;
         filter.register_socket(0, &sock)?;
         let (stop, delivered) = (Arc::clone(&stop), Arc::clone(&delivered));
@@ -174,13 +272,19 @@ fn main() -> anyhow::Result<()> {
     let pcap = dir.path().join("bench.pcap");
     write_pcap(&pcap, &out)?;
     let _pair = Pair::new()?;
-    eprintln!("capture: {} frames, {} flows, sent {} times per scenario", out.len(), templates.len() as u64 * a.copies, a.loops);
+    eprintln!(
+        "capture: {} frames, {} flows, sent {} times per scenario",
+        out.len(),
+        templates.len() as u64 * a.copies,
+        a.loops
+    );
 
     let runs = [
         ("drop", BENCH_DROP_PROGRAM, Reader::None),
         ("filter", PROGRAM_NAME, Reader::Pipeline),
         ("bare_afxdp", BENCH_REDIRECT_PROGRAM, Reader::CountOnly),
         ("filter_bare_loop", PROGRAM_NAME, Reader::CountOnly),
+        ("bare_afxdp_xdpilone", BENCH_REDIRECT_PROGRAM, Reader::Xdpilone),
     ];
     let mut results = Vec::new();
     for (name, program, reader) in runs {
