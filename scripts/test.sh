@@ -43,6 +43,14 @@ if [[ $(id -u) -eq 0 ]]; then
       cargo install --locked bpf-linker --no-default-features --features llvm-22
   fi
   rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src
+  # xsk-rs builds libxdp/libbpf in C.
+  install_debs clang:clang llc:llvm m4:m4 bpftool:bpftool pkg-config:pkg-config
+  for dev in libelf-dev zlib1g-dev libpcap-dev; do
+    dpkg -s "$dev" >/dev/null 2>&1 || {
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$dev" >/dev/null
+    }
+  done
   ebpf_ready=1
 fi
 
@@ -56,6 +64,8 @@ log "cargo test"
 cargo test --locked
 
 if ((ebpf_ready)); then
+  log "cargo clippy --features ebpf"
+  cargo clippy --all-targets --locked -q -p nightjar -p nightjar-benches --features ebpf -- -D warnings
   log "privileged tests: XDP program and AF_XDP capture in network namespaces"
   NIGHTJAR_REQUIRE_XDP=1 cargo test --locked -p nightjar --features ebpf --test live_xdp
 fi

@@ -7,6 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "ebpf")]
+pub mod own_xsk;
+
 use nightjar::capture::{LinkType, PacketSource, PcapFileSource};
 
 /// One captured frame held in memory.

@@ -16,6 +16,15 @@ pub enum CaptureError {
         #[source]
         source: std::io::Error,
     },
+    /// A live socket failed while reading.
+    #[error("{what}: {source}")]
+    Live {
+        /// Which operation.
+        what: &'static str,
+        /// OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The capture file is corrupt or truncated.
     #[error("{path}: {reason} at offset {offset}")]
     Format {

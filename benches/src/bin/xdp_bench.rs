@@ -8,12 +8,14 @@
 //! 1. `drop`: a bare XDP_DROP program (the cost floor of XDP on this machine);
 //! 2. `filter`: Nightjar's filter in span mode, its AF_XDP socket read by a full
 //!    Nightjar worker (decode, flows, TLS, events);
-//! 3. `bare_afxdp`: a program that redirects everything, read by a loop that only
-//!    counts frames (what AF_XDP delivers with no work in the kernel or in userspace);
+//! 3. `bare_afxdp`: a program that redirects everything, read by a minimal ring loop of
+//!    our own that only counts frames (what AF_XDP delivers with no work in the kernel or
+//!    in userspace);
 //! 4. `filter_bare_loop`: Nightjar's filter read by the counting loop (the filter's cost
 //!    on delivery, without the userspace pipeline);
-//! 5. `bare_afxdp_xdpilone`: as 3, with the socket and rings of the `xdpilone` crate
-//!    instead of Nightjar's own ring code (the AF_XDP implementation comparison).
+//! 5. `bare_afxdp_xdpilone` and 6. `bare_afxdp_xsk_rs`: as 3, with the sockets and rings
+//!    of the `xdpilone` crate and of the `xsk-rs` crate (which the sensor uses) instead of
+//!    the minimal ring loop of our own (`own_xsk`): the AF_XDP implementation comparison.
 //!
 //! The sender shares the 2 cores with the sensor, so absolute rates are sender-bound
 //! ratios on this machine, not NIC claims.
@@ -29,10 +31,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use clap::Parser;
 use nightjar::capture::PacketSource;
+use nightjar::capture::ifindex;
 use nightjar::capture::xdp::XdpFilter;
-use nightjar::capture::xsk::{XskSocket, ifindex};
+use nightjar::capture::xsk::XskSocket;
 use nightjar::config::Config;
 use nightjar::runtime::{Outputs, Worker};
+use nightjar_benches::own_xsk::XskSocket as OwnXsk;
 use nightjar_benches::{fixture_paths, load_frames, synth, template_flows, write_pcap};
 use nightjar_common::{BENCH_DROP_PROGRAM, BENCH_REDIRECT_PROGRAM, Counter, FilterConfig, PROGRAM_NAME};
 
@@ -99,60 +103,8 @@ enum Reader {
     Pipeline,
     /// A counting loop on a socket made with the `xdpilone` crate.
     Xdpilone,
-    /// A counting loop on a socket made with the `xsk-rs` crate.
-    #[cfg_attr(not(feature = "xsk-rs"), expect(dead_code, reason = "only with the xsk-rs feature"))]
+    /// A counting loop on the sensor's socket (the `xsk-rs` crate).
     XskRs,
-}
-
-/// Counts frames through an `xsk-rs` socket on queue 0 of `IF_RX` until `stop` (libxdp
-/// is told not to load its own program: ours holds the XSKMAP).
-#[cfg(feature = "xsk-rs")]
-fn xsk_rs_loop(fd_tx: &std::sync::mpsc::Sender<anyhow::Result<i32>>, stop: &AtomicBool) -> u64 {
-    use std::num::NonZeroU32;
-    use std::os::fd::AsRawFd;
-    use xsk_rs::config::{FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
-    use xsk_rs::{Socket, Umem};
-    let setup = || -> anyhow::Result<_> {
-        let ucfg = UmemConfig::builder()
-            .frame_size(FrameSize::new(2048)?)
-            .fill_queue_size(QueueSize::new(2048)?)
-            .comp_queue_size(QueueSize::new(2048)?)
-            .build()?;
-        let (umem, descs) = Umem::new(ucfg, NonZeroU32::new(4096).context("frames")?, false)?;
-        let scfg = SocketConfig::builder()
-            .rx_queue_size(QueueSize::new(2048)?)
-            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-            .build();
-        let iface: Interface = IF_RX.parse()?;
-        // Safety: a fresh UMEM, not shared, so the inhibit flag's precondition holds.
-        let (_tx, rx, fq_cq) = unsafe { Socket::new(scfg, &umem, &iface, 0) }?;
-        let (fq, _cq) = fq_cq.context("no fill queue")?;
-        Ok((umem, descs, rx, fq))
-    };
-    let (_umem, mut descs, mut rx, mut fq) = match setup() {
-        Ok(v) => v,
-        Err(err) => {
-            let _ = fd_tx.send(Err(err));
-            return 0;
-        }
-    };
-    // Safety: the descriptors belong to this UMEM and are handed to the kernel once.
-    unsafe { fq.produce(&descs[..2048]) };
-    let _ = fd_tx.send(Ok(rx.fd().as_raw_fd()));
-    let mut batch = descs.split_off(2048);
-    batch.truncate(256);
-    let mut n = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        // Safety: `batch` descriptors come from this UMEM; they are given back below.
-        let got = unsafe { rx.poll_and_consume(&mut batch, 100) }.unwrap_or(0);
-        if got == 0 {
-            continue;
-        }
-        n += got as u64;
-        // Safety: returning the frames just consumed.
-        unsafe { fq.produce(&batch[..got]) };
-    }
-    n
 }
 
 /// A raw fd to hand to the XSKMAP.
@@ -251,25 +203,27 @@ fn scenario(
     let stop = Arc::new(AtomicBool::new(false));
     let delivered = Arc::new(AtomicU64::new(0));
     let mut handle = None;
-    if matches!(reader, Reader::Xdpilone | Reader::XskRs) {
+    if matches!(reader, Reader::Xdpilone) {
         let (fd_tx, fd_rx) = std::sync::mpsc::channel();
         let (stop2, delivered2) = (Arc::clone(&stop), Arc::clone(&delivered));
-        let use_xsk_rs = matches!(reader, Reader::XskRs);
         handle = Some(std::thread::spawn(move || {
-            #[cfg(feature = "xsk-rs")]
-            let n = if use_xsk_rs { xsk_rs_loop(&fd_tx, &stop2) } else { xdpilone_loop(&fd_tx, &stop2) };
-            #[cfg(not(feature = "xsk-rs"))]
-            let n = {
-                let _ = use_xsk_rs;
-                xdpilone_loop(&fd_tx, &stop2)
-            };
+            let n = xdpilone_loop(&fd_tx, &stop2);
             delivered2.store(n, Ordering::Relaxed);
         }));
         let fd = fd_rx.recv().context("xdpilone thread")??;
         filter.register_socket(0, &Fd(fd))?;
     } else if !matches!(reader, Reader::None) {
-        let mut sock = XskSocket::open(ifindex(IF_RX)?, 0)?;
-        filter.register_socket(0, &sock)?;
+        // The sensor's socket (xsk-rs) for the pipeline and xsk-rs rows, our own minimal
+        // ring loop for the bare baseline.
+        let mut sock: Box<dyn PacketSource + Send> = if matches!(reader, Reader::CountOnly) {
+            let s = OwnXsk::open(ifindex(IF_RX)?, 0)?;
+            filter.register_socket(0, &s)?;
+            Box::new(s)
+        } else {
+            let s = XskSocket::open(IF_RX, 0)?;
+            filter.register_socket(0, &s)?;
+            Box::new(s)
+        };
         let (stop, delivered) = (Arc::clone(&stop), Arc::clone(&delivered));
         let pipeline = matches!(reader, Reader::Pipeline);
         handle = Some(std::thread::spawn(move || {
@@ -346,11 +300,8 @@ fn main() -> anyhow::Result<()> {
         ("bare_afxdp", BENCH_REDIRECT_PROGRAM, Reader::CountOnly),
         ("filter_bare_loop", PROGRAM_NAME, Reader::CountOnly),
         ("bare_afxdp_xdpilone", BENCH_REDIRECT_PROGRAM, Reader::Xdpilone),
+        ("bare_afxdp_xsk_rs", BENCH_REDIRECT_PROGRAM, Reader::XskRs),
     ];
-    let mut runs = runs.to_vec();
-    if cfg!(feature = "xsk-rs") {
-        runs.push(("bare_afxdp_xsk_rs", BENCH_REDIRECT_PROGRAM, Reader::XskRs));
-    }
     let mut results = Vec::new();
     for (name, program, reader) in runs {
         results.push(scenario(name, program, reader, &pcap, a.loops)?);

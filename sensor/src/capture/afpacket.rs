@@ -7,8 +7,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use super::xsk::{POLL_TIMEOUT_MS, XskStats};
-use super::{Frame, LinkType, PacketSource};
+use super::{Frame, KernelDrops, LinkType, POLL_TIMEOUT_MS, PacketSource};
 use crate::error::{CaptureError, LiveError};
 
 /// Receive buffer requested per socket, bytes.
@@ -114,7 +113,7 @@ impl PacketSource for AfPacketSocket {
         0
     }
 
-    fn kernel_drops(&self) -> XskStats {
+    fn kernel_drops(&self) -> KernelDrops {
         // struct tpacket_stats { tp_packets, tp_drops } (linux/if_packet.h).
         let mut st = [0u32; 2];
         let mut len = 8u32;
@@ -128,6 +127,10 @@ impl PacketSource for AfPacketSocket {
                 &raw mut len,
             )
         };
-        if r == 0 { XskStats { rx_dropped: u64::from(st[1]), ..XskStats::default() } } else { XskStats::default() }
+        if r == 0 {
+            KernelDrops { rx_dropped: u64::from(st[1]), ..KernelDrops::default() }
+        } else {
+            KernelDrops::default()
+        }
     }
 }

@@ -9,6 +9,7 @@
 pub mod afpacket;
 pub mod pcap;
 pub mod xdp;
+#[cfg(feature = "ebpf")]
 pub mod xsk;
 
 pub use self::pcap::PcapFileSource;
@@ -72,7 +73,32 @@ pub trait PacketSource {
 
     /// Packets the kernel dropped before this source could read them, by reason (live
     /// sources; files have none).
-    fn kernel_drops(&self) -> xsk::XskStats {
-        xsk::XskStats::default()
+    fn kernel_drops(&self) -> KernelDrops {
+        KernelDrops::default()
     }
+}
+
+/// How long a live source waits for packets before returning empty, ms.
+pub const POLL_TIMEOUT_MS: i32 = 100;
+
+/// Packets the kernel dropped before a live source could read them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelDrops {
+    /// Dropped for other reasons than a full ring (AF_PACKET: every drop).
+    pub rx_dropped: u64,
+    /// Dropped because the RX ring was full (userspace too slow).
+    pub rx_ring_full: u64,
+    /// Times the fill ring was empty.
+    pub fill_ring_empty: u64,
+    /// Invalid descriptors.
+    pub rx_invalid: u64,
+}
+
+/// Interface index of `name`.
+pub fn ifindex(name: &str) -> Result<u32, crate::error::LiveError> {
+    use crate::error::LiveError;
+    let c = std::ffi::CString::new(name).map_err(|_| LiveError::NoInterface(name.into()))?;
+    // Safety: `c` is a valid NUL-terminated string.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if idx == 0 { Err(LiveError::NoInterface(name.into())) } else { Ok(idx) }
 }

@@ -158,7 +158,7 @@ impl PacketSource for CopyRing {
                 waited = true;
                 let mut pfd = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
                 // Safety: one valid pollfd.
-                unsafe { libc::poll(&raw mut pfd, 1, super::xsk::POLL_TIMEOUT_MS) };
+                unsafe { libc::poll(&raw mut pfd, 1, super::POLL_TIMEOUT_MS) };
                 continue;
             };
             let hdr = std::mem::offset_of!(PacketCopy, data);

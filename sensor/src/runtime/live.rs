@@ -11,12 +11,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Sender, bounded};
-use nightjar_common::{Counter, FilterConfig, MODE_HOST, MODE_SPAN};
+use nightjar_common::Counter;
+#[cfg(feature = "ebpf")]
+use nightjar_common::{FilterConfig, MODE_HOST, MODE_SPAN};
 
 use crate::capture::PacketSource;
 use crate::capture::afpacket::AfPacketSocket;
 use crate::capture::xdp::{AttachMode, XdpFilter};
-use crate::capture::xsk::{XskSocket, XskStats, ifindex};
+#[cfg(feature = "ebpf")]
+use crate::capture::xsk::XskSocket;
+use crate::capture::{KernelDrops, ifindex};
 use crate::config::Config;
 use crate::error::{LiveError, PipelineError};
 use crate::runtime::{Outputs, Sinks, Worker};
@@ -54,13 +58,8 @@ pub enum CapturePath {
 type Sources = Vec<(String, Box<dyn PacketSource + Send>)>;
 
 /// Loads and attaches the XDP program and opens its sockets (or the copy ring).
-fn open_xdp(
-    cfg: &Config,
-    iface: &str,
-    idx: u32,
-    queues: &[u32],
-    mode: Mode,
-) -> Result<(XdpFilter, Sources), LiveError> {
+#[cfg(feature = "ebpf")]
+fn open_xdp(cfg: &Config, iface: &str, queues: &[u32], mode: Mode) -> Result<(XdpFilter, Sources), LiveError> {
     let filter_cfg = FilterConfig {
         mode: if mode == Mode::Span { MODE_SPAN } else { MODE_HOST },
         head_packets: cfg.flow.head_packets as u32,
@@ -70,7 +69,7 @@ fn open_xdp(
     let mut sources: Sources = Vec::with_capacity(queues.len());
     if mode == Mode::Span {
         for &q in queues {
-            let s = XskSocket::open(idx, q)?;
+            let s = XskSocket::open(iface, q)?;
             filter.register_socket(q, &s)?;
             eprintln!(
                 "Capture path: AF_XDP on {iface} queue {q} ({} mode).",
@@ -88,6 +87,12 @@ fn open_xdp(
     let attach = filter.attach(iface)?;
     eprintln!("XDP program attached to {iface} ({attach:?} mode).");
     Ok((filter, sources))
+}
+
+/// Without the `ebpf` feature there is no XDP program (and no AF_XDP layer).
+#[cfg(not(feature = "ebpf"))]
+fn open_xdp(_cfg: &Config, _iface: &str, _queues: &[u32], _mode: Mode) -> Result<(XdpFilter, Sources), LiveError> {
+    Err(LiveError::NoProgram)
 }
 
 /// One AF_PACKET socket per worker in one fanout group.
@@ -112,7 +117,7 @@ pub struct LiveSummary {
     /// XDP decision counters, indexed by [`Counter`].
     pub xdp: [u64; Counter::COUNT as usize],
     /// Kernel AF_XDP drop counters summed over sockets.
-    pub xsk: XskStats,
+    pub xsk: KernelDrops,
     /// Output buffers dropped because the writer queue was full.
     pub output_dropped: u64,
     /// How the program was attached.
@@ -165,11 +170,11 @@ pub fn run(
     let idx = ifindex(iface).map_err(live)?;
     let (filter, sources) = match path {
         CapturePath::Xdp => {
-            let (f, s) = open_xdp(cfg, iface, idx, queues, mode).map_err(live)?;
+            let (f, s) = open_xdp(cfg, iface, queues, mode).map_err(live)?;
             (Some(f), s)
         }
         CapturePath::AfPacket => (None, open_afpacket(iface, idx, queues.len()).map_err(live)?),
-        CapturePath::Auto => match open_xdp(cfg, iface, idx, queues, mode) {
+        CapturePath::Auto => match open_xdp(cfg, iface, queues, mode) {
             Ok((f, s)) => (Some(f), s),
             Err(e) => {
                 eprintln!("warning: XDP capture unavailable ({e}); falling back to AF_PACKET.");
@@ -254,7 +259,7 @@ fn run_worker(
     stop: &AtomicBool,
     out: &Sender<(bool, Vec<u8>)>,
     dropped: &AtomicU64,
-) -> (Stats, XskStats) {
+) -> (Stats, KernelDrops) {
     let mut last_tick = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         // A read error on a live socket is not recoverable here: stop this worker.
