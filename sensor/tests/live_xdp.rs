@@ -326,3 +326,42 @@ fn check_xdp_counters(s: &serde_json::Value, mode: &str, frames: u64) {
         assert_eq!(n("copy_failed"), 0, "{x}");
     }
 }
+
+/// A sensor killed with SIGKILL leaves nothing attached (the program hangs on a BPF
+/// link that dies with the process), and the next start attaches again.
+#[test]
+fn killed_sensor_leaves_nothing_attached() {
+    if !privileged() {
+        return;
+    }
+    let tag = format!("{}k", std::process::id());
+    let ns = NetNsPair::new(&tag);
+    let bin = env!("CARGO_BIN_EXE_nightjar");
+    let start = || {
+        Command::new("ip")
+            .args(["netns", "exec", &ns.b, bin, "run", "--iface", "veth1", "--capture", "xdp", "--events", "/dev/null"])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sensor")
+    };
+    let xdp_attached = || {
+        let out = Command::new("ip").args(["-n", &ns.b, "link", "show", "veth1"]).output().expect("ip link");
+        String::from_utf8_lossy(&out.stdout).contains("xdp")
+    };
+    let mut first = start();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(xdp_attached(), "program attached while the sensor runs");
+    first.kill().expect("SIGKILL");
+    let _ = first.wait();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!xdp_attached(), "nothing stays attached after SIGKILL");
+    let mut second = start();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(xdp_attached(), "a restart attaches again");
+    // SIGTERM: clean shutdown, program detached.
+    // Safety: sending a signal to our own child.
+    unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
+    let st = second.wait().expect("wait");
+    assert!(st.success(), "clean exit on SIGTERM");
+    assert!(!xdp_attached(), "detached after SIGTERM");
+}
