@@ -115,6 +115,12 @@ fn send(ctx: &XdpContext, cfg: &FilterConfig, span: bool) -> u32 {
         copy_to_ring(ctx, cfg);
         return xdp_action::XDP_PASS;
     }
+    redirect(ctx)
+}
+
+/// Redirects into the AF_XDP socket of the packet's RX queue (span mode).
+#[inline(always)]
+fn redirect(ctx: &XdpContext) -> u32 {
     match XSKS.redirect(ctx.rx_queue_index(), 0) {
         Ok(action) => {
             count(Counter::Redirected);
@@ -359,17 +365,7 @@ pub fn nightjar_bench_drop(_ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn nightjar_bench_redirect(ctx: XdpContext) -> u32 {
     count(Counter::Received);
-    match XSKS.redirect(ctx.rx_queue_index(), 0) {
-        Ok(action) => {
-            count(Counter::Redirected);
-            action
-        }
-        Err(_) => {
-            count(Counter::RedirectFailed);
-            count(Counter::Dropped);
-            xdp_action::XDP_DROP
-        }
-    }
+    redirect(&ctx)
 }
 
 #[cfg(not(test))]
