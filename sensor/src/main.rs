@@ -87,6 +87,9 @@ struct RunArgs {
     /// Write the end-of-run summary as JSON to this file.
     #[arg(long)]
     summary_json: Option<PathBuf>,
+    /// Address of the Prometheus metrics endpoint (`/metrics`).
+    #[arg(long, default_value = "127.0.0.1:9640")]
+    metrics_listen: std::net::SocketAddr,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -244,6 +247,11 @@ fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
             stop.store(true, Ordering::Relaxed);
         });
     }
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(args.metrics_listen)
+        .install()
+        .with_context(|| format!("cannot serve metrics on {}", args.metrics_listen))?;
+    nightjar::export::metrics::describe();
     let sinks = Sinks {
         events: Some(open_out(args.events.as_deref())?),
         features: args.features.as_deref().map(|p| open_out(Some(p))).transpose()?,

@@ -23,6 +23,7 @@ use crate::capture::xsk::XskSocket;
 use crate::capture::{KernelDrops, ifindex};
 use crate::config::Config;
 use crate::error::{LiveError, PipelineError};
+use crate::export::metrics::{self, StatsPublisher};
 use crate::runtime::{Outputs, Sinks, Worker};
 use crate::stats::Stats;
 
@@ -213,13 +214,22 @@ pub fn run(
             .name(name)
             .spawn(move || {
                 pin_to_core(i % cores);
-                run_worker(w, source, &stop, &out_tx, &dropped)
+                run_worker(i, w, source, &stop, &out_tx, &dropped)
             })
             .map_err(|source| PipelineError::Output { what: "worker thread", source })?;
         handles.push(h);
     }
     drop(out_tx);
 
+    // Publish the XDP counters while the workers run.
+    while !stop.load(Ordering::Relaxed) && handles.iter().any(|h| !h.is_finished()) {
+        std::thread::sleep(TICK);
+        if let Some(f) = &filter
+            && let Ok(values) = f.counters()
+        {
+            metrics::publish_xdp(&values);
+        }
+    }
     let mut summary = LiveSummary { attach, ..LiveSummary::default() };
     for (i, h) in handles.into_iter().enumerate() {
         let (stats, xsk) = h.join().map_err(|_| PipelineError::WorkerPanic(i))?;
@@ -232,8 +242,10 @@ pub fn run(
     writer.join().map_err(|_| PipelineError::WorkerPanic(usize::MAX))??;
     if let Some(f) = &filter {
         summary.xdp = f.counters().map_err(live)?;
+        metrics::publish_xdp(&summary.xdp);
     }
     summary.output_dropped = dropped.load(Ordering::Relaxed);
+    metrics::output_dropped(summary.output_dropped);
     drop(filter);
     summary.elapsed = start.elapsed();
     Ok(summary)
@@ -254,6 +266,7 @@ fn hand_out(w: &mut Worker, out: &Sender<(bool, Vec<u8>)>, dropped: &AtomicU64, 
 }
 
 fn run_worker(
+    index: usize,
     mut w: Worker,
     mut sock: Box<dyn PacketSource + Send>,
     stop: &AtomicBool,
@@ -261,11 +274,13 @@ fn run_worker(
     dropped: &AtomicU64,
 ) -> (Stats, KernelDrops) {
     let mut last_tick = Instant::now();
+    let mut publisher = StatsPublisher::new(index);
     while !stop.load(Ordering::Relaxed) {
         // A read error on a live socket is not recoverable here: stop this worker.
         let Ok(n) = sock.read_batch(RX_BATCH, &mut |f| w.handle_frame(f)) else { break };
         if n == 0 || last_tick.elapsed() >= TICK {
             w.tick(now_ns());
+            publisher.publish(&w.stats, w.tracked_flows(), sock.kernel_drops());
             last_tick = Instant::now();
         }
         w.finish_records(&mut |_| {});
@@ -280,5 +295,7 @@ fn run_worker(
     w.flush();
     w.finish_records(&mut |_| {});
     hand_out(&mut w, out, dropped, 1);
-    (w.stats, sock.kernel_drops())
+    let drops = sock.kernel_drops();
+    publisher.publish(&w.stats, w.tracked_flows(), drops);
+    (w.stats, drops)
 }

@@ -1,0 +1,195 @@
+//! Every Prometheus metric of the sensor, described once here (names, units, help) and
+//! fed from the plain per-worker [`Stats`] counters: workers never touch the `metrics`
+//! facade per packet; a [`StatsPublisher`] publishes the deltas once per tick.
+//!
+//! Names follow `nightjar_<stage>_<name>[_<unit>]_total`. Labels are bounded sets only
+//! (`queue` is the worker index, `reason`, `kind`, `error_code`, `outcome`, `decision`,
+//! `class`); never addresses, ports, SNI, fingerprints or URLs. Dashboards and alert rules
+//! are checked against this file.
+
+use metrics::{counter, describe_counter, describe_gauge, gauge};
+use nightjar_common::Counter as XdpCounter;
+
+use crate::capture::KernelDrops;
+use crate::decode::{DecodeError, Skip};
+use crate::flow::EndReason;
+use crate::inference::Class;
+use crate::stats::Stats;
+
+/// Frames read, per worker (`queue`).
+pub const CAPTURE_PACKETS: &str = "nightjar_capture_packets_total";
+/// Bytes of those frames on the wire, per worker.
+pub const CAPTURE_BYTES: &str = "nightjar_capture_bytes_total";
+/// Packets lost before or after capture, by `reason`.
+pub const CAPTURE_DROPPED: &str = "nightjar_capture_dropped_packets_total";
+/// Frames skipped as not TCP, by `kind`.
+pub const DECODE_SKIPPED: &str = "nightjar_decode_skipped_packets_total";
+/// Frames that failed to decode, by `error_code`.
+pub const DECODE_ERRORS: &str = "nightjar_decode_errors_total";
+/// Flows created.
+pub const FLOWS_CREATED: &str = "nightjar_flows_created_total";
+/// Flows whose record was written, by `reason`.
+pub const FLOWS_ENDED: &str = "nightjar_flows_ended_total";
+/// Flows currently tracked, per worker.
+pub const FLOW_TABLE_FLOWS: &str = "nightjar_flow_table_flows";
+/// TLS flows seen.
+pub const TLS_FLOWS: &str = "nightjar_tls_flows_total";
+/// HTTP flows seen.
+pub const HTTP_FLOWS: &str = "nightjar_http_flows_total";
+/// TCP segments by reassembly `outcome` (buffered, dropped, duplicate).
+pub const REASSEMBLY_SEGMENTS: &str = "nightjar_reassembly_segments_total";
+/// Parser problems by `kind`.
+pub const PARSE_ERRORS: &str = "nightjar_parse_errors_total";
+/// Flow events written.
+pub const EVENTS: &str = "nightjar_events_total";
+/// Verdicts by `class`.
+pub const DETECTIONS: &str = "nightjar_detections_total";
+/// XDP program decisions by `decision`.
+pub const XDP_DECISIONS: &str = "nightjar_xdp_decisions_total";
+/// Always 1, with the version as a label.
+pub const BUILD_INFO: &str = "nightjar_build_info";
+
+/// Registers the help text of every metric. Call once at start-up.
+pub fn describe() {
+    describe_counter!(CAPTURE_PACKETS, "Frames read from the capture source, per worker.");
+    describe_counter!(CAPTURE_BYTES, metrics::Unit::Bytes, "Wire bytes of the frames read, per worker.");
+    describe_counter!(
+        CAPTURE_DROPPED,
+        "Packets lost by reason: ring_full, fill_ring_empty, kernel (AF_PACKET), output_queue_full (events)."
+    );
+    describe_counter!(DECODE_SKIPPED, "Frames that are not TCP, by kind (udp, icmp, other_ip, non_ip, ip_fragment).");
+    describe_counter!(DECODE_ERRORS, "Frames that failed to decode, by error code.");
+    describe_counter!(FLOWS_CREATED, "TCP flows created in the flow table.");
+    describe_counter!(
+        FLOWS_ENDED,
+        "Flows whose record was written, by reason (head_complete, fin, rst, evicted, ...)."
+    );
+    describe_gauge!(FLOW_TABLE_FLOWS, "Flows currently tracked, per worker.");
+    describe_counter!(TLS_FLOWS, "Flows whose client spoke TLS.");
+    describe_counter!(HTTP_FLOWS, "Flows whose client sent an HTTP request.");
+    describe_counter!(REASSEMBLY_SEGMENTS, "TCP segments by reassembly outcome (buffered, dropped, duplicate).");
+    describe_counter!(
+        PARSE_ERRORS,
+        "Parser problems by kind (tls_handshake_truncated, tls_parse_error, http_oversized)."
+    );
+    describe_counter!(EVENTS, "Flow events written.");
+    describe_counter!(DETECTIONS, "Verdicts by class (benign, attack, malware, unknown).");
+    describe_counter!(XDP_DECISIONS, "Decisions of the XDP program by kind, summed over CPUs.");
+    describe_gauge!(BUILD_INFO, "Always 1; the version label says which build runs.");
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+/// Publishes the growth of one worker's [`Stats`] since the last call.
+#[derive(Debug)]
+pub struct StatsPublisher {
+    queue: String,
+    last: Stats,
+    last_drops: KernelDrops,
+}
+
+impl StatsPublisher {
+    /// A publisher for the worker labelled `queue`.
+    pub fn new(queue: usize) -> Self {
+        Self { queue: queue.to_string(), last: Stats::default(), last_drops: KernelDrops::default() }
+    }
+
+    /// Adds the counters' growth since the last call, and sets the table gauge.
+    pub fn publish(&mut self, s: &Stats, tracked_flows: usize, drops: KernelDrops) {
+        let l = &self.last;
+        let q = self.queue.clone();
+        counter!(CAPTURE_PACKETS, "queue" => q.clone()).increment(s.packets - l.packets);
+        counter!(CAPTURE_BYTES, "queue" => q.clone()).increment(s.bytes - l.bytes);
+        gauge!(FLOW_TABLE_FLOWS, "queue" => q).set(tracked_flows as f64);
+        for (i, k) in Skip::ALL.iter().enumerate() {
+            counter!(DECODE_SKIPPED, "kind" => k.as_str()).increment(s.skipped[i] - l.skipped[i]);
+        }
+        for (i, e) in DecodeError::ALL.iter().enumerate() {
+            counter!(DECODE_ERRORS, "error_code" => e.as_str()).increment(s.decode_errors[i] - l.decode_errors[i]);
+        }
+        counter!(FLOWS_CREATED).increment(s.flows_created - l.flows_created);
+        for (i, r) in EndReason::ALL.iter().enumerate() {
+            counter!(FLOWS_ENDED, "reason" => r.as_str()).increment(s.flows_ended[i] - l.flows_ended[i]);
+        }
+        counter!(TLS_FLOWS).increment(s.tls_flows - l.tls_flows);
+        counter!(HTTP_FLOWS).increment(s.http_flows - l.http_flows);
+        for (outcome, now, before) in [
+            ("buffered", s.reassembly_buffered, l.reassembly_buffered),
+            ("dropped", s.reassembly_dropped, l.reassembly_dropped),
+            ("duplicate", s.reassembly_duplicates, l.reassembly_duplicates),
+        ] {
+            counter!(REASSEMBLY_SEGMENTS, "outcome" => outcome).increment(now - before);
+        }
+        for (kind, now, before) in [
+            ("tls_handshake_truncated", s.tls_handshake_truncated, l.tls_handshake_truncated),
+            ("tls_parse_error", s.tls_parse_errors, l.tls_parse_errors),
+            ("http_oversized", s.http_oversized, l.http_oversized),
+        ] {
+            counter!(PARSE_ERRORS, "kind" => kind).increment(now - before);
+        }
+        counter!(EVENTS).increment(s.events - l.events);
+        // No classifier yet: every verdict is `unknown`.
+        counter!(DETECTIONS, "class" => Class::Unknown.as_str()).increment(s.events - l.events);
+        let d = &self.last_drops;
+        for (reason, now, before) in [
+            ("ring_full", drops.rx_ring_full, d.rx_ring_full),
+            ("fill_ring_empty", drops.fill_ring_empty, d.fill_ring_empty),
+            ("kernel", drops.rx_dropped, d.rx_dropped),
+        ] {
+            counter!(CAPTURE_DROPPED, "reason" => reason).increment(now.saturating_sub(before));
+        }
+        self.last = s.clone();
+        self.last_drops = drops;
+    }
+}
+
+/// Publishes the XDP program's counters (absolute values, summed over CPUs).
+pub fn publish_xdp(values: &[u64; XdpCounter::COUNT as usize]) {
+    for c in XdpCounter::ALL {
+        counter!(XDP_DECISIONS, "decision" => c.as_str()).absolute(values[c as usize]);
+    }
+}
+
+/// Counts output buffers dropped because the writer queue was full.
+pub fn output_dropped(n: u64) {
+    counter!(CAPTURE_DROPPED, "reason" => "output_queue_full").increment(n);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    #[test]
+    fn publishes_deltas_with_bounded_labels() {
+        let rec = DebuggingRecorder::new();
+        let snap = rec.snapshotter();
+        metrics::with_local_recorder(&rec, || {
+            let mut p = StatsPublisher::new(0);
+            let mut s = Stats { packets: 10, bytes: 1000, flows_created: 2, events: 1, ..Stats::default() };
+            s.flows_ended[EndReason::Fin as usize] = 1;
+            p.publish(&s, 2, KernelDrops::default());
+            s.packets = 15;
+            p.publish(&s, 1, KernelDrops { rx_ring_full: 3, ..KernelDrops::default() });
+        });
+        let values = snap.snapshot().into_vec();
+        let get = |name: &str, label: Option<(&str, &str)>| {
+            values
+                .iter()
+                .find(|(k, _, _, _)| {
+                    k.key().name() == name
+                        && label.is_none_or(|(lk, lv)| k.key().labels().any(|l| l.key() == lk && l.value() == lv))
+                })
+                .map(|(_, _, _, v)| v)
+        };
+        assert_eq!(get(CAPTURE_PACKETS, Some(("queue", "0"))), Some(&DebugValue::Counter(15)));
+        assert_eq!(get(FLOWS_ENDED, Some(("reason", "fin"))), Some(&DebugValue::Counter(1)));
+        assert_eq!(get(CAPTURE_DROPPED, Some(("reason", "ring_full"))), Some(&DebugValue::Counter(3)));
+        // Every label value comes from a fixed set.
+        let allowed = ["queue", "reason", "kind", "error_code", "outcome", "class", "decision", "version"];
+        for (k, _, _, _) in &values {
+            for l in k.key().labels() {
+                assert!(allowed.contains(&l.key()), "unbounded label {}", l.key());
+            }
+        }
+    }
+}
