@@ -34,8 +34,12 @@ struct Cli {
     /// Configuration file (TOML). Every field has a default.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Load and validate the configuration, print it with defaults filled in, and exit
+    /// (0 when valid).
+    #[arg(long)]
+    check_config: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -233,7 +237,7 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
 }
 
 fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
-    use nightjar::runtime::live::{CapturePath, Mode, run};
+    use nightjar::runtime::live::{CapturePath, LiveOptions, Mode, run};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let stop = Arc::new(AtomicBool::new(false));
@@ -247,11 +251,13 @@ fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
             stop.store(true, Ordering::Relaxed);
         });
     }
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(args.metrics_listen)
-        .install()
-        .with_context(|| format!("cannot serve metrics on {}", args.metrics_listen))?;
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
     nightjar::export::metrics::describe();
+    let health = Arc::new(nightjar::export::http::Health::default());
+    let _endpoint = nightjar::export::http::Endpoint::start(args.metrics_listen, handle, Arc::clone(&health))
+        .with_context(|| format!("cannot serve metrics on {}", args.metrics_listen))?;
     let sinks = Sinks {
         events: Some(open_out(args.events.as_deref())?),
         features: args.features.as_deref().map(|p| open_out(Some(p))).transpose()?,
@@ -265,7 +271,8 @@ fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
         CaptureArg::Xdp => CapturePath::Xdp,
         CaptureArg::Afpacket => CapturePath::AfPacket,
     };
-    let s = run(cfg, &args.iface, &args.queues, mode, path, sinks, &stop)?;
+    let opts = LiveOptions { iface: &args.iface, queues: &args.queues, mode, path };
+    let s = run(cfg, opts, sinks, &stop, &health.ready)?;
     let xdp: serde_json::Map<String, serde_json::Value> =
         nightjar_common::Counter::ALL.iter().map(|c| (c.as_str().to_owned(), s.xdp[*c as usize].into())).collect();
     let summary = serde_json::json!({
@@ -317,7 +324,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = (|| -> Result<ExitCode> {
         let mut cfg = load_config(cli.config.as_deref())?;
-        match &cli.command {
+        if cli.check_config {
+            let text = toml::to_string(&cfg).context("cannot print the configuration")?;
+            println!("{text}");
+            eprintln!(
+                "Configuration valid: {}.",
+                cli.config.as_deref().map_or_else(|| "defaults".into(), |p| p.display().to_string())
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        let Some(command) = &cli.command else {
+            anyhow::bail!("no command given; see `nightjar --help`");
+        };
+        match command {
             Command::Replay(args) => run_replay(&mut cfg, args),
             Command::Demo { events } => run_demo(&mut cfg, events.as_deref()),
             Command::Run(args) => run_live(&cfg, args),

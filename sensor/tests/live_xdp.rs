@@ -280,28 +280,7 @@ fn live_events_equal_replay_events(mode: &str, capture: &str) {
         .output()
         .expect("tcpreplay");
     assert!(sent.status.success(), "tcpreplay: {}", String::from_utf8_lossy(&sent.stderr));
-    // Scrape the Prometheus endpoint inside the sensor's namespace while it runs.
-    std::thread::sleep(Duration::from_millis(1500));
-    let scrape = Command::new("ip")
-        .args(["netns", "exec", &ns.b, "python3", "-c"])
-        .arg("import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9640/metrics').read().decode())")
-        .output()
-        .expect("scrape");
-    let metrics = String::from_utf8_lossy(&scrape.stdout);
-    let value = |series: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(series))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
-    };
-    assert!(value("nightjar_capture_packets_total{queue=\"0\"}") > 0.0);
-    assert!(value("nightjar_flows_created_total") > 0.0);
-    assert!((value("nightjar_build_info{version=") - 1.0).abs() < f64::EPSILON);
-    if capture == "xdp" {
-        assert!(value("nightjar_xdp_decisions_total{decision=\"received\"}") >= frames.len() as f64);
-    }
+    check_endpoint(&ns.b, capture, frames.len());
     let out = sensor.wait_with_output().expect("sensor exit");
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "sensor failed: {log}");
@@ -387,4 +366,36 @@ fn killed_sensor_leaves_nothing_attached() {
     let st = second.wait().expect("wait");
     assert!(st.success(), "clean exit on SIGTERM");
     assert!(!xdp_attached(), "detached after SIGTERM");
+}
+
+/// Scrapes the sensor's `/metrics` and `/readyz` inside its namespace while it runs.
+fn check_endpoint(ns_b: &str, capture: &str, frames: usize) {
+    // Scrape the Prometheus endpoint inside the sensor's namespace while it runs.
+    std::thread::sleep(Duration::from_millis(1500));
+    let scrape = Command::new("ip")
+        .args(["netns", "exec", ns_b, "python3", "-c"])
+        .arg("import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9640/metrics').read().decode())")
+        .output()
+        .expect("scrape");
+    let metrics = String::from_utf8_lossy(&scrape.stdout);
+    let ready = Command::new("ip")
+        .args(["netns", "exec", ns_b, "python3", "-c"])
+        .arg("import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9640/readyz').status)")
+        .output()
+        .expect("readyz");
+    assert_eq!(String::from_utf8_lossy(&ready.stdout).trim(), "200", "ready while capturing");
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
+    };
+    assert!(value("nightjar_capture_packets_total{queue=\"0\"}") > 0.0);
+    assert!(value("nightjar_flows_created_total") > 0.0);
+    assert!((value("nightjar_build_info{version=") - 1.0).abs() < f64::EPSILON);
+    if capture == "xdp" {
+        assert!(value("nightjar_xdp_decisions_total{decision=\"received\"}") >= frames as f64);
+    }
 }

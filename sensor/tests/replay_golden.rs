@@ -97,3 +97,19 @@ fn corrupt_capture_is_a_clear_error() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/x.pcap"));
 }
+
+#[test]
+fn check_config_validates_and_exits() {
+    let bin = env!("CARGO_BIN_EXE_nightjar");
+    let dir = tempfile::tempdir().expect("tmp");
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[flow]\nhead_packets = 16\n").expect("write");
+    let out = Command::new(bin).arg("--config").arg(&good).arg("--check-config").output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("head_packets = 16"));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[flow]\nhead_packet = 16\n").expect("write");
+    let out = Command::new(bin).arg("--config").arg(&bad).arg("--check-config").output().expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml"), "{}", String::from_utf8_lossy(&out.stderr));
+}

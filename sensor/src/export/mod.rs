@@ -4,6 +4,7 @@
 //! a single writer thread only copies bytes to the file.
 
 pub mod event;
+pub mod http;
 pub mod metrics;
 
 use serde::Serialize;

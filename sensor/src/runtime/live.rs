@@ -156,16 +156,29 @@ fn drop_capabilities() {
     eprintln!("Capabilities dropped after attach.");
 }
 
-/// Captures on `iface` until `stop` is set, writing events to `sinks`.
+/// What to capture and how.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveOptions<'a> {
+    /// Interface.
+    pub iface: &'a str,
+    /// RX queues (one socket and worker each).
+    pub queues: &'a [u32],
+    /// Span or host mode.
+    pub mode: Mode,
+    /// Capture path.
+    pub path: CapturePath,
+}
+
+/// Captures until `stop` is set, writing events to `sinks`; `ready` is true while
+/// capture is attached and the workers run.
 pub fn run(
     cfg: &Config,
-    iface: &str,
-    queues: &[u32],
-    mode: Mode,
-    path: CapturePath,
+    opts: LiveOptions<'_>,
     mut sinks: Sinks,
     stop: &Arc<AtomicBool>,
+    ready: &AtomicBool,
 ) -> Result<LiveSummary, PipelineError> {
+    let LiveOptions { iface, queues, mode, path } = opts;
     let start = Instant::now();
     let live = |e: LiveError| PipelineError::Live(e);
     let idx = ifindex(iface).map_err(live)?;
@@ -221,6 +234,7 @@ pub fn run(
     }
     drop(out_tx);
 
+    ready.store(true, Ordering::Relaxed);
     // Publish the XDP counters while the workers run.
     while !stop.load(Ordering::Relaxed) && handles.iter().any(|h| !h.is_finished()) {
         std::thread::sleep(TICK);
@@ -230,6 +244,7 @@ pub fn run(
             metrics::publish_xdp(&values);
         }
     }
+    ready.store(false, Ordering::Relaxed);
     let mut summary = LiveSummary { attach, ..LiveSummary::default() };
     for (i, h) in handles.into_iter().enumerate() {
         let (stats, xsk) = h.join().map_err(|_| PipelineError::WorkerPanic(i))?;
