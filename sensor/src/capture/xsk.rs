@@ -66,13 +66,12 @@ impl XskSocket {
         let (tx, rx, fq_cq) = unsafe { Socket::new(scfg, &umem, &ifname, queue) }
             .map_err(|e| xsk_err(&format!("AF_XDP socket on {iface} queue {queue}"), e))?;
         let (mut fill, comp) = fq_cq.ok_or_else(|| xsk_err("fill queue", "missing"))?;
-        let batch = descs.split_off(RING_SIZE as usize);
+        let mut batch = descs.split_off(RING_SIZE as usize);
         // Safety: these descriptors belong to this UMEM and are handed over once.
         let given = unsafe { fill.produce(&descs) };
         if given != descs.len() {
             return Err(xsk_err("fill ring", "could not hand over the first frames"));
         }
-        let mut batch = batch;
         batch.truncate(BATCH);
         let zero_copy = zero_copy(rx.fd().as_raw_fd());
         Ok(Self { umem, rx, fill, _comp: comp, _tx: tx, batch, zero_copy, queue })

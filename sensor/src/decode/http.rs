@@ -98,7 +98,7 @@ impl HttpStream {
     }
 
     /// Feeds in-order client bytes. Returns `Parsed` exactly once, when the head completes.
-    pub fn feed(&mut self, data: &[u8], out: &mut Option<HttpRequest>) -> HttpStatus {
+    pub fn feed(&mut self, data: &[u8], out: &mut Option<Box<HttpRequest>>) -> HttpStatus {
         match self.state {
             State::Done => HttpStatus::Partial,
             State::Body => {
@@ -132,7 +132,7 @@ impl HttpStream {
                             parsed.body_prefix.extend_from_slice(&extra[..n]);
                         }
                         self.state = if parsed.body_prefix.len() >= limit { State::Done } else { State::Body };
-                        *out = Some(parsed);
+                        *out = Some(Box::new(parsed));
                         self.buf = Vec::new();
                         HttpStatus::Parsed
                     }

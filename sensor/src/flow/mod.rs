@@ -682,13 +682,11 @@ fn parse_payload(flow: &mut Flow, pkt: &Packet<'_>, dir: Dir, cfg: &FlowConfig, 
             }
             Mode::Http => {
                 let Some(h) = http.as_mut() else { return };
-                let mut req = http_req.take().map(|b| *b);
-                match h.feed(chunk, &mut req) {
+                match h.feed(chunk, http_req) {
                     HttpStatus::Oversized => http_oversized = true,
                     HttpStatus::Invalid => *m = Mode::Text,
                     HttpStatus::Parsed | HttpStatus::Partial => {}
                 }
-                *http_req = req.map(Box::new);
             }
             Mode::Text => {
                 if probes[d] >= TLS_PROBE_CHUNKS {
