@@ -25,7 +25,30 @@ install_debs() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-install_debs tshark:tshark tcpreplay:tcpreplay
+install_debs tshark:tshark tcpreplay:tcpreplay ethtool:ethtool python3:python3
+
+# nightjar-flood links OpenSSL and libpcap.
+for dev in libssl-dev libpcap-dev pkg-config python3-venv; do
+  dpkg -s "$dev" >/dev/null 2>&1 && continue
+  if [[ $(id -u) -eq 0 ]]; then
+    log "installing $dev"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$dev" >/dev/null
+  fi
+done
+
+# Reference and check tools in virtual environments (gitignored): FoxIO's ja4plus for the
+# JA4 agreement of generated traffic, ONNX Runtime to re-check the committed model.
+tools_venv=.venv-tools
+if [[ ! -x $tools_venv/bin/ja4plus || ! -x $tools_venv/bin/python ]] || ! $tools_venv/bin/python -c "import onnxruntime" 2>/dev/null; then
+  log "installing ja4plus and onnxruntime into $tools_venv"
+  python3 -m venv "$tools_venv"
+  "$tools_venv/bin/pip" install -q ja4plus==1.4.0 -r model/requirements-check.txt
+fi
+export NIGHTJAR_JA4PLUS=$PWD/$tools_venv/bin/ja4plus
+
+log "model artifacts: hashes and ONNX Runtime parity fixture"
+(cd model && "../$tools_venv/bin/python" -m nightjar_model check)
 
 # The XDP program's toolchain: bpf-linker against Debian's LLVM 22, and rust-src for
 # `-Z build-std=core` (see shared RECIPES.md). Only as root: the privileged tests need
@@ -59,9 +82,13 @@ cargo fmt --all -- --check
 
 log "cargo clippy"
 cargo clippy --all-targets --locked -q -- -D warnings
+cargo clippy --all-targets --locked -q -p nightjar-flood -- -D warnings
 
 log "cargo test"
 cargo test --locked
+log "nightjar-flood: unit tests, and (root) the smoke scenario through namespaces, replay, tshark and ja4plus"
+if [[ $(id -u) -eq 0 ]]; then export NIGHTJAR_REQUIRE_FLOOD=1; fi
+cargo test --locked -p nightjar-flood
 
 if ((ebpf_ready)); then
   log "cargo clippy --features ebpf"

@@ -16,6 +16,32 @@ pub struct Config {
     pub flow: FlowConfig,
     /// Worker threads.
     pub runtime: RuntimeConfig,
+    /// The classifier.
+    pub model: ModelConfig,
+}
+
+/// The classifier and its micro-batches.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Run the classifier. Default true; without it every verdict is `unknown`.
+    pub enabled: bool,
+    /// Model metadata file (`nightjar.json`, ONNX files beside it). Default: the model
+    /// embedded in the binary.
+    pub path: Option<std::path::PathBuf>,
+    /// Model variant (`float` or `int8`). Default: the one the metadata names.
+    pub variant: Option<String>,
+    /// Flows per inference batch. Default 32.
+    pub batch_size: usize,
+    /// Longest a flow waits for its batch to fill before a partial batch runs,
+    /// milliseconds. Default 5.
+    pub max_wait_ms: u64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self { enabled: true, path: None, variant: None, batch_size: 32, max_wait_ms: 5 }
+    }
 }
 
 /// Flow table, timeouts and reassembly bounds.
@@ -101,6 +127,14 @@ impl Config {
         check((512..=1 << 24).contains(&f.handshake_bytes), "flow.handshake_bytes", "must be 512 B..=16 MiB")?;
         check((64..=1 << 20).contains(&f.http_header_bytes), "flow.http_header_bytes", "must be 64 B..=1 MiB")?;
         check(f.http_body_bytes <= 1 << 16, "flow.http_body_bytes", "must be at most 64 KiB")?;
+        let m = &self.model;
+        check((1..=1024).contains(&m.batch_size), "model.batch_size", "must be 1..=1024")?;
+        check(m.max_wait_ms <= 10_000, "model.max_wait_ms", "must be at most 10000")?;
+        check(
+            m.variant.as_deref().is_none_or(|v| v == "float" || v == "int8"),
+            "model.variant",
+            "must be float or int8",
+        )?;
         Ok(())
     }
 

@@ -121,4 +121,7 @@ pub enum PipelineError {
     /// A worker thread panicked (a bug; reported, not hidden).
     #[error("worker thread {0} panicked")]
     WorkerPanic(usize),
+    /// The model could not be loaded.
+    #[error(transparent)]
+    Model(#[from] crate::inference::InferenceError),
 }

@@ -38,6 +38,13 @@ struct Cli {
     /// (0 when valid).
     #[arg(long)]
     check_config: bool,
+    /// Model metadata file (`nightjar.json`, ONNX files beside it), or `none` to run
+    /// without a classifier. Default: the model embedded in the binary.
+    #[arg(long, global = true)]
+    model: Option<String>,
+    /// Model variant: `float` or `int8` (default: the one the metadata names).
+    #[arg(long, global = true)]
+    model_variant: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -167,6 +174,18 @@ fn print_summary(s: &Summary) {
     let _ = writeln!(e, "  tls flows      {:>12}", st.tls_flows);
     let _ = writeln!(e, "  http flows     {:>12}", st.http_flows);
     let _ = writeln!(e, "  events         {:>12}", st.events);
+    if st.inference_batches > 0 || st.inference_errors > 0 {
+        let _ = writeln!(
+            e,
+            "  verdicts       benign {} · attack {} · malware {} · unknown {}  ({} batches, {} failed)",
+            st.detections[0],
+            st.detections[1],
+            st.detections[2],
+            st.detections[3],
+            st.inference_batches,
+            st.inference_errors
+        );
+    }
     for (i, r) in EndReason::ALL.iter().enumerate() {
         if st.flows_ended[i] > 0 {
             let _ = writeln!(e, "  ended {:<14} {:>6}", r.as_str(), st.flows_ended[i]);
@@ -237,6 +256,8 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
 }
 
 fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
+    use metrics_exporter_prometheus::Matcher;
+    use nightjar::export::metrics as m;
     use nightjar::runtime::live::{CapturePath, LiveOptions, Mode, run};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -252,6 +273,9 @@ fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
         });
     }
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(m::INFERENCE_SECONDS.into()), m::INFERENCE_SECONDS_BUCKETS)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(m::INFERENCE_BATCH.into()), m::INFERENCE_BATCH_BUCKETS))
+        .context("metric buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     nightjar::export::metrics::describe();
@@ -324,6 +348,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = (|| -> Result<ExitCode> {
         let mut cfg = load_config(cli.config.as_deref())?;
+        match cli.model.as_deref() {
+            Some("none") => cfg.model.enabled = false,
+            Some(p) => cfg.model.path = Some(PathBuf::from(p)),
+            None => {}
+        }
+        if let Some(v) = &cli.model_variant {
+            cfg.model.variant = Some(v.clone());
+        }
+        cfg.validate()?;
         if cli.check_config {
             let text = toml::to_string(&cfg).context("cannot print the configuration")?;
             println!("{text}");

@@ -42,6 +42,14 @@ pub struct Stats {
     pub http_oversized: u64,
     /// Events written.
     pub events: u64,
+    /// Classified flows written, by verdict class (benign, attack, malware, unknown).
+    pub detections: [u64; 4],
+    /// Inference batches run.
+    pub inference_batches: u64,
+    /// Flows that went through the model.
+    pub inferred_flows: u64,
+    /// Batches that failed (their flows keep the `unknown` verdict).
+    pub inference_errors: u64,
 }
 
 impl Stats {
@@ -70,6 +78,12 @@ impl Stats {
         self.tls_parse_errors += o.tls_parse_errors;
         self.http_oversized += o.http_oversized;
         self.events += o.events;
+        for (a, b) in self.detections.iter_mut().zip(o.detections) {
+            *a += b;
+        }
+        self.inference_batches += o.inference_batches;
+        self.inferred_flows += o.inferred_flows;
+        self.inference_errors += o.inference_errors;
     }
 
     /// Counts a skipped frame.

@@ -44,11 +44,35 @@ fn events_equal_expected_for_any_worker_count() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON"))
         .collect();
+    // The expected file pins everything the pipeline computes; the verdicts depend on the
+    // shipped model, so they are compared across worker counts (and batch boundaries)
+    // instead: a flow's verdict does not depend on which other flows share its batch.
+    let strip = |e: &serde_json::Value| {
+        let mut e = e.clone();
+        e.as_object_mut().expect("object").remove("verdict");
+        e
+    };
+    let mut verdicts_of_one_worker = Vec::new();
     for workers in [1, 2, 3] {
         let got = events(workers);
         assert_eq!(got.len(), expected.len(), "event count with {workers} workers");
         for (g, e) in got.iter().zip(&expected) {
-            assert_eq!(g, e, "event differs with {workers} workers");
+            assert_eq!(strip(g), strip(e), "event differs with {workers} workers");
+        }
+        let verdicts: Vec<serde_json::Value> = got.iter().map(|e| e["verdict"].clone()).collect();
+        if workers == 1 {
+            verdicts_of_one_worker = verdicts;
+        } else {
+            for (a, b) in verdicts.iter().zip(&verdicts_of_one_worker) {
+                assert_eq!(
+                    (&a["class"], &a["model"]),
+                    (&b["class"], &b["model"]),
+                    "verdicts differ with {workers} workers"
+                );
+                // Batch tiling moves the last float bits only.
+                let (x, y) = (a["score"].as_f64().unwrap_or(-1.0), b["score"].as_f64().unwrap_or(-1.0));
+                assert!((x - y).abs() < 1e-5, "scores differ with {workers} workers: {a} vs {b}");
+            }
         }
     }
 }
@@ -62,7 +86,16 @@ fn events_carry_the_documented_fields() {
         for key in ["pkt_lengths", "pkt_iat_us", "pkt_directions"] {
             assert!(e["seq"][key].is_array(), "missing seq.{key}");
         }
-        assert_eq!(e["verdict"]["class"], "unknown");
+        let v = &e["verdict"];
+        assert!(["benign", "attack", "malware", "unknown"].contains(&v["class"].as_str().unwrap_or("")), "{v}");
+        if e["app"] == "other" {
+            assert_eq!(v["class"], "unknown");
+            assert!(v["model"].is_null());
+        } else {
+            // TLS and HTTP flows go through the embedded model.
+            assert!(v["model"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+            assert!(v["score"].as_f64().is_some_and(|s| (0.0..=1.0).contains(&s)), "{v}");
+        }
         assert!(e["community_id"].as_str().is_some_and(|c| c.starts_with("1:")));
         if e["app"] == "tls" {
             for key in ["sni", "ja3", "ja4", "cipher_suites", "extensions", "cert_chain_len", "self_signed", "version"]

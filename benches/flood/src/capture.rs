@@ -74,7 +74,7 @@ impl Capture {
                 }
             }
             file.flush()?;
-            stats.dropped = cap.stats().map(|s| u64::from(s.dropped)).unwrap_or(0);
+            stats.dropped = cap.stats().map_or(0, |s| u64::from(s.dropped));
             Ok(stats)
         })?;
         ready_rx.recv().context("capture thread ended")??;

@@ -127,7 +127,12 @@ impl CertStore {
             Ok(Chain { certs: vec![cert, root.clone()], key })
         };
         let self_signed = |key: PKey<Private>, serial: u32| -> Result<Chain> {
-            let cert = issue(&Spec { subject: SERVER_NAME, san: Some(SERVER_NAME), validity: (-10, 365), ca: false }, &key, None, serial)?;
+            let cert = issue(
+                &Spec { subject: SERVER_NAME, san: Some(SERVER_NAME), validity: (-10, 365), ca: false },
+                &key,
+                None,
+                serial,
+            )?;
             Ok(Chain { certs: vec![cert], key })
         };
         let mut chains = HashMap::new();

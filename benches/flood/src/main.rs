@@ -90,7 +90,18 @@ fn data_dir(cli: Option<&Path>) -> PathBuf {
 
 fn write_labels(path: &Path, rows: &[LabelRow]) -> Result<()> {
     let mut w = csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
-    w.write_record(["client_ip", "client_port", "server_ip", "server_port", "start_ts", "class", "family", "profile", "server_profile", "outcome"])?;
+    w.write_record([
+        "client_ip",
+        "client_port",
+        "server_ip",
+        "server_port",
+        "start_ts",
+        "class",
+        "family",
+        "profile",
+        "server_profile",
+        "outcome",
+    ])?;
     for r in rows {
         w.write_record([
             r.client.ip().to_string(),
@@ -109,6 +120,7 @@ fn write_labels(path: &Path, rows: &[LabelRow]) -> Result<()> {
     Ok(())
 }
 
+#[expect(clippy::too_many_lines, reason = "the run in order: load, plan, network, capture, flows, summary")]
 fn main() -> Result<()> {
     let cli = Cli::parse();
     if cli.pcap.is_none() && cli.iface.is_none() {
@@ -138,12 +150,23 @@ fn main() -> Result<()> {
     }
     let data = data_dir(cli.data.as_deref());
     let families: BTreeSet<String> = scenario.mix.iter().map(|m| m.family.clone()).collect();
-    let corpus = http::HttpCorpus::load(&cat, &data, &families).with_context(|| format!("loading request sources from {}", data.display()))?;
+    let corpus = http::HttpCorpus::load(&cat, &data, &families)
+        .with_context(|| format!("loading request sources from {}", data.display()))?;
     let plans = plan::draw(&cat, &scenario, &corpus)?;
     eprintln!("nightjar-flood: scenario {} (seed {}), {} flows planned", scenario.name, scenario.seed, plans.len());
     let certs = certs::CertStore::generate().context("generating certificates")?;
     let tls = Arc::new(tls::TlsContexts::build(&cat, &certs)?);
     let topo = netns::Topology::create(scenario.client_hosts, scenario.server_hosts, cli.iface.as_deref())?;
+    // SIGINT/SIGTERM: remove the namespaces (and with them the veths) before leaving.
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+    let names = [topo.client_ns.clone(), topo.server_ns.clone()];
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            netns::remove(&names);
+            eprintln!("nightjar-flood: stopped by signal {sig}; namespaces removed.");
+            std::process::exit(128 + sig);
+        }
+    });
     let capture = match &cli.pcap {
         Some(p) => Some(capture::Capture::start(topo.client_ns.clone(), netns::CLIENT_IF, p.clone())?),
         None => None,
@@ -152,7 +175,10 @@ fn main() -> Result<()> {
         std::thread::sleep(std::time::Duration::from_secs_f64(cli.iface_wait_secs));
     }
     let bar = if cli.quiet { ProgressBar::hidden() } else { ProgressBar::new(plans.len() as u64) };
-    bar.set_style(ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} flows {per_sec} eta {eta}")?.progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} flows {per_sec} eta {eta}")?
+            .progress_chars("=> "),
+    );
     let counters = Arc::new(Counters::default());
     let started = Instant::now();
     let cat = Arc::new(cat);
@@ -164,7 +190,7 @@ fn main() -> Result<()> {
         client_ns: topo.client_ns.clone(),
         server_ns: topo.server_ns.clone(),
     };
-    let rows = run::run(input, counters.clone(), bar.clone());
+    let rows = run::run(input, &counters, bar.clone());
     bar.finish_and_clear();
     let cap_stats = match capture {
         Some(c) => Some(c.finish()?),
@@ -246,7 +272,10 @@ mod tests {
             if train_fams.contains(&f.name) {
                 // A training family may appear only with clients training never saw.
                 assert_eq!(f.transport, Transport::Tls, "{}: plaintext family seen in training", f.name);
-                let clients = m.clients.as_ref().unwrap_or_else(|| panic!("{}: training family without held-out clients", f.name));
+                let clients = m
+                    .clients
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{}: training family without held-out clients", f.name));
                 for c in clients {
                     assert!(!train_clients.contains(c), "{}: client {c} seen in training", f.name);
                 }
@@ -287,7 +316,10 @@ mod tests {
         for (body, want) in [
             ("name='x'\nseed=1\nflows=10\nrate=1.0\nmix=[{family='nope', weight=1}]", "unknown family nope"),
             ("name='x'\nseed=1\nflows=0\nrate=1.0\nmix=[{family='sqli', weight=1}]", "flows must be positive"),
-            ("name='x'\nseed=1\nflows=5\nrate=1.0\nmix=[{family='sqli', weight=1, clients=['ossl-default']}]", "plaintext takes no TLS profiles"),
+            (
+                "name='x'\nseed=1\nflows=5\nrate=1.0\nmix=[{family='sqli', weight=1, clients=['ossl-default']}]",
+                "plaintext takes no TLS profiles",
+            ),
             ("name='x'\nseed=1\nflows=5\nrate=1.0\nbogus=1\nmix=[{family='sqli', weight=1}]", "unknown field"),
         ] {
             std::fs::write(&p, body).unwrap();

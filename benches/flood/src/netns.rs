@@ -5,6 +5,7 @@
 //! can watch it. Everything is removed in `Drop` (deleting the namespaces deletes the
 //! veths, the span peer included).
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
@@ -84,11 +85,11 @@ impl Topology {
         ip(&["-n", c, "link", "add", CLIENT_IF, "type", "veth", "peer", "name", SERVER_IF, "netns", s])?;
         let mut client_lines = String::new();
         for i in 0..client_hosts {
-            client_lines.push_str(&format!("addr add {}/15 dev {CLIENT_IF}\n", client_addr(i)));
+            let _ = writeln!(client_lines, "addr add {}/15 dev {CLIENT_IF}", client_addr(i));
         }
         let mut server_lines = String::new();
         for i in 0..server_hosts {
-            server_lines.push_str(&format!("addr add {}/15 dev {SERVER_IF}\n", server_addr(i)));
+            let _ = writeln!(server_lines, "addr add {}/15 dev {SERVER_IF}", server_addr(i));
         }
         ip_batch(c, &client_lines)?;
         ip_batch(s, &server_lines)?;
@@ -111,8 +112,14 @@ impl Topology {
             ip(&["-n", c, "link", "set", MIRROR_IF, "up"])?;
             in_ns(c, &["tc", "qdisc", "add", "dev", CLIENT_IF, "clsact"])?;
             for dir in ["ingress", "egress"] {
-                in_ns(c, &["tc", "filter", "add", "dev", CLIENT_IF, dir, "matchall", "action", "mirred", "egress", "mirror", "dev", MIRROR_IF])
-                    .context("mirroring onto the span port (tc mirred)")?;
+                in_ns(
+                    c,
+                    &[
+                        "tc", "filter", "add", "dev", CLIENT_IF, dir, "matchall", "action", "mirred", "egress",
+                        "mirror", "dev", MIRROR_IF,
+                    ],
+                )
+                .context("mirroring onto the span port (tc mirred)")?;
             }
         }
         Ok(topo)
@@ -125,7 +132,8 @@ impl Topology {
 fn raise_neighbour_limits(needed: u32) -> Result<()> {
     for (key, want) in [("gc_thresh2", needed / 2), ("gc_thresh3", needed)] {
         let path = format!("/proc/sys/net/ipv4/neigh/default/{key}");
-        let now: u32 = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?.trim().parse().unwrap_or(0);
+        let now: u32 =
+            std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?.trim().parse().unwrap_or(0);
         if now < want {
             std::fs::write(&path, want.to_string()).with_context(|| format!("raising {path} to {want}"))?;
         }
@@ -135,9 +143,14 @@ fn raise_neighbour_limits(needed: u32) -> Result<()> {
 
 impl Drop for Topology {
     fn drop(&mut self) {
-        for ns in [&self.client_ns, &self.server_ns] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
-        }
+        remove(&[self.client_ns.clone(), self.server_ns.clone()]);
+    }
+}
+
+/// Deletes namespaces (and the links inside them); missing ones are ignored.
+pub fn remove(names: &[String]) {
+    for ns in names {
+        let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
     }
 }
 

@@ -63,8 +63,18 @@ pub fn server_addr(i: u32) -> Ipv4Addr {
 }
 
 const DOMAINS: &[&str] = &[
-    "www.shop.test", "cdn.assets.test", "api.weather.test", "mail.corp.test", "static.news.test", "login.bank.test",
-    "updates.vendor.test", "video.stream.test", "www.flood.test", "img.social.test", "telemetry.os.test", "docs.dev.test",
+    "www.shop.test",
+    "cdn.assets.test",
+    "api.weather.test",
+    "mail.corp.test",
+    "static.news.test",
+    "login.bank.test",
+    "updates.vendor.test",
+    "video.stream.test",
+    "www.flood.test",
+    "img.social.test",
+    "telemetry.os.test",
+    "docs.dev.test",
 ];
 
 fn host_name<R: Rng>(rng: &mut R, odd_share: f64) -> String {
@@ -88,6 +98,7 @@ fn ms(x: f64, scale: f64) -> u32 {
     (x * scale).round().clamp(0.0, 600_000.0) as u32
 }
 
+#[expect(clippy::too_many_lines, reason = "one arm per behaviour")]
 fn tls_exchanges<R: Rng>(rng: &mut R, behaviour: Behaviour, scale: f64) -> Vec<Exchange> {
     let ex = |delay: u32, req: usize, resp: u32, chunks: u16, gap: u16| Exchange {
         delay_ms: delay,
@@ -99,22 +110,58 @@ fn tls_exchanges<R: Rng>(rng: &mut R, behaviour: Behaviour, scale: f64) -> Vec<E
     let size = |rng: &mut R, median: f64, sigma: f64, max: f64| lognormal(rng, median, sigma, max) as usize;
     match behaviour {
         Behaviour::Browsing => {
-            let mut v = vec![ex(ms(lognormal(rng, 5.0, 1.0, 200.0), scale), size(rng, 450.0, 0.4, 2000.0), size(rng, 30_000.0, 1.0, 400_000.0) as u32, 1, 0)];
+            let mut v = vec![ex(
+                ms(lognormal(rng, 5.0, 1.0, 200.0), scale),
+                size(rng, 450.0, 0.4, 2000.0),
+                size(rng, 30_000.0, 1.0, 400_000.0) as u32,
+                1,
+                0,
+            )];
             for _ in 0..rng.random_range(1..12) {
-                let think = if rng.random_bool(0.8) { lognormal(rng, 15.0, 1.0, 300.0) } else { lognormal(rng, 800.0, 1.0, 5000.0) };
-                v.push(ex(ms(think, scale), size(rng, 380.0, 0.4, 2000.0), size(rng, 8000.0, 1.3, 300_000.0) as u32, 1, 0));
+                let think = if rng.random_bool(0.8) {
+                    lognormal(rng, 15.0, 1.0, 300.0)
+                } else {
+                    lognormal(rng, 800.0, 1.0, 5000.0)
+                };
+                v.push(ex(
+                    ms(think, scale),
+                    size(rng, 380.0, 0.4, 2000.0),
+                    size(rng, 8000.0, 1.3, 300_000.0) as u32,
+                    1,
+                    0,
+                ));
             }
             v
         }
         Behaviour::Api => (0..rng.random_range(1..8))
-            .map(|_| ex(ms(lognormal(rng, 200.0, 1.2, 5000.0), scale), size(rng, 300.0, 0.6, 4000.0), size(rng, 900.0, 1.0, 30_000.0) as u32, 1, 0))
+            .map(|_| {
+                ex(
+                    ms(lognormal(rng, 200.0, 1.2, 5000.0), scale),
+                    size(rng, 300.0, 0.6, 4000.0),
+                    size(rng, 900.0, 1.0, 30_000.0) as u32,
+                    1,
+                    0,
+                )
+            })
             .collect(),
         Behaviour::Streaming => {
             let chunks = rng.random_range(8..40);
-            vec![ex(ms(lognormal(rng, 5.0, 1.0, 100.0), scale), size(rng, 500.0, 0.3, 1500.0), chunks as u32 * size(rng, 16_000.0, 0.5, 64_000.0) as u32, chunks, ms(lognormal(rng, 40.0, 0.5, 250.0), scale) as u16)]
+            vec![ex(
+                ms(lognormal(rng, 5.0, 1.0, 100.0), scale),
+                size(rng, 500.0, 0.3, 1500.0),
+                u32::from(chunks) * size(rng, 16_000.0, 0.5, 64_000.0) as u32,
+                chunks,
+                ms(lognormal(rng, 40.0, 0.5, 250.0), scale) as u16,
+            )]
         }
         Behaviour::Download => {
-            vec![ex(ms(lognormal(rng, 5.0, 1.0, 100.0), scale), size(rng, 350.0, 0.4, 1500.0), size(rng, 400_000.0, 1.0, 3_000_000.0) as u32, 1, 0)]
+            vec![ex(
+                ms(lognormal(rng, 5.0, 1.0, 100.0), scale),
+                size(rng, 350.0, 0.4, 1500.0),
+                size(rng, 400_000.0, 1.0, 3_000_000.0) as u32,
+                1,
+                0,
+            )]
         }
         Behaviour::Beacon => {
             let period = lognormal(rng, 600.0, 0.6, 5000.0);
@@ -126,19 +173,53 @@ fn tls_exchanges<R: Rng>(rng: &mut R, behaviour: Behaviour, scale: f64) -> Vec<E
                 })
                 .collect()
         }
-        Behaviour::Checkin => vec![ex(ms(lognormal(rng, 5.0, 1.0, 200.0), scale), size(rng, 400.0, 0.6, 3000.0), size(rng, 300.0, 0.8, 5000.0) as u32, 1, 0)],
+        Behaviour::Checkin => vec![ex(
+            ms(lognormal(rng, 5.0, 1.0, 200.0), scale),
+            size(rng, 400.0, 0.6, 3000.0),
+            size(rng, 300.0, 0.8, 5000.0) as u32,
+            1,
+            0,
+        )],
         Behaviour::Exfil => (0..rng.random_range(1..5))
-            .map(|_| ex(ms(lognormal(rng, 100.0, 1.0, 2000.0), scale), size(rng, 120_000.0, 1.0, 1_500_000.0), size(rng, 80.0, 0.5, 600.0) as u32, 1, 0))
+            .map(|_| {
+                ex(
+                    ms(lognormal(rng, 100.0, 1.0, 2000.0), scale),
+                    size(rng, 120_000.0, 1.0, 1_500_000.0),
+                    size(rng, 80.0, 0.5, 600.0) as u32,
+                    1,
+                    0,
+                )
+            })
             .collect(),
         Behaviour::Probe => Vec::new(),
         Behaviour::Bruteforce => (0..rng.random_range(3..20))
-            .map(|_| ex(ms(lognormal(rng, 60.0, 0.5, 1000.0), scale), size(rng, 520.0, 0.1, 900.0), size(rng, 420.0, 0.1, 900.0) as u32, 1, 0))
+            .map(|_| {
+                ex(
+                    ms(lognormal(rng, 60.0, 0.5, 1000.0), scale),
+                    size(rng, 520.0, 0.1, 900.0),
+                    size(rng, 420.0, 0.1, 900.0) as u32,
+                    1,
+                    0,
+                )
+            })
             .collect(),
-        Behaviour::Requests => vec![ex(ms(lognormal(rng, 5.0, 1.0, 200.0), scale), size(rng, 500.0, 0.5, 3000.0), size(rng, 5000.0, 1.2, 200_000.0) as u32, 1, 0)],
+        Behaviour::Requests => vec![ex(
+            ms(lognormal(rng, 5.0, 1.0, 200.0), scale),
+            size(rng, 500.0, 0.5, 3000.0),
+            size(rng, 5000.0, 1.2, 200_000.0) as u32,
+            1,
+            0,
+        )],
     }
 }
 
-fn http_exchanges<R: Rng>(rng: &mut R, corpus: &HttpCorpus, f: &Family, host: &str, scale: f64) -> Result<Vec<Exchange>> {
+fn http_exchanges<R: Rng>(
+    rng: &mut R,
+    corpus: &HttpCorpus,
+    f: &Family,
+    host: &str,
+    scale: f64,
+) -> Result<Vec<Exchange>> {
     let source = f.http.as_ref().context("HTTP family without source")?;
     let (count, response) = match (f.class, f.behaviour) {
         (_, Behaviour::Download) => (1, lognormal(rng, 300_000.0, 1.0, 3_000_000.0)),
@@ -158,12 +239,19 @@ fn http_exchanges<R: Rng>(rng: &mut R, corpus: &HttpCorpus, f: &Family, host: &s
         };
         let req = corpus.request(rng, &f.name, source, host)?;
         let resp = if i == 0 { response } else { lognormal(rng, response.max(200.0), 0.8, 400_000.0) };
-        v.push(Exchange { delay_ms: ms(delay, scale), request: req.bytes, response: resp as u32, chunks: 1, chunk_gap_ms: 0 });
+        v.push(Exchange {
+            delay_ms: ms(delay, scale),
+            request: req.bytes,
+            response: resp as u32,
+            chunks: 1,
+            chunk_gap_ms: 0,
+        });
     }
     Ok(v)
 }
 
 /// Draws every flow of `scenario`. Deterministic in the seed.
+#[expect(clippy::many_single_char_names, reason = "t, x, k, c, s read as in the formulas")]
 pub fn draw(cat: &Catalogue, scenario: &Scenario, corpus: &HttpCorpus) -> Result<Vec<FlowPlan>> {
     let mut rng = ChaCha8Rng::seed_from_u64(scenario.seed);
     let weights: Vec<f64> = scenario.mix.iter().map(|m| m.weight).collect();
@@ -191,9 +279,19 @@ pub fn draw(cat: &Catalogue, scenario: &Scenario, corpus: &HttpCorpus) -> Result
             }
             Transport::Http => (None, None),
         };
+        let (clients, servers) = if scenario.partition_hosts {
+            let n = scenario.mix.len() as u32;
+            let (c, s) = (scenario.client_hosts / n, scenario.server_hosts / n);
+            (k as u32 * c..(k as u32 + 1) * c, k as u32 * s..(k as u32 + 1) * s)
+        } else {
+            (0..scenario.client_hosts, 0..scenario.server_hosts)
+        };
         let (client, server) = loop {
-            let c = SocketAddrV4::new(client_addr(rng.random_range(0..scenario.client_hosts)), rng.random_range(10_000..61_000));
-            let s = SocketAddrV4::new(server_addr(rng.random_range(0..scenario.server_hosts)), *f.ports.choose(&mut rng).context("ports")?);
+            let c = SocketAddrV4::new(client_addr(rng.random_range(clients.clone())), rng.random_range(10_000..61_000));
+            let s = SocketAddrV4::new(
+                server_addr(rng.random_range(servers.clone())),
+                *f.ports.choose(&mut rng).context("ports")?,
+            );
             if used.insert((c, s)) {
                 break (c, s);
             }

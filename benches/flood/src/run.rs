@@ -105,13 +105,13 @@ fn class_index(c: Class) -> usize {
 
 async fn serve_conn(tcp: TcpStream, plan: Arc<FlowPlan>, tls: Arc<TlsContexts>, counters: Arc<Counters>) {
     let mut io: Box<dyn Io> = match &plan.server_profile {
-        Some(name) => match tls::accept(&tls.servers[name], tcp).await {
-            Ok(s) => s,
-            Err(_) => {
+        Some(name) => {
+            let Ok(s) = tls::accept(&tls.servers[name], tcp).await else {
                 counters.server_handshake_errors.fetch_add(1, Ordering::Relaxed);
                 return;
-            }
-        },
+            };
+            s
+        }
         None => Box::new(tcp),
     };
     let mut buf = vec![0u8; 64 * 1024];
@@ -156,8 +156,17 @@ async fn serve_conn(tcp: TcpStream, plan: Arc<FlowPlan>, tls: Arc<TlsContexts>, 
 }
 
 /// Runs the server side until `stop` is notified.
-fn server_thread(ns: String, ports: Vec<u16>, registry: Registry, tls: Arc<TlsContexts>, counters: Arc<Counters>, stop: Arc<Notify>, ready: std::sync::mpsc::Sender<Result<()>>) -> Result<()> {
-    let setup = netns::enter(&ns).and_then(|()| tokio::runtime::Builder::new_current_thread().enable_all().build().context("tokio runtime"));
+fn server_thread(
+    ns: &str,
+    ports: Vec<u16>,
+    registry: Registry,
+    tls: Arc<TlsContexts>,
+    counters: Arc<Counters>,
+    stop: Arc<Notify>,
+    ready: std::sync::mpsc::Sender<Result<()>>,
+) -> Result<()> {
+    let setup = netns::enter(ns)
+        .and_then(|()| tokio::runtime::Builder::new_current_thread().enable_all().build().context("tokio runtime"));
     let rt = match setup {
         Ok(rt) => rt,
         Err(e) => {
@@ -198,7 +207,7 @@ fn server_thread(ns: String, ports: Vec<u16>, registry: Registry, tls: Arc<TlsCo
 }
 
 async fn client_flow(plan: Arc<FlowPlan>, tls: Arc<TlsContexts>, counters: Arc<Counters>) -> (f64, Outcome) {
-    let start_ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let start_ts = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
     let run = async {
         let sock = TcpSocket::new_v4().map_err(|_| Outcome::ConnectError)?;
         sock.set_reuseaddr(true).map_err(|_| Outcome::ConnectError)?;
@@ -209,7 +218,9 @@ async fn client_flow(plan: Arc<FlowPlan>, tls: Arc<TlsContexts>, counters: Arc<C
             .map_err(|_| Outcome::ConnectError)?;
         let _ = tcp.set_nodelay(true);
         let mut io: Box<dyn Io> = match &plan.client_profile {
-            Some(name) => tls::connect(&tls.clients[name], &plan.host, tcp).await.map_err(|_| Outcome::HandshakeError)?,
+            Some(name) => {
+                tls::connect(&tls.clients[name], &plan.host, tcp).await.map_err(|_| Outcome::HandshakeError)?
+            }
             None => Box::new(tcp),
         };
         let mut buf = vec![0u8; 64 * 1024];
@@ -232,7 +243,10 @@ async fn client_flow(plan: Arc<FlowPlan>, tls: Arc<TlsContexts>, counters: Arc<C
         }
         let _ = io.shutdown().await;
         // Read the server's FIN (or close_notify) so both directions close cleanly.
-        let _ = tokio::time::timeout(Duration::from_secs(5), async { while matches!(io.read(&mut buf).await, Ok(n) if n > 0) {} }).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while matches!(io.read(&mut buf).await, Ok(n) if n > 0) {}
+        })
+        .await;
         Ok::<(), Outcome>(())
     };
     let outcome = match tokio::time::timeout(FLOW_LIMIT, run).await {
@@ -245,8 +259,18 @@ async fn client_flow(plan: Arc<FlowPlan>, tls: Arc<TlsContexts>, counters: Arc<C
 
 /// Runs the client side: starts every flow at its planned offset (later when
 /// `max_concurrent` flows are in progress) and returns the label rows.
-fn client_thread(ns: String, plans: Vec<Arc<FlowPlan>>, cat: Arc<Catalogue>, max_concurrent: usize, registry: Registry, tls: Arc<TlsContexts>, counters: Arc<Counters>, bar: ProgressBar) -> Result<Vec<LabelRow>> {
-    netns::enter(&ns)?;
+#[expect(clippy::too_many_arguments, reason = "a thread entry point: everything it owns is moved in")]
+fn client_thread(
+    ns: &str,
+    plans: Vec<Arc<FlowPlan>>,
+    cat: Arc<Catalogue>,
+    max_concurrent: usize,
+    registry: Registry,
+    tls: Arc<TlsContexts>,
+    counters: Arc<Counters>,
+    bar: ProgressBar,
+) -> Result<Vec<LabelRow>> {
+    netns::enter(ns)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
@@ -262,7 +286,8 @@ fn client_thread(ns: String, plans: Vec<Arc<FlowPlan>>, cat: Arc<Catalogue>, max
                 counters.late_starts.fetch_add(1, Ordering::Relaxed);
             }
             registry.lock().map_err(|_| anyhow::anyhow!("registry poisoned"))?.insert(plan.client, plan.clone());
-            let (tls, counters, rows, bar, cat) = (tls.clone(), counters.clone(), rows.clone(), bar.clone(), cat.clone());
+            let (tls, counters, rows, bar, cat) =
+                (tls.clone(), counters.clone(), rows.clone(), bar.clone(), cat.clone());
             tasks.spawn_local(async move {
                 let (start_ts, outcome) = client_flow(plan.clone(), tls, counters.clone()).await;
                 drop(permit);
@@ -314,7 +339,7 @@ pub struct RunInput {
 }
 
 /// Runs every flow; returns the label rows sorted by start time.
-pub fn run(input: RunInput, counters: Arc<Counters>, bar: ProgressBar) -> Result<Vec<LabelRow>> {
+pub fn run(input: RunInput, counters: &Arc<Counters>, bar: ProgressBar) -> Result<Vec<LabelRow>> {
     let mut ports: Vec<u16> = input.plans.iter().map(|p| p.server.port()).collect();
     ports.sort_unstable();
     ports.dedup();
@@ -322,15 +347,21 @@ pub fn run(input: RunInput, counters: Arc<Counters>, bar: ProgressBar) -> Result
     let stop = Arc::new(Notify::new());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let server = {
-        let (registry, tls, counters, stop, ns) = (registry.clone(), input.tls.clone(), counters.clone(), stop.clone(), input.server_ns.clone());
-        std::thread::Builder::new().name("flood-server".into()).spawn(move || server_thread(ns, ports, registry, tls, counters, stop, ready_tx))?
+        let (registry, tls, counters, stop, ns) =
+            (registry.clone(), input.tls.clone(), counters.clone(), stop.clone(), input.server_ns.clone());
+        std::thread::Builder::new()
+            .name("flood-server".into())
+            .spawn(move || server_thread(&ns, ports, registry, tls, counters, stop, ready_tx))?
     };
     ready_rx.recv().context("server thread ended")??;
     let plans: Vec<Arc<FlowPlan>> = input.plans.into_iter().map(Arc::new).collect();
     let client = {
-        let (registry, tls, counters, ns, cat) = (registry.clone(), input.tls.clone(), counters.clone(), input.client_ns.clone(), input.cat.clone());
+        let (registry, tls, counters, ns, cat) =
+            (registry.clone(), input.tls.clone(), counters.clone(), input.client_ns.clone(), input.cat.clone());
         let max = input.max_concurrent;
-        std::thread::Builder::new().name("flood-client".into()).spawn(move || client_thread(ns, plans, cat, max, registry, tls, counters, bar))?
+        std::thread::Builder::new()
+            .name("flood-client".into())
+            .spawn(move || client_thread(&ns, plans, cat, max, registry, tls, counters, bar))?
     };
     let rows = client.join().map_err(|_| anyhow::anyhow!("client thread panicked"));
     // Let the last FIN/ACKs cross before the server stops.

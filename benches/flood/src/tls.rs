@@ -330,7 +330,8 @@ pub async fn connect(profile: &ClientTls, host: &str, tcp: TcpStream) -> Result<
         }
         ClientTls::Rustls(cfg) => {
             let name = ServerName::try_from(host.to_owned()).context("server name")?;
-            let s = tokio_rustls::TlsConnector::from(cfg.clone()).connect(name, tcp).await.context("rustls handshake")?;
+            let s =
+                tokio_rustls::TlsConnector::from(cfg.clone()).connect(name, tcp).await.context("rustls handshake")?;
             Ok(Box::new(s))
         }
     }

@@ -15,7 +15,10 @@ fn privileged() -> bool {
     // Safety: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if !root {
-        assert!(std::env::var_os("NIGHTJAR_REQUIRE_FLOOD").is_none(), "NIGHTJAR_REQUIRE_FLOOD is set but we are not root");
+        assert!(
+            std::env::var_os("NIGHTJAR_REQUIRE_FLOOD").is_none(),
+            "NIGHTJAR_REQUIRE_FLOOD is set but we are not root"
+        );
         eprintln!("skipping: nightjar-flood needs root (network namespaces)");
     }
     root
@@ -48,14 +51,27 @@ fn run_ok(cmd: &mut Command) -> String {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one end-to-end check in order")]
 fn smoke_scenario_is_recovered_and_fingerprints_agree() {
     if !privileged() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (pcap, labels, summary) = (dir.path().join("smoke.pcap"), dir.path().join("smoke.csv"), dir.path().join("summary.json"));
+    let (pcap, labels, summary) =
+        (dir.path().join("smoke.pcap"), dir.path().join("smoke.csv"), dir.path().join("summary.json"));
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke.toml");
-    run_ok(Command::new(env!("CARGO_BIN_EXE_nightjar-flood")).arg("--scenario").arg(&scenario).arg("--pcap").arg(&pcap).arg("--labels").arg(&labels).arg("--summary-json").arg(&summary).arg("--quiet"));
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_nightjar-flood"))
+            .arg("--scenario")
+            .arg(&scenario)
+            .arg("--pcap")
+            .arg(&pcap)
+            .arg("--labels")
+            .arg(&labels)
+            .arg("--summary-json")
+            .arg(&summary)
+            .arg("--quiet"),
+    );
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
     assert_eq!(summary["capture"]["dropped"], 0, "{summary}");
 
@@ -78,10 +94,22 @@ fn smoke_scenario_is_recovered_and_fingerprints_agree() {
     let mut events: HashMap<Key, serde_json::Value> = HashMap::new();
     for line in std::fs::read_to_string(&events_path).unwrap().lines() {
         let e: serde_json::Value = serde_json::from_str(line).unwrap();
-        let key = (e["src_ip"].as_str().unwrap().to_owned(), e["src_port"].as_u64().unwrap() as u16, e["dest_ip"].as_str().unwrap().to_owned(), e["dest_port"].as_u64().unwrap() as u16);
+        let key = (
+            e["src_ip"].as_str().unwrap().to_owned(),
+            e["src_port"].as_u64().unwrap() as u16,
+            e["dest_ip"].as_str().unwrap().to_owned(),
+            e["dest_port"].as_u64().unwrap() as u16,
+        );
         assert!(events.insert(key, e).is_none(), "two events for one flow");
     }
-    let key = |r: &HashMap<String, String>| (r["client_ip"].clone(), r["client_port"].parse().unwrap(), r["server_ip"].clone(), r["server_port"].parse().unwrap());
+    let key = |r: &HashMap<String, String>| {
+        (
+            r["client_ip"].clone(),
+            r["client_port"].parse().unwrap(),
+            r["server_ip"].clone(),
+            r["server_port"].parse().unwrap(),
+        )
+    };
     for r in &rows {
         let e = events.get(&key(r)).unwrap_or_else(|| panic!("labelled flow not in the events: {r:?}"));
         let want = if r["profile"].is_empty() { "http" } else { "tls" };
@@ -92,7 +120,24 @@ fn smoke_scenario_is_recovered_and_fingerprints_agree() {
     // JA3/JA3S against tshark.
     let mut checked = 0;
     if let Some(tshark) = tool("tshark", "NIGHTJAR_TSHARK") {
-        let out = run_ok(Command::new(tshark).arg("-r").arg(&pcap).args(["-Y", "tls.handshake.type == 1 || tls.handshake.type == 2", "-T", "fields", "-e", "ip.src", "-e", "tcp.srcport", "-e", "ip.dst", "-e", "tcp.dstport", "-e", "tls.handshake.ja3", "-e", "tls.handshake.ja3s"]));
+        let out = run_ok(Command::new(tshark).arg("-r").arg(&pcap).args([
+            "-Y",
+            "tls.handshake.type == 1 || tls.handshake.type == 2",
+            "-T",
+            "fields",
+            "-e",
+            "ip.src",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "ip.dst",
+            "-e",
+            "tcp.dstport",
+            "-e",
+            "tls.handshake.ja3",
+            "-e",
+            "tls.handshake.ja3s",
+        ]));
         for line in out.lines() {
             let f: Vec<&str> = line.split('\t').collect();
             let (a, ap, b, bp) = (f[0].to_owned(), f[1].parse().unwrap(), f[2].to_owned(), f[3].parse().unwrap());
@@ -119,7 +164,12 @@ fn smoke_scenario_is_recovered_and_fingerprints_agree() {
         let mut n = 0;
         for row in rdr.deserialize::<HashMap<String, String>>() {
             let row = row.unwrap();
-            let k = (row["src_ip"].clone(), row["src_port"].parse().unwrap(), row["dst_ip"].clone(), row["dst_port"].parse().unwrap());
+            let k = (
+                row["src_ip"].clone(),
+                row["src_port"].parse().unwrap(),
+                row["dst_ip"].clone(),
+                row["dst_port"].parse().unwrap(),
+            );
             assert_eq!(events[&k]["tls"]["ja4"], row["fingerprint"].as_str(), "JA4 of {k:?}");
             per_profile.entry(profiles[&k].to_owned()).or_default().insert(row["fingerprint"].clone());
             n += 1;

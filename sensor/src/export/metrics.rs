@@ -46,6 +46,18 @@ pub const EVENTS: &str = "nightjar_events_total";
 pub const DETECTIONS: &str = "nightjar_detections_total";
 /// XDP program decisions by `decision`.
 pub const XDP_DECISIONS: &str = "nightjar_xdp_decisions_total";
+/// Histogram: wall time of one inference batch.
+pub const INFERENCE_SECONDS: &str = "nightjar_inference_duration_seconds";
+/// Histogram: flows per inference batch.
+pub const INFERENCE_BATCH: &str = "nightjar_inference_batch_size";
+/// Counter: inference batches that failed.
+pub const INFERENCE_ERRORS: &str = "nightjar_inference_errors_total";
+/// Gauge: 1 for the loaded model, labelled with its version.
+pub const MODEL_INFO: &str = "nightjar_model_info";
+/// Histogram buckets of [`INFERENCE_SECONDS`].
+pub const INFERENCE_SECONDS_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
+/// Histogram buckets of [`INFERENCE_BATCH`].
+pub const INFERENCE_BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 /// Always 1, with the version as a label.
 pub const BUILD_INFO: &str = "nightjar_build_info";
 
@@ -75,6 +87,10 @@ pub fn describe() {
     describe_counter!(EVENTS, "Flow events written.");
     describe_counter!(DETECTIONS, "Verdicts by class (benign, attack, malware, unknown).");
     describe_counter!(XDP_DECISIONS, "Decisions of the XDP program by kind, summed over CPUs.");
+    metrics::describe_histogram!(INFERENCE_SECONDS, metrics::Unit::Seconds, "Wall time of one inference batch.");
+    metrics::describe_histogram!(INFERENCE_BATCH, "Flows per inference batch.");
+    describe_counter!(INFERENCE_ERRORS, "Inference batches that failed (their flows stay unknown).");
+    describe_gauge!(MODEL_INFO, "Always 1; the version label names the loaded model.");
     describe_gauge!(BUILD_INFO, "Always 1; the version label says which build runs.");
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
@@ -127,8 +143,10 @@ impl StatsPublisher {
             counter!(PARSE_ERRORS, "kind" => kind).increment(now - before);
         }
         counter!(EVENTS).increment(s.events - l.events);
-        // No classifier yet: every verdict is `unknown`.
-        counter!(DETECTIONS, "class" => Class::Unknown.as_str()).increment(s.events - l.events);
+        for c in Class::ALL {
+            counter!(DETECTIONS, "class" => c.as_str()).increment(s.detections[c as usize] - l.detections[c as usize]);
+        }
+        counter!(INFERENCE_ERRORS).increment(s.inference_errors - l.inference_errors);
         let d = &self.last_drops;
         for (reason, now, before) in [
             ("ring_full", drops.rx_ring_full, d.rx_ring_full),
@@ -147,6 +165,11 @@ pub fn publish_xdp(values: &[u64; XdpCounter::COUNT as usize]) {
     for c in XdpCounter::ALL {
         counter!(XDP_DECISIONS, "decision" => c.as_str()).absolute(values[c as usize]);
     }
+}
+
+/// Publishes which model is loaded.
+pub fn model_info(version: &str) {
+    gauge!(MODEL_INFO, "version" => version.to_owned()).set(1.0);
 }
 
 /// Counts output buffers dropped because the writer queue was full.

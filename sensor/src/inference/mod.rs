@@ -1,10 +1,17 @@
 //! Stage 5: inference. Takes [`FeatureVector`](crate::features::FeatureVector)s and
-//! yields a [`Verdict`] per flow. Until a model is loaded every verdict is
-//! [`Class::Unknown`] with no score; the CNN+LSTM classifier (tract-onnx, micro-batched on
-//! the workers) plugs in here.
+//! yields a [`Verdict`] per flow: the CNN+LSTM trained in `model/`, exported to ONNX and
+//! run by tract-onnx in fixed-shape micro-batches on each worker ([`Classifier`]). The
+//! model (metadata + ONNX, [`ModelBundle`]) is checked against this sensor's feature
+//! schema when it loads. Without a model every verdict is [`Class::Unknown`].
 
 use serde::Serialize;
 
+pub mod classifier;
+pub mod model;
+pub mod preprocess;
+
+pub use classifier::Classifier;
+pub use model::{InferenceError, ModelBundle};
 /// The class of a flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

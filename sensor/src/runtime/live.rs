@@ -181,6 +181,11 @@ pub fn run(
     let LiveOptions { iface, queues, mode, path } = opts;
     let start = Instant::now();
     let live = |e: LiveError| PipelineError::Live(e);
+    // Refuse a bad model before touching the interface.
+    let model = super::load_model(cfg)?;
+    if let Some(m) = &model {
+        crate::export::metrics::model_info(&m.label());
+    }
     let idx = ifindex(iface).map_err(live)?;
     let (filter, sources) = match path {
         CapturePath::Xdp => {
@@ -221,7 +226,7 @@ pub fn run(
     let capacity = cfg.flow.max_flows.div_ceil(sources.len().max(1));
     let mut handles = Vec::new();
     for (i, (name, source)) in sources.into_iter().enumerate() {
-        let w = Worker::new(cfg, capacity, outputs);
+        let w = Worker::new(cfg, capacity, outputs).with_model(cfg, model.as_ref())?;
         let (stop, out_tx, dropped) = (Arc::clone(stop), out_tx.clone(), Arc::clone(&dropped));
         let h = std::thread::Builder::new()
             .name(name)
@@ -309,6 +314,7 @@ fn run_worker(
     }
     w.flush();
     w.finish_records(&mut |_| {});
+    w.poll_batch(true);
     hand_out(&mut w, out, dropped, 1);
     let drops = sock.kernel_drops();
     publisher.publish(&w.stats, w.tracked_flows(), drops);

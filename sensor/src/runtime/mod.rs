@@ -9,6 +9,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -21,9 +22,9 @@ use crate::decode::{Decoded, decode_frame};
 use crate::error::{CaptureError, PipelineError};
 use crate::export::event::{community_id, write_event};
 use crate::export::features_line;
-use crate::features::extract;
+use crate::features::{FeatureVector, extract};
 use crate::flow::{FlowKey, FlowRecord, FlowTable};
-use crate::inference::Verdict;
+use crate::inference::{Classifier, InferenceError, ModelBundle, Verdict};
 use crate::stats::Stats;
 
 /// Frames moved between threads per batch.
@@ -42,7 +43,16 @@ pub struct Outputs {
     pub features: bool,
 }
 
-/// One shard of the pipeline: decode, flow table, features, serialisation.
+/// A finished flow waiting for its verdict (flows keep their order: those that need no
+/// model wait behind those that do).
+struct Pending {
+    rec: FlowRecord,
+    features: Option<FeatureVector>,
+    classify: bool,
+    verdict: Verdict,
+}
+
+/// One shard of the pipeline: decode, flow table, features, inference, serialisation.
 pub struct Worker {
     table: FlowTable,
     /// Counters of this worker.
@@ -53,7 +63,25 @@ pub struct Worker {
     pub events_buf: Vec<u8>,
     /// Serialised feature lines not yet handed out.
     pub features_buf: Vec<u8>,
-    verdict: Verdict,
+    classifier: Option<Classifier>,
+    max_wait: Duration,
+    pending: Vec<Pending>,
+    queued: usize,
+    oldest: Option<Instant>,
+    verdicts: Vec<Verdict>,
+}
+
+/// Loads the model the configuration asks for (`None` when it is disabled).
+pub fn load_model(cfg: &Config) -> Result<Option<Arc<ModelBundle>>, InferenceError> {
+    if !cfg.model.enabled {
+        return Ok(None);
+    }
+    let variant = cfg.model.variant.as_deref();
+    let bundle = match &cfg.model.path {
+        Some(p) => ModelBundle::from_path(p, variant)?,
+        None => ModelBundle::embedded(variant)?,
+    };
+    Ok(Some(Arc::new(bundle)))
 }
 
 impl Worker {
@@ -66,8 +94,22 @@ impl Worker {
             outputs,
             events_buf: Vec::new(),
             features_buf: Vec::new(),
-            verdict: Verdict::unknown(),
+            classifier: None,
+            max_wait: Duration::ZERO,
+            pending: Vec::new(),
+            queued: 0,
+            oldest: None,
+            verdicts: Vec::new(),
         }
+    }
+
+    /// Gives this worker its own classifier (the model optimised for `cfg.model.batch_size`).
+    pub fn with_model(mut self, cfg: &Config, model: Option<&Arc<ModelBundle>>) -> Result<Self, InferenceError> {
+        if let Some(bundle) = model {
+            self.classifier = Some(Classifier::new(bundle.clone(), cfg.model.batch_size)?);
+            self.max_wait = Duration::from_millis(cfg.model.max_wait_ms);
+        }
+        Ok(self)
     }
 
     /// Decodes and processes one frame; finished records are kept for [`Self::finish_records`].
@@ -96,22 +138,86 @@ impl Worker {
         self.table.len()
     }
 
-    /// Serialises the finished records into the output buffers (or hands them to
-    /// `each` first, for callers that want the records themselves).
+    /// Takes the finished records: hands each to `each`, computes features, queues TLS
+    /// and HTTP flows for the classifier (a full batch runs at once, a partial one once its
+    /// oldest flow has waited `model.max_wait_ms`), and serialises flows whose verdict is
+    /// known, in the order they finished.
     pub fn finish_records(&mut self, each: &mut dyn FnMut(&FlowRecord)) {
-        for rec in self.records.drain(..) {
+        let batch = self.classifier.as_ref().map_or(usize::MAX, Classifier::batch_size);
+        let mut records = std::mem::take(&mut self.records);
+        for rec in records.drain(..) {
             each(&rec);
             if !(self.outputs.events || self.outputs.features) {
                 continue;
             }
-            let f = &rec.flow;
+            let classify = self.classifier.is_some() && rec.flow.app_name() != "other";
+            let features = (self.outputs.features || classify).then(|| extract(&rec.flow));
+            if classify {
+                self.queued += 1;
+                self.oldest.get_or_insert_with(Instant::now);
+            }
+            self.pending.push(Pending { rec, features, classify, verdict: Verdict::unknown() });
+            if self.queued >= batch {
+                self.run_batch();
+            }
+        }
+        self.records = records;
+        if self.queued == 0 {
+            self.write_pending();
+        } else {
+            self.poll_batch(false);
+        }
+    }
+
+    /// Runs the waiting partial batch if its oldest flow has waited long enough, or now
+    /// when `force` (end of input, shutdown).
+    pub fn poll_batch(&mut self, force: bool) {
+        if self.queued > 0 && (force || self.oldest.is_some_and(|t| t.elapsed() >= self.max_wait)) {
+            self.run_batch();
+        }
+    }
+
+    fn run_batch(&mut self) {
+        let Some(classifier) = self.classifier.as_mut() else { return };
+        let flows: Vec<&FeatureVector> =
+            self.pending.iter().filter(|p| p.classify).filter_map(|p| p.features.as_ref()).collect();
+        let started = Instant::now();
+        match classifier.classify(&flows, &mut self.verdicts) {
+            Ok(()) => {
+                metrics::histogram!(crate::export::metrics::INFERENCE_SECONDS).record(started.elapsed().as_secs_f64());
+                metrics::histogram!(crate::export::metrics::INFERENCE_BATCH).record(flows.len() as f64);
+                self.stats.inference_batches += 1;
+                self.stats.inferred_flows += flows.len() as u64;
+                let mut verdicts = self.verdicts.drain(..);
+                for p in self.pending.iter_mut().filter(|p| p.classify) {
+                    if let Some(v) = verdicts.next() {
+                        p.verdict = v;
+                    }
+                }
+            }
+            Err(_) => self.stats.inference_errors += 1,
+        }
+        self.queued = 0;
+        self.oldest = None;
+        self.write_pending();
+    }
+
+    fn write_pending(&mut self) {
+        for p in self.pending.drain(..) {
+            let f = &p.rec.flow;
             let cid = community_id(f.client_ip, f.client_port, f.server_ip, f.server_port);
             if self.outputs.events {
-                write_event(&rec, &cid, &self.verdict, &mut self.events_buf);
+                write_event(&p.rec, &cid, &p.verdict, &mut self.events_buf);
                 self.stats.events += 1;
+                // Every TLS/HTTP flow gets a verdict (`unknown` without a model).
+                if p.classify || (self.classifier.is_none() && f.app_name() != "other") {
+                    self.stats.detections[p.verdict.class as usize] += 1;
+                }
             }
-            if self.outputs.features {
-                features_line(f, &cid, &extract(f), &mut self.features_buf);
+            if self.outputs.features
+                && let Some(fv) = &p.features
+            {
+                features_line(f, &cid, fv, &mut self.features_buf);
             }
         }
     }
@@ -220,7 +326,8 @@ fn replay_inline(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Summary, PipelineError> {
     let mut summary = Summary::default();
-    let mut w = Worker::new(cfg, cfg.flow.max_flows, outputs_of(&sinks));
+    let model = load_model(cfg)?;
+    let mut w = Worker::new(cfg, cfg.flow.max_flows, outputs_of(&sinks)).with_model(cfg, model.as_ref())?;
     let mut done_bytes = 0;
     for path in files {
         match replay_file_inline(path, &mut w, &mut sinks, &mut |pos| progress(done_bytes + pos)) {
@@ -232,6 +339,7 @@ fn replay_inline(
     }
     w.flush();
     w.finish_records(&mut |_| {});
+    w.poll_batch(true);
     write_out(&mut sinks, &mut w.events_buf, &mut w.features_buf)?;
     flush_sinks(&mut sinks)?;
     summary.stats = w.stats;
@@ -249,6 +357,7 @@ fn replay_sharded(
 ) -> Result<Summary, PipelineError> {
     let outputs = outputs_of(&sinks);
     let capacity = cfg.flow.max_flows.div_ceil(workers);
+    let model = load_model(cfg)?;
     let (out_tx, out_rx) = bounded::<Output>(workers * QUEUE_DEPTH);
     let (free_tx, free_rx) = bounded::<FrameBatch>(workers * (QUEUE_DEPTH + 2));
     let mut txs: Vec<Sender<FrameBatch>> = Vec::with_capacity(workers);
@@ -257,7 +366,7 @@ fn replay_sharded(
         let (tx, rx) = bounded::<FrameBatch>(QUEUE_DEPTH);
         txs.push(tx);
         let (out_tx, free_tx) = (out_tx.clone(), free_tx.clone());
-        let w = Worker::new(cfg, capacity, outputs);
+        let w = Worker::new(cfg, capacity, outputs).with_model(cfg, model.as_ref())?;
         let h = std::thread::Builder::new()
             .name(format!("nightjar-worker-{i}"))
             .spawn(move || run_worker(w, &rx, &out_tx, &free_tx))
@@ -378,6 +487,7 @@ fn run_worker(mut w: Worker, rx: &Receiver<FrameBatch>, out: &Sender<Output>, fr
     }
     w.flush();
     w.finish_records(&mut |_| {});
+    w.poll_batch(true);
     hand_out(&mut w, out, 0);
     w.stats
 }

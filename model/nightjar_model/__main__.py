@@ -1,0 +1,154 @@
+"""`python -m nightjar_model STEP`: dataset, cv, train, export, check.
+
+  dataset  --features F.jsonl --labels L.csv --out D.npz --session NAME
+  train    --train D.npz --test T.npz        grouped 5-fold CV, final fit, held-out test,
+                                             ONNX float + int8, metadata, parity fixture,
+                                             reports and pictures in model/reports/
+  check                                      CI: the committed artifacts load in ONNX
+                                             Runtime, hashes match, parity fixture holds"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+ART = ROOT / "artifacts"
+REPORTS = ROOT / "reports"
+
+
+def cmd_dataset(a):
+    from . import dataset
+
+    dataset.build(Path(a.features), Path(a.labels), Path(a.out), a.session)
+
+
+def cmd_train(a):
+    import torch
+
+    from . import dataset, export, metrics, train
+
+    torch.set_num_threads(a.threads)
+    cfg = dict(train.DEFAULTS, epochs=a.epochs)
+    d = dataset.load(Path(a.train))
+    t = dataset.load(Path(a.test))
+    train.schema_checks(d)
+    REPORTS.mkdir(exist_ok=True)
+    ART.mkdir(exist_ok=True)
+    results = {"config": cfg, "train_flows": int(len(d["y"])), "test_flows": int(len(t["y"]))}
+    held = set(t["family"]) - set(d["family"])
+    results["test_families_unseen_in_training"] = sorted(held)
+    results["test_profiles_unseen_in_training"] = sorted(set(t["profile"]) - set(d["profile"]) - {""})
+
+    variants = {"design": cfg}
+    if a.variants:
+        variants["design + class weights"] = dict(cfg, class_weights=True)
+        variants["design, no URL TF-IDF"] = dict(cfg, vocab=0)
+    cv = {}
+    for name, vcfg in variants.items():
+        rep, _, _ = train.cross_validate(d, vcfg, REPORTS)
+        cv[name] = rep
+        if name == "design":
+            metrics.plot_confusion(rep["pooled_out_of_fold"], "5-fold CV (grouped by family/host)", REPORTS / "cv_confusion.png")
+    results["cross_validation"] = cv
+    all_idx = np.arange(len(d["y"]))
+    # Final fit on 90 % of the training flows; the other 10 % (same families, other flows)
+    # calibrate the softmax temperature and the `unknown` threshold for traffic like the
+    # training mix. The test set is only reported, never used to choose anything.
+    perm = np.random.default_rng(cfg["seed"]).permutation(len(all_idx))
+    cut = len(perm) // 10
+    cal_idx, fit_idx = np.sort(perm[:cut]), np.sort(perm[cut:])
+    joined = {k: (np.concatenate([d[k], t[k]]) if k != "tokens" else d[k] + t[k]) for k in d}
+    val_idx = np.arange(len(d["y"]), len(d["y"]) + len(t["y"]))
+    (net, pre, hist), secs = train.timed(train.fit, joined, fit_idx, cfg, val=val_idx, desc="final fit")
+    metrics.plot_curves(hist, REPORTS / "learning_curve.png")
+    cal_logits = train.predict(net, train.tensors(pre, d, cal_idx))
+    temperature = train.calibrate(cal_logits, d["y"][cal_idx])
+    threshold = train.confidence_threshold(torch.softmax(cal_logits / temperature, 1).numpy(), d["y"][cal_idx])
+    net.temperature.fill_(temperature)
+    results["final_fit_seconds"] = round(secs, 1)
+    results["learning_curve"] = hist
+
+    version = time.strftime("%Y.%m.%d") + f"-{a.tag}"
+    float_path, int8_path = ART / "nightjar-float.onnx", ART / "nightjar-int8.onnx"
+    export.export_float(net, pre, d["static"].shape[1], d["seq"].shape[1:], float_path)
+    calib = np.random.default_rng(0).choice(fit_idx, size=min(2048, len(fit_idx)), replace=False)
+    export.quantize(float_path, int8_path, export.feeds(pre, d["static"][calib], d["seq"][calib], [d["tokens"][i] for i in calib]))
+
+    test_feeds = export.feeds(pre, t["static"], t["seq"], t["tokens"])
+    evals = {}
+    for kind, path in (("float", float_path), ("int8", int8_path)):
+        probs = export.run_ort(path, test_feeds)
+        pred = probs.argmax(1)
+        rep = metrics.report(t["y"], pred)
+        conf = probs.max(1) >= threshold
+        rep["above_threshold"] = {"share": round(float(conf.mean()), 4), "accuracy": round(float((pred[conf] == t["y"][conf]).mean()), 4) if conf.any() else None}
+        rep["per_family_recall"] = {f: round(float((pred[t["family"] == f] == t["y"][t["family"] == f]).mean()), 4) for f in sorted(set(t["family"]))}
+        rep["onnxruntime_flows_per_sec_batch64_1thread"] = round(export.ort_speed(path, test_feeds[0]))
+        evals[kind] = rep
+        metrics.plot_confusion(rep, f"held-out test, {kind}", REPORTS / f"test_confusion_{kind}.png")
+    results["test"] = evals
+    results["temperature"] = temperature
+    results["unknown_below"] = threshold
+
+    parity_idx = np.concatenate([np.where(t["y"] == c)[0][:8] for c in range(3)])
+    export.parity_fixture(pre, t, parity_idx, float_path, int8_path, ART / "parity.json")
+    files = {k: {"path": p.name, "sha256": export.sha256(p), "bytes": p.stat().st_size} for k, p in (("float", float_path), ("int8", int8_path))}
+    summary = {"cv_pooled": cv["design"]["pooled_out_of_fold"], "test_float": {k: evals["float"][k] for k in ("accuracy", "macro", "per_class")},
+               "test_int8": {k: evals["int8"][k] for k in ("accuracy", "macro", "per_class")}}
+    meta = export.metadata(pre, version, temperature, threshold, files, a.default, summary, d["static"].shape[1])
+    (ART / "nightjar.json").write_text(json.dumps(meta, indent=1) + "\n")
+    train.write_json(REPORTS / "results.json", results)
+    print(json.dumps({"cv": cv["design"]["pooled_out_of_fold"]["macro"], "test_float": evals["float"]["macro"], "test_int8": evals["int8"]["macro"]}))
+
+
+def cmd_check(a):
+    from . import export
+
+    meta = json.loads((ART / "nightjar.json").read_text())
+    for kind, f in meta["files"].items():
+        got = export.sha256(ART / f["path"])
+        if got != f["sha256"]:
+            sys.exit(f"{f['path']}: sha256 {got} differs from nightjar.json ({f['sha256']})")
+    fixture = json.loads((ART / "parity.json").read_text())
+    from .schema import Preprocessing
+
+    pre = Preprocessing.from_json(meta["preprocessing"])
+    flows = fixture["flows"]
+    static = np.asarray([f["static_features"] for f in flows], dtype=np.float32)
+    seq = np.asarray([[p + r for p, r in zip(f["packets"], f["records"])] for f in flows], dtype=np.float32)
+    feed = export.feeds(pre, static, seq, [f["url_tokens"] for f in flows], batch=len(flows))
+    for kind, f in meta["files"].items():
+        probs = export.run_ort(ART / f["path"], feed)
+        err = float(np.abs(probs - np.asarray(fixture["expected"][kind])).max())
+        if err > 1e-5:
+            sys.exit(f"{kind}: ONNX Runtime differs from the parity fixture by {err}")
+        print(f"{kind}: sha256 ok, ONNX Runtime reproduces the parity fixture (max diff {err:.2e})")
+
+
+def main():
+    p = argparse.ArgumentParser(prog="python -m nightjar_model")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("dataset")
+    s.add_argument("--features", required=True)
+    s.add_argument("--labels", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--session", required=True)
+    s = sub.add_parser("train")
+    s.add_argument("--train", required=True)
+    s.add_argument("--test", required=True)
+    s.add_argument("--epochs", type=int, default=8)
+    s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--tag", default="1")
+    s.add_argument("--default", choices=["float", "int8"], default="float")
+    s.add_argument("--variants", action="store_true", help="also cross-validate the side-by-side variants")
+    sub.add_parser("check")
+    a = p.parse_args()
+    {"dataset": cmd_dataset, "train": cmd_train, "check": cmd_check}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""ONNX export (opset 17, one ONNX LSTM op), int8 quantisation in the QDQ form tract runs
+correctly (Conv, MatMul and Gemm quantised; LSTM and Softmax stay float), the metadata file
+the sensor reads, and the parity fixture that the Rust test replays through tract."""
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+from .schema import CLASSES, Preprocessing, load_schema
+
+INPUTS = ["static", "seq", "url"]
+OUTPUTS = ["probs", "embedding"]
+
+
+def export_float(net, pre: Preprocessing, n_static: int, seq_shape, path: Path):
+    import torch
+
+    from .net import Exported
+
+    net.eval()
+    b = 2
+    dummy = (torch.zeros(b, n_static), torch.zeros(b, *seq_shape), torch.zeros(b, max(len(pre.vocab), 1)))
+    torch.onnx.export(Exported(net), dummy, str(path), opset_version=17, dynamo=False, input_names=INPUTS,
+                      output_names=OUTPUTS, dynamic_axes={n: {0: "batch"} for n in INPUTS + OUTPUTS})
+    onnx.checker.check_model(onnx.load(str(path)))
+
+
+class _Reader(CalibrationDataReader):
+    def __init__(self, feeds):
+        self.it = iter(feeds)
+
+    def get_next(self):
+        return next(self.it, None)
+
+
+def quantize(float_path: Path, int8_path: Path, calib_feeds):
+    quantize_static(str(float_path), str(int8_path), _Reader(calib_feeds), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["Conv", "MatMul", "Gemm"], activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8, per_channel=False)
+    onnx.checker.check_model(onnx.load(str(int8_path)))
+
+
+def feeds(pre: Preprocessing, static, seq, tokens, batch=64):
+    out = []
+    for i in range(0, len(static), batch):
+        out.append({"static": pre.static(static[i:i + batch]), "seq": pre.seq(seq[i:i + batch]),
+                    "url": pre.url(tokens[i:i + batch])})
+    return out
+
+
+def run_ort(path: Path, feed_list):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    probs = [sess.run(["probs"], f)[0] for f in feed_list]
+    return np.concatenate(probs)
+
+
+def ort_speed(path: Path, feed, repeats=20):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    sess.run(None, feed)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        sess.run(None, feed)
+    per_batch = (time.perf_counter() - t0) / repeats
+    return len(feed["static"]) / per_batch
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def parity_fixture(pre, d, idx, float_path, int8_path, out: Path):
+    """Raw sensor features of a few flows and the probabilities ONNX Runtime gives them."""
+    static, seq, tokens = d["static"][idx], d["seq"][idx], [d["tokens"][i] for i in idx]
+    f = feeds(pre, static, seq, tokens, batch=len(idx))
+    fixture = {
+        "flows": [{"static_features": [float(v) for v in static[i]],
+                   "packets": [[float(v) for v in row[:6]] for row in seq[i]],
+                   "records": [[float(v) for v in row[6:]] for row in seq[i]],
+                   "url_tokens": tokens[i]} for i in range(len(idx))],
+        "expected": {"float": run_ort(float_path, f).tolist(), "int8": run_ort(int8_path, f).tolist()},
+        "tolerance": {"float": 1e-4, "int8": 2e-2},
+    }
+    out.write_text(json.dumps(fixture) + "\n")
+
+
+def metadata(pre, version, temperature, threshold, files, default, metrics_summary, n_static_names):
+    schema = load_schema()
+    assert len(schema["static_features"]) == n_static_names
+    return {
+        "model_version": version,
+        "schema_version": schema["schema_version"],
+        "static_features": schema["static_features"],
+        "sequence_length": schema["sequence_length"],
+        "sequence_columns": ["pkt_" + c for c in schema["packet_columns"]] + ["rec_" + c for c in schema["record_columns"]],
+        "classes": CLASSES,
+        "inputs": INPUTS,
+        "outputs": OUTPUTS,
+        "temperature": temperature,
+        "unknown_below": threshold,
+        "preprocessing": pre.to_json(),
+        "files": files,
+        "default": default,
+        "metrics": metrics_summary,
+    }

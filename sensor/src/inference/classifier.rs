@@ -1,0 +1,145 @@
+//! One worker's classifier: the tract plan of the model, optimised once for a fixed batch
+//! shape, and the batch buffers it fills. A batch runs with `plan.run` (a fresh state per
+//! call: the LSTM's state must not leak from one batch into the next); short batches are
+//! zero-padded to the fixed shape.
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+use super::model::{InferenceError, ModelBundle};
+use super::preprocess::SEQ_COLUMNS;
+use super::{Class, Verdict};
+use crate::features::{FEATURE_NAMES, FeatureVector, SEQ_LEN};
+
+/// A loaded, optimised model with its buffers.
+pub struct Classifier {
+    plan: Arc<TypedRunnableModel>,
+    bundle: Arc<ModelBundle>,
+    label: String,
+    batch: usize,
+    n_static: usize,
+    url_width: usize,
+    static_buf: Vec<f32>,
+    seq_buf: Vec<f32>,
+    url_buf: Vec<f32>,
+    /// The last batch's embeddings (row-major, `embedding_dim` per flow), for online learning.
+    pub embeddings: Vec<f32>,
+    /// Width of one embedding.
+    pub embedding_dim: usize,
+}
+
+impl Classifier {
+    /// Optimises `bundle`'s graph for batches of `batch` flows.
+    pub fn new(bundle: Arc<ModelBundle>, batch: usize) -> Result<Self, InferenceError> {
+        let batch = batch.max(1);
+        let n_static = FEATURE_NAMES.len();
+        let url_width = bundle.preprocess.url_width();
+        let load = |e: TractError| InferenceError::Load {
+            version: bundle.meta.model_version.clone(),
+            reason: format!("{e:#}"),
+        };
+        // Parse the ONNX protobuf. Intermediate shapes recorded by the exporter or the
+        // quantiser carry a symbolic batch that would clash with the fixed one: ignore them.
+        let model = tract_onnx::onnx()
+            .with_ignore_value_info(true)
+            .model_for_read(&mut bundle.onnx.as_slice())
+            .map_err(load)?;
+        // Fix the input shapes: [B, static], [B, T, 12], [B, vocab].
+        let model = model
+            .with_input_fact(0, f32::fact([batch, n_static]).into())
+            .and_then(|m| m.with_input_fact(1, f32::fact([batch, SEQ_LEN, SEQ_COLUMNS]).into()))
+            .and_then(|m| m.with_input_fact(2, f32::fact([batch, url_width]).into()))
+            .map_err(load)?;
+        // Type, declutter and optimise for this machine, then plan the execution.
+        let plan = model.into_optimized().and_then(IntoRunnable::into_runnable).map_err(load)?;
+        let mut c = Self {
+            plan,
+            label: bundle.label(),
+            bundle,
+            batch,
+            n_static,
+            url_width,
+            static_buf: vec![0.0; batch * n_static],
+            seq_buf: vec![0.0; batch * SEQ_LEN * SEQ_COLUMNS],
+            url_buf: vec![0.0; batch * url_width],
+            embeddings: Vec::new(),
+            embedding_dim: 0,
+        };
+        // One run on zeros: proves the graph runs and learns the embedding width.
+        let mut probs = Vec::new();
+        c.run_raw(0, &mut probs)?;
+        Ok(c)
+    }
+
+    /// Flows per batch.
+    pub fn batch_size(&self) -> usize {
+        self.batch
+    }
+
+    /// The bundle in use.
+    pub fn bundle(&self) -> &Arc<ModelBundle> {
+        &self.bundle
+    }
+
+    fn run_raw(&mut self, rows: usize, probs: &mut Vec<f32>) -> Result<(), InferenceError> {
+        let run = |e: TractError| InferenceError::Run(format!("{e:#}"));
+        let stat = Tensor::from_shape(&[self.batch, self.n_static], &self.static_buf).map_err(run)?;
+        let seq = Tensor::from_shape(&[self.batch, SEQ_LEN, SEQ_COLUMNS], &self.seq_buf).map_err(run)?;
+        let url = Tensor::from_shape(&[self.batch, self.url_width], &self.url_buf).map_err(run)?;
+        let out = self.plan.run(tvec!(stat.into(), seq.into(), url.into())).map_err(run)?;
+        let p = out[0].to_plain_array_view::<f32>().map_err(run)?;
+        let e = out[1].to_plain_array_view::<f32>().map_err(run)?;
+        let p = p.as_slice().ok_or_else(|| InferenceError::Run("probabilities not contiguous".into()))?;
+        let e = e.as_slice().ok_or_else(|| InferenceError::Run("embeddings not contiguous".into()))?;
+        self.embedding_dim = e.len() / self.batch;
+        probs.clear();
+        probs.extend_from_slice(&p[..rows * 3]);
+        self.embeddings.clear();
+        self.embeddings.extend_from_slice(&e[..rows * self.embedding_dim]);
+        Ok(())
+    }
+
+    /// Class probabilities of up to `batch_size()` flows (3 per flow, in input order).
+    pub fn probabilities(&mut self, flows: &[&FeatureVector], probs: &mut Vec<f32>) -> Result<(), InferenceError> {
+        debug_assert!(flows.len() <= self.batch);
+        let rows = flows.len().min(self.batch);
+        let (ns, nq, nu) = (self.n_static, SEQ_LEN * SEQ_COLUMNS, self.url_width);
+        for (i, fv) in flows.iter().take(rows).enumerate() {
+            self.bundle.preprocess.apply(
+                fv,
+                &mut self.static_buf[i * ns..(i + 1) * ns],
+                &mut self.seq_buf[i * nq..(i + 1) * nq],
+                &mut self.url_buf[i * nu..(i + 1) * nu],
+            );
+        }
+        // Padding rows: zeros (their outputs are discarded).
+        self.static_buf[rows * ns..].fill(0.0);
+        self.seq_buf[rows * nq..].fill(0.0);
+        self.url_buf[rows * nu..].fill(0.0);
+        self.run_raw(rows, probs)
+    }
+
+    /// Verdicts of up to `batch_size()` flows.
+    pub fn classify(&mut self, flows: &[&FeatureVector], out: &mut Vec<Verdict>) -> Result<(), InferenceError> {
+        let mut probs = Vec::with_capacity(flows.len() * 3);
+        self.probabilities(flows, &mut probs)?;
+        out.clear();
+        for p in probs.chunks_exact(3) {
+            out.push(self.verdict(p));
+        }
+        Ok(())
+    }
+
+    /// The verdict for one row of probabilities.
+    pub fn verdict(&self, p: &[f32]) -> Verdict {
+        let (best, score) =
+            p.iter().copied().enumerate().fold((0, f32::MIN), |acc, (i, v)| if v > acc.1 { (i, v) } else { acc });
+        let class = if score < self.bundle.meta.unknown_below {
+            Class::Unknown
+        } else {
+            [Class::Benign, Class::Attack, Class::Malware][best]
+        };
+        Verdict { class, score: Some(score), model: Some(self.label.clone()) }
+    }
+}

@@ -1,0 +1,199 @@
+//! The model artifact: an ONNX file and its metadata (`model/artifacts/nightjar.json`:
+//! version, feature schema, preprocessing, calibration, file hashes). Loading checks the
+//! metadata against the sensor's own feature schema and the file against its hash, so a
+//! wrong, corrupt or schema-mismatched model is refused with a clear error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::preprocess::{Preprocess, PreprocessingJson, SEQ_COLUMNS};
+use crate::features::{FEATURE_NAMES, SCHEMA_VERSION, SEQ_LEN};
+
+/// The model shipped in the binary (see `model/README.md` for its card).
+const EMBEDDED_META: &str = include_str!("../../../model/artifacts/nightjar.json");
+const EMBEDDED_FLOAT: &[u8] = include_bytes!("../../../model/artifacts/nightjar-float.onnx");
+const EMBEDDED_INT8: &[u8] = include_bytes!("../../../model/artifacts/nightjar-int8.onnx");
+
+/// Why a model was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    /// The metadata or model file could not be read.
+    #[error("cannot read model file {path}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The metadata is not valid JSON of the expected shape.
+    #[error("{what}: invalid model metadata: {reason}")]
+    Metadata {
+        /// Which metadata.
+        what: String,
+        /// Parser message.
+        reason: String,
+    },
+    /// The model was trained on other features than this sensor computes.
+    #[error("model {version} does not match this sensor's features: {reason}")]
+    Schema {
+        /// Model version.
+        version: String,
+        /// What differs.
+        reason: String,
+    },
+    /// The ONNX file is not the one the metadata describes.
+    #[error("{file}: sha256 {got} differs from the metadata's {want} (corrupt or replaced file)")]
+    Hash {
+        /// Model file.
+        file: String,
+        /// Hash found.
+        got: String,
+        /// Hash expected.
+        want: String,
+    },
+    /// tract could not load or optimise the graph.
+    #[error("model {version}: tract cannot load the ONNX graph: {reason}")]
+    Load {
+        /// Model version.
+        version: String,
+        /// tract's message.
+        reason: String,
+    },
+    /// Running a batch failed.
+    #[error("inference failed: {0}")]
+    Run(String),
+}
+
+/// One model file named by the metadata.
+#[derive(Clone, Debug, Deserialize)]
+pub struct FileRef {
+    /// File name beside the metadata.
+    pub path: String,
+    /// Hex SHA-256 of the file.
+    pub sha256: String,
+}
+
+/// The metadata file.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ModelMeta {
+    /// Version string, reported in verdicts and `nightjar_model_info`.
+    pub model_version: String,
+    /// Feature schema version the model was trained on.
+    pub schema_version: u32,
+    /// Static feature names, in input order.
+    pub static_features: Vec<String>,
+    /// Sequence steps.
+    pub sequence_length: usize,
+    /// Class names, in output order.
+    pub classes: Vec<String>,
+    /// Softmax temperature baked into the graph (reported only).
+    pub temperature: f32,
+    /// Below this top-class probability the verdict is `unknown`.
+    pub unknown_below: f32,
+    /// Fitted preprocessing.
+    pub preprocessing: PreprocessingJson,
+    /// Model files by variant (`float`, `int8`).
+    pub files: BTreeMap<String, FileRef>,
+    /// The variant used unless another is asked for.
+    pub default: String,
+}
+
+/// A validated model: metadata, preprocessing and the ONNX bytes of one variant.
+#[derive(Clone, Debug)]
+pub struct ModelBundle {
+    /// Metadata.
+    pub meta: ModelMeta,
+    /// Variant in use.
+    pub variant: String,
+    /// Preprocessing built from the metadata.
+    pub preprocess: Preprocess,
+    /// The ONNX graph.
+    pub onnx: Vec<u8>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    Sha256::digest(bytes).iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+impl ModelBundle {
+    /// The model embedded in the binary, in `variant` (`None`: its default).
+    pub fn embedded(variant: Option<&str>) -> Result<Self, InferenceError> {
+        Self::from_parts("embedded model", EMBEDDED_META, variant, |name| match name {
+            "nightjar-float.onnx" => Ok(EMBEDDED_FLOAT.to_vec()),
+            "nightjar-int8.onnx" => Ok(EMBEDDED_INT8.to_vec()),
+            other => Err(InferenceError::Read {
+                path: other.into(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not embedded"),
+            }),
+        })
+    }
+
+    /// A model from its metadata file; the ONNX files sit beside it.
+    pub fn from_path(meta_path: &Path, variant: Option<&str>) -> Result<Self, InferenceError> {
+        let text = std::fs::read_to_string(meta_path)
+            .map_err(|source| InferenceError::Read { path: meta_path.to_owned(), source })?;
+        let dir = meta_path.parent().unwrap_or(Path::new(".")).to_owned();
+        Self::from_parts(&meta_path.display().to_string(), &text, variant, |name| {
+            let p = dir.join(name);
+            std::fs::read(&p).map_err(|source| InferenceError::Read { path: p, source })
+        })
+    }
+
+    fn from_parts(
+        what: &str,
+        meta_text: &str,
+        variant: Option<&str>,
+        read: impl Fn(&str) -> Result<Vec<u8>, InferenceError>,
+    ) -> Result<Self, InferenceError> {
+        let meta: ModelMeta = serde_json::from_str(meta_text)
+            .map_err(|e| InferenceError::Metadata { what: what.to_owned(), reason: e.to_string() })?;
+        let schema = |reason: String| InferenceError::Schema { version: meta.model_version.clone(), reason };
+        if meta.schema_version != SCHEMA_VERSION {
+            return Err(schema(format!("schema_version {} (sensor: {SCHEMA_VERSION})", meta.schema_version)));
+        }
+        if meta.static_features != *FEATURE_NAMES {
+            let first = meta.static_features.iter().zip(FEATURE_NAMES.iter()).position(|(a, b)| a != b);
+            return Err(schema(format!(
+                "static features differ ({} in the model, {} in the sensor; first difference at {first:?})",
+                meta.static_features.len(),
+                FEATURE_NAMES.len()
+            )));
+        }
+        if meta.sequence_length != SEQ_LEN {
+            return Err(schema(format!("sequence_length {} (sensor: {SEQ_LEN})", meta.sequence_length)));
+        }
+        if meta.classes != ["benign", "attack", "malware"] {
+            return Err(schema(format!("classes {:?}", meta.classes)));
+        }
+        let preprocess = Preprocess::new(&meta.preprocessing, FEATURE_NAMES.len()).ok_or_else(|| {
+            schema(format!(
+                "preprocessing lengths differ from {} static and {SEQ_COLUMNS} sequence columns",
+                FEATURE_NAMES.len()
+            ))
+        })?;
+        let variant = variant.unwrap_or(&meta.default).to_owned();
+        let file = meta.files.get(&variant).ok_or_else(|| InferenceError::Metadata {
+            what: what.to_owned(),
+            reason: format!("no model file for variant {variant:?} (has {:?})", meta.files.keys().collect::<Vec<_>>()),
+        })?;
+        let onnx = read(&file.path)?;
+        let got = hex(&onnx);
+        if got != file.sha256 {
+            return Err(InferenceError::Hash { file: file.path.clone(), got, want: file.sha256.clone() });
+        }
+        Ok(Self { meta, variant, preprocess, onnx })
+    }
+
+    /// `version/variant`, as reported in events.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.meta.model_version, self.variant)
+    }
+}

@@ -1,0 +1,142 @@
+//! Train/serve parity and refusal of bad models.
+//!
+//! `model/artifacts/parity.json` holds raw sensor features of flows from the held-out test
+//! corpus and the probabilities ONNX Runtime computed for them in `model/` (Python
+//! preprocessing + onnxruntime). Here the same flows go through the Rust preprocessing and
+//! tract: classes must agree and scores must stay within the stated tolerance, for the
+//! float and the int8 model.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::Digest;
+
+use nightjar::features::FeatureVector;
+use nightjar::inference::{Classifier, InferenceError, ModelBundle};
+
+fn artifacts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/artifacts")
+}
+
+fn fixture() -> (Vec<FeatureVector>, serde_json::Value) {
+    let text = std::fs::read_to_string(artifacts().join("parity.json")).expect("parity fixture");
+    let j: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let flows = j["flows"]
+        .as_array()
+        .expect("flows")
+        .iter()
+        .map(|f| FeatureVector {
+            static_features: serde_json::from_value(f["static_features"].clone()).expect("static"),
+            packets: serde_json::from_value(f["packets"].clone()).expect("packets"),
+            records: serde_json::from_value(f["records"].clone()).expect("records"),
+            url_tokens: serde_json::from_value(f["url_tokens"].clone()).expect("tokens"),
+        })
+        .collect();
+    (flows, j)
+}
+
+#[test]
+fn tract_matches_onnx_runtime_for_float_and_int8() {
+    let (flows, j) = fixture();
+    for variant in ["float", "int8"] {
+        let bundle = ModelBundle::from_path(&artifacts().join("nightjar.json"), Some(variant)).expect("model loads");
+        let tolerance = j["tolerance"][variant].as_f64().expect("tolerance") as f32;
+        let expected: Vec<Vec<f32>> = serde_json::from_value(j["expected"][variant].clone()).expect("expected");
+        // Batch sizes that split the fixture differently, padding included.
+        for batch in [1, 7, 32] {
+            let mut c = Classifier::new(std::sync::Arc::new(bundle.clone()), batch).expect("tract loads the model");
+            let mut worst = 0.0f32;
+            for (chunk_i, chunk) in flows.chunks(batch).enumerate() {
+                let refs: Vec<&FeatureVector> = chunk.iter().collect();
+                let mut probs = Vec::new();
+                c.probabilities(&refs, &mut probs).expect("inference");
+                for (k, p) in probs.chunks_exact(3).enumerate() {
+                    let want = &expected[chunk_i * batch + k];
+                    for (a, b) in p.iter().zip(want) {
+                        worst = worst.max((a - b).abs());
+                    }
+                    let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
+                    // Classes must agree unless the runner-up is within the tolerance.
+                    let mut sorted = want.clone();
+                    sorted.sort_by(|a, b| b.total_cmp(a));
+                    if sorted[0] - sorted[1] > 2.0 * tolerance {
+                        assert_eq!(argmax(p), argmax(want), "{variant}: class of flow {}", chunk_i * batch + k);
+                    }
+                }
+            }
+            assert!(worst <= tolerance, "{variant} batch {batch}: max |tract - onnxruntime| = {worst} > {tolerance}");
+            eprintln!("{variant} batch {batch}: max |tract - onnxruntime| = {worst:.2e}");
+        }
+    }
+}
+
+fn copy_artifacts(dir: &Path) -> PathBuf {
+    for name in ["nightjar.json", "nightjar-float.onnx", "nightjar-int8.onnx"] {
+        std::fs::copy(artifacts().join(name), dir.join(name)).expect("copy");
+    }
+    dir.join("nightjar.json")
+}
+
+#[test]
+fn corrupt_or_mismatched_models_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = copy_artifacts(dir.path());
+
+    // A flipped byte in the ONNX file.
+    let onnx = dir.path().join("nightjar-float.onnx");
+    let mut bytes = std::fs::read(&onnx).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&onnx, &bytes).expect("write");
+    let err = ModelBundle::from_path(&meta, Some("float")).expect_err("corrupt file");
+    assert!(matches!(err, InferenceError::Hash { .. }), "{err}");
+    assert!(err.to_string().contains("sha256"), "{err}");
+
+    // Trained on other features.
+    let text = std::fs::read_to_string(&meta).expect("read");
+    let mut j: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    j["static_features"][3] = "something_else".into();
+    std::fs::write(&meta, j.to_string()).expect("write");
+    let err = ModelBundle::from_path(&meta, Some("int8")).expect_err("schema mismatch");
+    assert!(matches!(err, InferenceError::Schema { .. }), "{err}");
+    assert!(err.to_string().contains("does not match this sensor's features"), "{err}");
+
+    j["static_features"][3] =
+        serde_json::from_str::<serde_json::Value>(&text).expect("JSON")["static_features"][3].clone();
+    j["schema_version"] = 999.into();
+    std::fs::write(&meta, j.to_string()).expect("write");
+    assert!(matches!(ModelBundle::from_path(&meta, None), Err(InferenceError::Schema { .. })));
+
+    // Not metadata at all, a missing variant, a missing file.
+    std::fs::write(&meta, "{ not json").expect("write");
+    assert!(matches!(ModelBundle::from_path(&meta, None), Err(InferenceError::Metadata { .. })));
+    let meta = copy_artifacts(dir.path());
+    assert!(matches!(ModelBundle::from_path(&meta, Some("fp16")), Err(InferenceError::Metadata { .. })));
+    std::fs::remove_file(dir.path().join("nightjar-int8.onnx")).expect("rm");
+    assert!(matches!(ModelBundle::from_path(&meta, Some("int8")), Err(InferenceError::Read { .. })));
+
+    // A valid-looking file that is not an ONNX graph: the hash is made to match, tract refuses.
+    let fake = dir.path().join("nightjar-float.onnx");
+    std::fs::write(&fake, b"not a protobuf at all").expect("write");
+    let mut j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&meta).expect("read")).expect("JSON");
+    let digest = sha2::Sha256::digest(b"not a protobuf at all").iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    });
+    j["files"]["float"]["sha256"] = digest.into();
+    std::fs::write(&meta, j.to_string()).expect("write");
+    let bundle = ModelBundle::from_path(&meta, Some("float")).expect("hash matches");
+    let err = Classifier::new(std::sync::Arc::new(bundle), 8).err().expect("tract refuses");
+    assert!(matches!(err, InferenceError::Load { .. }), "{err}");
+}
+
+#[test]
+fn the_cli_refuses_a_bad_model_with_a_clear_error() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nightjar"))
+        .args(["--model", "/nonexistent/nightjar.json", "demo"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot read model file /nonexistent/nightjar.json"), "{err}");
+}
