@@ -112,11 +112,12 @@ impl Topology {
             ip(&["-n", c, "link", "set", MIRROR_IF, "up"])?;
             in_ns(c, &["tc", "qdisc", "add", "dev", CLIENT_IF, "clsact"])?;
             for dir in ["ingress", "egress"] {
+                // u32 matching everything: cls_matchall is not built into every kernel.
                 in_ns(
                     c,
                     &[
-                        "tc", "filter", "add", "dev", CLIENT_IF, dir, "matchall", "action", "mirred", "egress",
-                        "mirror", "dev", MIRROR_IF,
+                        "tc", "filter", "add", "dev", CLIENT_IF, dir, "protocol", "all", "u32", "match", "u32", "0",
+                        "0", "action", "mirred", "egress", "mirror", "dev", MIRROR_IF,
                     ],
                 )
                 .context("mirroring onto the span port (tc mirred)")?;
