@@ -25,7 +25,7 @@ install_debs() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-install_debs tshark:tshark tcpreplay:tcpreplay ethtool:ethtool python3:python3
+install_debs tshark:tshark tcpreplay:tcpreplay ethtool:ethtool python3:python3 prometheus:prometheus promtool:prometheus
 
 # nightjar-flood links OpenSSL and libpcap.
 for dev in libssl-dev libpcap-dev pkg-config python3-venv; do
@@ -75,6 +75,17 @@ if [[ $(id -u) -eq 0 ]]; then
     }
   done
   ebpf_ready=1
+fi
+
+if command -v promtool >/dev/null 2>&1; then
+  log "promtool: alert rules, their unit tests, the scrape configuration"
+  promtool check rules deploy/prometheus/alerts.yml
+  promtool test rules deploy/prometheus/alerts_test.yml
+  promtool check config deploy/prometheus/prometheus.yml
+  promtool check config deploy/prometheus/prometheus-compose.yml
+elif [[ -n ${NIGHTJAR_REQUIRE_TOOLS:-} ]]; then
+  echo "promtool is required but not installed" >&2
+  exit 1
 fi
 
 log "cargo fmt --check"

@@ -98,6 +98,7 @@ def metadata(pre, version, temperature, threshold, files, default, metrics_summa
     assert len(schema["static_features"]) == n_static_names
     return {
         "model_version": version,
+        "created_unix": int(time.time()),
         "schema_version": schema["schema_version"],
         "static_features": schema["static_features"],
         "sequence_length": schema["sequence_length"],

@@ -136,6 +136,32 @@ struct ReplayArgs {
     /// No progress bar and no summary.
     #[arg(long, short)]
     quiet: bool,
+    /// Serve Prometheus metrics (`/metrics`, `/healthz`, `/readyz`) on this address; the
+    /// counters are published when the replay ends.
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// With --metrics-listen: keep serving this many seconds after the replay (for a scrape).
+    #[arg(long, default_value_t = 0)]
+    linger_secs: u64,
+}
+
+/// Installs the Prometheus recorder (with the histogram buckets) and serves it.
+fn serve_metrics(
+    listen: std::net::SocketAddr,
+) -> Result<(nightjar::export::http::Endpoint, std::sync::Arc<nightjar::export::http::Health>)> {
+    use metrics_exporter_prometheus::Matcher;
+    use nightjar::export::metrics as m;
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(m::INFERENCE_SECONDS.into()), m::INFERENCE_SECONDS_BUCKETS)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(m::INFERENCE_BATCH.into()), m::INFERENCE_BATCH_BUCKETS))
+        .context("metric buckets")?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    m::describe();
+    let health = std::sync::Arc::new(nightjar::export::http::Health::default());
+    let endpoint = nightjar::export::http::Endpoint::start(listen, handle, std::sync::Arc::clone(&health))
+        .with_context(|| format!("cannot serve metrics on {listen}"))?;
+    Ok((endpoint, health))
 }
 
 fn open_out(path: Option<&Path>) -> Result<Box<dyn Write + Send>> {
@@ -240,8 +266,27 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
         );
         b
     };
+    let endpoint = match args.metrics_listen {
+        Some(addr) => {
+            let (e, health) = serve_metrics(addr)?;
+            health.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Some(model) = nightjar::runtime::load_model(cfg)? {
+                nightjar::export::metrics::model_info(&model.label(), model.meta.created_unix);
+            }
+            Some(e)
+        }
+        None => None,
+    };
     let summary = replay(cfg, &args.files, sinks, &mut |pos, _| bar.set_position(pos))?;
     bar.finish_and_clear();
+    if endpoint.is_some() {
+        nightjar::export::metrics::StatsPublisher::new(0).publish(
+            &summary.stats,
+            0,
+            nightjar::capture::KernelDrops::default(),
+        );
+        std::thread::sleep(std::time::Duration::from_secs(args.linger_secs));
+    }
     if !args.quiet {
         print_summary(&summary);
     }
@@ -256,8 +301,6 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
 }
 
 fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
-    use metrics_exporter_prometheus::Matcher;
-    use nightjar::export::metrics as m;
     use nightjar::runtime::live::{CapturePath, LiveOptions, Mode, run};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -272,16 +315,7 @@ fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
             stop.store(true, Ordering::Relaxed);
         });
     }
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(m::INFERENCE_SECONDS.into()), m::INFERENCE_SECONDS_BUCKETS)
-        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(m::INFERENCE_BATCH.into()), m::INFERENCE_BATCH_BUCKETS))
-        .context("metric buckets")?
-        .install_recorder()
-        .context("cannot install the metrics recorder")?;
-    nightjar::export::metrics::describe();
-    let health = Arc::new(nightjar::export::http::Health::default());
-    let _endpoint = nightjar::export::http::Endpoint::start(args.metrics_listen, handle, Arc::clone(&health))
-        .with_context(|| format!("cannot serve metrics on {}", args.metrics_listen))?;
+    let (_endpoint, health) = serve_metrics(args.metrics_listen)?;
     let sinks = Sinks {
         events: Some(open_out(args.events.as_deref())?),
         features: args.features.as_deref().map(|p| open_out(Some(p))).transpose()?,
@@ -340,6 +374,8 @@ fn run_demo(cfg: &mut Config, events: Option<&Path>) -> Result<ExitCode> {
         no_events: false,
         workers: None,
         quiet: false,
+        metrics_listen: None,
+        linger_secs: 0,
     };
     run_replay(cfg, &args)
 }

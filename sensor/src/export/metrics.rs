@@ -54,6 +54,8 @@ pub const INFERENCE_BATCH: &str = "nightjar_inference_batch_size";
 pub const INFERENCE_ERRORS: &str = "nightjar_inference_errors_total";
 /// Gauge: 1 for the loaded model, labelled with its version.
 pub const MODEL_INFO: &str = "nightjar_model_info";
+/// Gauge: when the loaded model was exported (Unix seconds).
+pub const MODEL_CREATED: &str = "nightjar_model_created_timestamp_seconds";
 /// Histogram buckets of [`INFERENCE_SECONDS`].
 pub const INFERENCE_SECONDS_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
 /// Histogram buckets of [`INFERENCE_BATCH`].
@@ -91,6 +93,7 @@ pub fn describe() {
     metrics::describe_histogram!(INFERENCE_BATCH, "Flows per inference batch.");
     describe_counter!(INFERENCE_ERRORS, "Inference batches that failed (their flows stay unknown).");
     describe_gauge!(MODEL_INFO, "Always 1; the version label names the loaded model.");
+    describe_gauge!(MODEL_CREATED, metrics::Unit::Seconds, "When the loaded model was exported (Unix time).");
     describe_gauge!(BUILD_INFO, "Always 1; the version label says which build runs.");
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
@@ -167,9 +170,10 @@ pub fn publish_xdp(values: &[u64; XdpCounter::COUNT as usize]) {
     }
 }
 
-/// Publishes which model is loaded.
-pub fn model_info(version: &str) {
+/// Publishes which model is loaded and when it was made.
+pub fn model_info(version: &str, created_unix: u64) {
     gauge!(MODEL_INFO, "version" => version.to_owned()).set(1.0);
+    gauge!(MODEL_CREATED).set(created_unix as f64);
 }
 
 /// Counts output buffers dropped because the writer queue was full.

@@ -82,6 +82,9 @@ pub struct FileRef {
 pub struct ModelMeta {
     /// Version string, reported in verdicts and `nightjar_model_info`.
     pub model_version: String,
+    /// When the model was exported, Unix seconds (0 when the metadata does not say).
+    #[serde(default)]
+    pub created_unix: u64,
     /// Feature schema version the model was trained on.
     pub schema_version: u32,
     /// Static feature names, in input order.

@@ -184,7 +184,7 @@ pub fn run(
     // Refuse a bad model before touching the interface.
     let model = super::load_model(cfg)?;
     if let Some(m) = &model {
-        crate::export::metrics::model_info(&m.label());
+        crate::export::metrics::model_info(&m.label(), m.meta.created_unix);
     }
     let idx = ifindex(iface).map_err(live)?;
     let (filter, sources) = match path {
