@@ -40,7 +40,8 @@ fn dashboard_exprs() -> Vec<(String, String)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(root().join("grafana/dashboards")).expect("dashboards") {
         let path = entry.expect("entry").path();
-        let d: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("dashboard JSON");
+        let d: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("dashboard JSON");
         for p in d["panels"].as_array().expect("panels") {
             for t in p["targets"].as_array().expect("targets") {
                 let e = t["expr"].as_str().expect("expr");
@@ -60,22 +61,24 @@ fn dashboards_are_valid_for_provisioning() {
     for entry in std::fs::read_dir(root().join("grafana/dashboards")).expect("dashboards") {
         let path = entry.expect("entry").path();
         let d: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("JSON");
+        let path = path.display();
         // What Grafana's file provisioning needs: a uid, a title, a schema version, panels with
         // unique ids, a type and a grid position, and the instance variable for fleets.
-        assert!(d["uid"].as_str().is_some_and(|u| !u.is_empty() && u.len() <= 40), "{path:?}: uid");
-        assert!(d["title"].is_string() && d["schemaVersion"].is_u64(), "{path:?}");
+        assert!(d["uid"].as_str().is_some_and(|u| !u.is_empty() && u.len() <= 40), "{path}: uid");
+        assert!(d["title"].is_string() && d["schemaVersion"].is_u64(), "{path}");
         let mut ids = std::collections::BTreeSet::new();
         for p in d["panels"].as_array().expect("panels") {
-            assert!(ids.insert(p["id"].as_u64().expect("panel id")), "{path:?}: duplicate panel id");
-            assert!(p["type"].is_string() && p["gridPos"]["w"].is_u64() && p["gridPos"]["h"].is_u64(), "{path:?}");
+            assert!(ids.insert(p["id"].as_u64().expect("panel id")), "{path}: duplicate panel id");
+            assert!(p["type"].is_string() && p["gridPos"]["w"].is_u64() && p["gridPos"]["h"].is_u64(), "{path}");
         }
         let vars: Vec<&str> =
             d["templating"]["list"].as_array().expect("templating").iter().filter_map(|v| v["name"].as_str()).collect();
-        assert!(vars.contains(&"instance") && vars.contains(&"datasource"), "{path:?}: {vars:?}");
+        assert!(vars.contains(&"instance") && vars.contains(&"datasource"), "{path}: {vars:?}");
     }
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one end-to-end check in order: start, scrape, dashboards, rules")]
 fn prometheus_scrapes_replay_and_every_expression_works() {
     dashboards_are_valid_for_provisioning();
     let Ok(found) = Command::new("sh").args(["-c", "command -v prometheus"]).output() else { return };
@@ -105,7 +108,15 @@ fn prometheus_scrapes_replay_and_every_expression_works() {
     fixtures.sort();
     let _sensor = Kill(
         Command::new(env!("CARGO_BIN_EXE_nightjar"))
-            .args(["replay", "--quiet", "--no-events", "--metrics-listen", &format!("127.0.0.1:{mport}"), "--linger-secs", "60"])
+            .args([
+                "replay",
+                "--quiet",
+                "--no-events",
+                "--metrics-listen",
+                &format!("127.0.0.1:{mport}"),
+                "--linger-secs",
+                "60",
+            ])
             .args(&fixtures)
             .stdout(Stdio::null())
             .spawn()
@@ -151,10 +162,17 @@ fn prometheus_scrapes_replay_and_every_expression_works() {
     // Alert rules: loaded, evaluated without error; every metric they use is scraped.
     let start = Instant::now();
     let rules = loop {
-        let r: serde_json::Value = ureq::get(&format!("http://{prom}/api/v1/rules")).call().expect("rules").into_json().expect("JSON");
-        let rules: Vec<serde_json::Value> =
-            r["data"]["groups"].as_array().expect("groups").iter().flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default()).collect();
-        if !rules.is_empty() && rules.iter().all(|r| r["lastEvaluation"].as_str().is_some_and(|t| !t.starts_with("0001"))) {
+        let r: serde_json::Value =
+            ureq::get(&format!("http://{prom}/api/v1/rules")).call().expect("rules").into_json().expect("JSON");
+        let rules: Vec<serde_json::Value> = r["data"]["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+            .collect();
+        if !rules.is_empty()
+            && rules.iter().all(|r| r["lastEvaluation"].as_str().is_some_and(|t| !t.starts_with("0001")))
+        {
             break rules;
         }
         assert!(start.elapsed() < Duration::from_secs(20), "rules never evaluated: {r}");
@@ -170,7 +188,11 @@ fn prometheus_scrapes_replay_and_every_expression_works() {
         while let Some(i) = rest.find("nightjar_") {
             let name: String = rest[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
             let r = query(&prom, &format!("count({{__name__=\"{name}\"}})"));
-            assert!(r["data"]["result"].as_array().is_some_and(|a| !a.is_empty()), "alert {}: metric {name} not scraped", rule["name"]);
+            assert!(
+                r["data"]["result"].as_array().is_some_and(|a| !a.is_empty()),
+                "alert {}: metric {name} not scraped",
+                rule["name"]
+            );
             rest = &rest[i + name.len()..];
         }
     }

@@ -147,7 +147,9 @@ impl Worker {
         let mut records = std::mem::take(&mut self.records);
         for rec in records.drain(..) {
             each(&rec);
-            if !(self.outputs.events || self.outputs.features) {
+            // Without outputs, flows are still classified when a model runs: the detection
+            // counters are an output too.
+            if !(self.outputs.events || self.outputs.features || self.classifier.is_some()) {
                 continue;
             }
             let classify = self.classifier.is_some() && rec.flow.app_name() != "other";
@@ -205,14 +207,17 @@ impl Worker {
     fn write_pending(&mut self) {
         for p in self.pending.drain(..) {
             let f = &p.rec.flow;
+            // Every TLS/HTTP flow gets a verdict (`unknown` without a model).
+            if p.classify || (self.classifier.is_none() && f.app_name() != "other") {
+                self.stats.detections[p.verdict.class as usize] += 1;
+            }
+            if !(self.outputs.events || self.outputs.features) {
+                continue;
+            }
             let cid = community_id(f.client_ip, f.client_port, f.server_ip, f.server_port);
             if self.outputs.events {
                 write_event(&p.rec, &cid, &p.verdict, &mut self.events_buf);
                 self.stats.events += 1;
-                // Every TLS/HTTP flow gets a verdict (`unknown` without a model).
-                if p.classify || (self.classifier.is_none() && f.app_name() != "other") {
-                    self.stats.detections[p.verdict.class as usize] += 1;
-                }
             }
             if self.outputs.features
                 && let Some(fv) = &p.features
