@@ -25,12 +25,7 @@ fn fixture() -> (Vec<FeatureVector>, serde_json::Value) {
         .as_array()
         .expect("flows")
         .iter()
-        .map(|f| FeatureVector {
-            static_features: serde_json::from_value(f["static_features"].clone()).expect("static"),
-            packets: serde_json::from_value(f["packets"].clone()).expect("packets"),
-            records: serde_json::from_value(f["records"].clone()).expect("records"),
-            url_tokens: serde_json::from_value(f["url_tokens"].clone()).expect("tokens"),
-        })
+        .map(|f| serde_json::from_value::<FeatureVector>(f.clone()).expect("feature vector"))
         .collect();
     (flows, j)
 }

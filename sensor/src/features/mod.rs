@@ -53,8 +53,8 @@ pub static FEATURE_NAMES: LazyLock<Vec<String>> = LazyLock::new(|| {
     names.0
 });
 
-/// The features of one flow.
-#[derive(Clone, Debug, Serialize)]
+/// The features of one flow (also read back from feature lines and fixtures).
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct FeatureVector {
     /// Static features, in [`FEATURE_NAMES`] order.
     pub static_features: Vec<f32>,

@@ -2,18 +2,24 @@
 //! shape, and the batch buffers it fills. A batch runs with `plan.run` (a fresh state per
 //! call: the LSTM's state must not leak from one batch into the next); short batches are
 //! zero-padded to the fixed shape.
+//!
+//! Without the `model` feature (the fuzz build) a classifier cannot be built: `new` says so.
 
 use std::sync::Arc;
 
+#[cfg(feature = "model")]
 use tract_onnx::prelude::*;
 
 use super::model::{InferenceError, ModelBundle};
 use super::preprocess::SEQ_COLUMNS;
 use super::{Class, Verdict};
-use crate::features::{FEATURE_NAMES, FeatureVector, SEQ_LEN};
+#[cfg(feature = "model")]
+use crate::features::FEATURE_NAMES;
+use crate::features::{FeatureVector, SEQ_LEN};
 
 /// A loaded, optimised model with its buffers.
 pub struct Classifier {
+    #[cfg(feature = "model")]
     plan: Arc<TypedRunnableModel>,
     bundle: Arc<ModelBundle>,
     label: String,
@@ -30,7 +36,22 @@ pub struct Classifier {
 }
 
 impl Classifier {
+    /// Without the `model` feature: refuses, naming the missing feature.
+    #[cfg(not(feature = "model"))]
+    pub fn new(bundle: Arc<ModelBundle>, _batch: usize) -> Result<Self, InferenceError> {
+        Err(InferenceError::Load {
+            version: bundle.meta.model_version.clone(),
+            reason: "this build has no classifier (cargo feature `model` is off)".into(),
+        })
+    }
+
+    #[cfg(not(feature = "model"))]
+    fn run_raw(&mut self, _rows: usize, _probs: &mut Vec<f32>) -> Result<(), InferenceError> {
+        Err(InferenceError::Run("this build has no classifier".into()))
+    }
+
     /// Optimises `bundle`'s graph for batches of `batch` flows.
+    #[cfg(feature = "model")]
     pub fn new(bundle: Arc<ModelBundle>, batch: usize) -> Result<Self, InferenceError> {
         let batch = batch.max(1);
         let n_static = FEATURE_NAMES.len();
@@ -82,6 +103,7 @@ impl Classifier {
         &self.bundle
     }
 
+    #[cfg(feature = "model")]
     fn run_raw(&mut self, rows: usize, probs: &mut Vec<f32>) -> Result<(), InferenceError> {
         let run = |e: TractError| InferenceError::Run(format!("{e:#}"));
         let stat = Tensor::from_shape(&[self.batch, self.n_static], &self.static_buf).map_err(run)?;
