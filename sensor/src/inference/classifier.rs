@@ -38,6 +38,7 @@ pub struct Classifier {
 impl Classifier {
     /// Without the `model` feature: refuses, naming the missing feature.
     #[cfg(not(feature = "model"))]
+    #[expect(clippy::needless_pass_by_value, reason = "same signature as with the feature")]
     pub fn new(bundle: Arc<ModelBundle>, _batch: usize) -> Result<Self, InferenceError> {
         Err(InferenceError::Load {
             version: bundle.meta.model_version.clone(),
@@ -46,6 +47,7 @@ impl Classifier {
     }
 
     #[cfg(not(feature = "model"))]
+    #[expect(clippy::unused_self, reason = "same signature as with the feature")]
     fn run_raw(&mut self, _rows: usize, _probs: &mut Vec<f32>) -> Result<(), InferenceError> {
         Err(InferenceError::Run("this build has no classifier".into()))
     }
