@@ -270,9 +270,6 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
         Some(addr) => {
             let (e, health) = serve_metrics(addr)?;
             health.ready.store(true, std::sync::atomic::Ordering::Relaxed);
-            if let Some(model) = nightjar::runtime::load_model(cfg)? {
-                nightjar::export::metrics::model_info(&model.label(), model.meta.created_unix);
-            }
             Some(e)
         }
         None => None,

@@ -104,13 +104,6 @@ const PARAM_NAMES: &[&str] = &[
     "email",
 ];
 
-/// One plaintext request: its bytes and a kind of answer.
-#[derive(Clone, Debug)]
-pub struct Request {
-    /// The request as sent.
-    pub bytes: Vec<u8>,
-}
-
 /// Loaded request sources.
 pub struct HttpCorpus {
     csic: Vec<(String, String, String)>,
@@ -196,8 +189,8 @@ impl HttpCorpus {
         Ok(corpus)
     }
 
-    /// Builds one request of `source` for family `family`.
-    pub fn request<R: Rng>(&self, rng: &mut R, family: &str, source: &HttpSource, host: &str) -> Result<Request> {
+    /// Builds one request of `source` for family `family`: the bytes as sent.
+    pub fn request<R: Rng>(&self, rng: &mut R, family: &str, source: &HttpSource, host: &str) -> Result<Vec<u8>> {
         let ua = pick_agent(rng, false);
         let mut headers: Vec<(String, String)> = Vec::new();
         let (method, target, body) = match source {
@@ -227,7 +220,7 @@ impl HttpCorpus {
         } else {
             ua
         };
-        Ok(Request { bytes: assemble(rng, &method, &target, host, ua, &headers, &body) })
+        Ok(assemble(rng, &method, &target, host, ua, &headers, &body))
     }
 }
 

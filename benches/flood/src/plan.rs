@@ -241,7 +241,7 @@ fn http_exchanges<R: Rng>(
         let resp = if i == 0 { response } else { lognormal(rng, response.max(200.0), 0.8, 400_000.0) };
         v.push(Exchange {
             delay_ms: ms(delay, scale),
-            request: req.bytes,
+            request: req,
             response: resp as u32,
             chunks: 1,
             chunk_gap_ms: 0,

@@ -33,6 +33,7 @@ pub struct Classifier {
     pub embeddings: Vec<f32>,
     /// Width of one embedding.
     pub embedding_dim: usize,
+    probs: Vec<f32>,
 }
 
 impl Classifier {
@@ -88,6 +89,7 @@ impl Classifier {
             url_buf: vec![0.0; batch * url_width],
             embeddings: Vec::new(),
             embedding_dim: 0,
+            probs: Vec::new(),
         };
         // One run on zeros: proves the graph runs and learns the embedding width.
         let mut probs = Vec::new();
@@ -98,11 +100,6 @@ impl Classifier {
     /// Flows per batch.
     pub fn batch_size(&self) -> usize {
         self.batch
-    }
-
-    /// The bundle in use.
-    pub fn bundle(&self) -> &Arc<ModelBundle> {
-        &self.bundle
     }
 
     #[cfg(feature = "model")]
@@ -146,13 +143,14 @@ impl Classifier {
 
     /// Verdicts of up to `batch_size()` flows.
     pub fn classify(&mut self, flows: &[&FeatureVector], out: &mut Vec<Verdict>) -> Result<(), InferenceError> {
-        let mut probs = Vec::with_capacity(flows.len() * 3);
-        self.probabilities(flows, &mut probs)?;
+        let mut probs = std::mem::take(&mut self.probs);
+        let res = self.probabilities(flows, &mut probs);
         out.clear();
-        for p in probs.chunks_exact(3) {
-            out.push(self.verdict(p));
+        if res.is_ok() {
+            out.extend(probs.chunks_exact(3).map(|p| self.verdict(p)));
         }
-        Ok(())
+        self.probs = probs;
+        res
     }
 
     /// The verdict for one row of probabilities.

@@ -183,9 +183,6 @@ pub fn run(
     let live = |e: LiveError| PipelineError::Live(e);
     // Refuse a bad model before touching the interface.
     let model = super::load_model(cfg)?;
-    if let Some(m) = &model {
-        crate::export::metrics::model_info(&m.label(), m.meta.created_unix);
-    }
     let idx = ifindex(iface).map_err(live)?;
     let (filter, sources) = match path {
         CapturePath::Xdp => {

@@ -71,7 +71,8 @@ pub struct Worker {
     verdicts: Vec<Verdict>,
 }
 
-/// Loads the model the configuration asks for (`None` when it is disabled).
+/// Loads the model the configuration asks for (`None` when it is disabled) and publishes
+/// which one it is (`nightjar_model_info`; a no-op without a metrics recorder).
 pub fn load_model(cfg: &Config) -> Result<Option<Arc<ModelBundle>>, InferenceError> {
     if !cfg.model.enabled {
         return Ok(None);
@@ -81,6 +82,7 @@ pub fn load_model(cfg: &Config) -> Result<Option<Arc<ModelBundle>>, InferenceErr
         Some(p) => ModelBundle::from_path(p, variant)?,
         None => ModelBundle::embedded(variant)?,
     };
+    crate::export::metrics::model_info(&bundle.label(), bundle.meta.created_unix);
     Ok(Some(Arc::new(bundle)))
 }
 
@@ -305,10 +307,11 @@ pub fn replay(
     let start = Instant::now();
     let workers = cfg.worker_count().max(1);
     let total: u64 = files.iter().map(|p| file_len(p)).sum();
+    let model = load_model(cfg)?;
     let mut summary = if workers == 1 {
-        replay_inline(cfg, files, sinks, &mut |pos| progress(pos, total))?
+        replay_inline(cfg, model.as_ref(), files, sinks, &mut |pos| progress(pos, total))?
     } else {
-        replay_sharded(cfg, workers, files, sinks, &mut |pos| progress(pos, total))?
+        replay_sharded(cfg, model.as_ref(), workers, files, sinks, &mut |pos| progress(pos, total))?
     };
     summary.workers = workers;
     summary.elapsed = start.elapsed();
@@ -326,13 +329,13 @@ fn outputs_of(sinks: &Sinks) -> Outputs {
 /// One worker on the calling thread: no queues at all.
 fn replay_inline(
     cfg: &Config,
+    model: Option<&Arc<ModelBundle>>,
     files: &[PathBuf],
     mut sinks: Sinks,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Summary, PipelineError> {
     let mut summary = Summary::default();
-    let model = load_model(cfg)?;
-    let mut w = Worker::new(cfg, cfg.flow.max_flows, outputs_of(&sinks)).with_model(cfg, model.as_ref())?;
+    let mut w = Worker::new(cfg, cfg.flow.max_flows, outputs_of(&sinks)).with_model(cfg, model)?;
     let mut done_bytes = 0;
     for path in files {
         match replay_file_inline(path, &mut w, &mut sinks, &mut |pos| progress(done_bytes + pos)) {
@@ -355,6 +358,7 @@ fn replay_inline(
 /// writer thread writes what the workers serialise.
 fn replay_sharded(
     cfg: &Config,
+    model: Option<&Arc<ModelBundle>>,
     workers: usize,
     files: &[PathBuf],
     mut sinks: Sinks,
@@ -362,7 +366,6 @@ fn replay_sharded(
 ) -> Result<Summary, PipelineError> {
     let outputs = outputs_of(&sinks);
     let capacity = cfg.flow.max_flows.div_ceil(workers);
-    let model = load_model(cfg)?;
     let (out_tx, out_rx) = bounded::<Output>(workers * QUEUE_DEPTH);
     let (free_tx, free_rx) = bounded::<FrameBatch>(workers * (QUEUE_DEPTH + 2));
     let mut txs: Vec<Sender<FrameBatch>> = Vec::with_capacity(workers);
@@ -371,7 +374,7 @@ fn replay_sharded(
         let (tx, rx) = bounded::<FrameBatch>(QUEUE_DEPTH);
         txs.push(tx);
         let (out_tx, free_tx) = (out_tx.clone(), free_tx.clone());
-        let w = Worker::new(cfg, capacity, outputs).with_model(cfg, model.as_ref())?;
+        let w = Worker::new(cfg, capacity, outputs).with_model(cfg, model)?;
         let h = std::thread::Builder::new()
             .name(format!("nightjar-worker-{i}"))
             .spawn(move || run_worker(w, &rx, &out_tx, &free_tx))
