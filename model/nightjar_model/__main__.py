@@ -4,6 +4,10 @@
   train    --train D.npz --test T.npz        grouped 5-fold CV, final fit, held-out test,
                                              ONNX float + int8, metadata, parity fixture,
                                              reports and pictures in model/reports/
+  reference --train D.npz                    head weights + learning reference (embeddings of
+                                             the calibration slice) for existing artifacts
+  online   --events E --labels L --feedback F --family NAME [--baseline E0] [--png P]
+                                             prequential learning curve of a family
   check                                      CI: the committed artifacts load in ONNX
                                              Runtime, hashes match, parity fixture holds"""
 
@@ -100,9 +104,38 @@ def cmd_train(a):
     summary = {"cv_pooled": cv["design"]["pooled_out_of_fold"], "test_float": {k: evals["float"][k] for k in ("accuracy", "macro", "per_class")},
                "test_int8": {k: evals["int8"][k] for k in ("accuracy", "macro", "per_class")}}
     meta = export.metadata(pre, version, temperature, threshold, files, a.default, summary, d["static"].shape[1])
+    meta["head"] = export.head_weights(float_path)
+    meta["reference"] = export.learning_reference(pre, d, cal_idx, d["y"], float_path, ART / "nightjar-reference.json")
     (ART / "nightjar.json").write_text(json.dumps(meta, indent=1) + "\n")
     train.write_json(REPORTS / "results.json", results)
     print(json.dumps({"cv": cv["design"]["pooled_out_of_fold"]["macro"], "test_float": evals["float"]["macro"], "test_int8": evals["int8"]["macro"]}))
+
+
+def cmd_reference(a):
+    """Adds the head weights and the learning reference to committed artifacts trained
+    before they existed (the same calibration slice `train` uses)."""
+    from . import dataset, export, train
+    from .schema import Preprocessing
+
+    d = dataset.load(Path(a.train))
+    meta = json.loads((ART / "nightjar.json").read_text())
+    pre = Preprocessing.from_json(meta["preprocessing"])
+    perm = np.random.default_rng(train.DEFAULTS["seed"]).permutation(len(d["y"]))
+    cal_idx = np.sort(perm[: len(perm) // 10])
+    float_path = ART / meta["files"]["float"]["path"]
+    meta["head"] = export.head_weights(float_path)
+    meta["reference"] = export.learning_reference(pre, d, cal_idx, d["y"], float_path, ART / "nightjar-reference.json")
+    (ART / "nightjar.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(json.dumps(meta["reference"]))
+
+
+def cmd_online(a):
+    from . import online
+
+    res = online.report(Path(a.events), Path(a.labels), Path(a.feedback), a.family, a.baseline, a.png)
+    print(json.dumps(res))
+    if a.out:
+        Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
 
 
 def cmd_check(a):
@@ -145,9 +178,19 @@ def main():
     s.add_argument("--tag", default="1")
     s.add_argument("--default", choices=["float", "int8"], default="float")
     s.add_argument("--variants", action="store_true", help="also cross-validate the side-by-side variants")
+    s = sub.add_parser("reference")
+    s.add_argument("--train", required=True)
+    s = sub.add_parser("online")
+    s.add_argument("--events", required=True)
+    s.add_argument("--labels", required=True, help="the capture's labels (nightjar-flood CSV)")
+    s.add_argument("--feedback", required=True, help="the labels given to --feedback")
+    s.add_argument("--family", required=True)
+    s.add_argument("--baseline", help="events of the same replay without learning")
+    s.add_argument("--png")
+    s.add_argument("--out")
     sub.add_parser("check")
     a = p.parse_args()
-    {"dataset": cmd_dataset, "train": cmd_train, "check": cmd_check}[a.cmd](a)
+    {"dataset": cmd_dataset, "train": cmd_train, "reference": cmd_reference, "online": cmd_online, "check": cmd_check}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 correctly (Conv, MatMul and Gemm quantised; LSTM and Softmax stay float), the metadata file
 the sensor reads, and the parity fixture that the Rust test replays through tract."""
 
+import base64
 import hashlib
 import json
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -93,6 +95,29 @@ def parity_fixture(pre, d, idx, float_path, int8_path, out: Path):
     out.write_text(json.dumps(fixture) + "\n")
 
 
+def head_weights(float_path: Path) -> dict:
+    """The softmax layer (the head online learning starts from), read back from the ONNX file
+    so the sensor's copy is the one the graph runs."""
+    init = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(float_path)).graph.initializer}
+    return {"weight": init["net.head.weight"].astype(float).tolist(), "bias": init["net.head.bias"].astype(float).tolist()}
+
+
+def learning_reference(pre, d, idx, y, float_path: Path, out: Path, per_class=400, seed=0) -> dict:
+    """Embeddings of labelled flows the head was not fitted on (the calibration slice),
+    up to `per_class` per class: the sensor seeds its replay reservoir and its shadow
+    evaluation with them. Written as JSON with the float32 embeddings in base64."""
+    rng = np.random.default_rng(seed)
+    pick = np.sort(np.concatenate([rng.permutation(idx[y[idx] == c])[:per_class] for c in range(len(CLASSES))]))
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(float_path), so, providers=["CPUExecutionProvider"])
+    f = feeds(pre, d["static"][pick], d["seq"][pick], [d["tokens"][i] for i in pick], batch=256)
+    emb = np.concatenate([sess.run(["embedding"], x)[0] for x in f]).astype("<f4")
+    out.write_text(json.dumps({"dim": int(emb.shape[1]), "labels": [int(v) for v in y[pick]],
+                               "embeddings_f32le_b64": base64.b64encode(emb.tobytes()).decode()}) + "\n")
+    return {"path": out.name, "sha256": sha256(out), "flows": int(len(pick))}
+
+
 def metadata(pre, version, temperature, threshold, files, default, metrics_summary, n_static_names):
     schema = load_schema()
     assert len(schema["static_features"]) == n_static_names
@@ -113,3 +138,4 @@ def metadata(pre, version, temperature, threshold, files, default, metrics_summa
         "default": default,
         "metrics": metrics_summary,
     }
+

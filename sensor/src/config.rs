@@ -18,6 +18,149 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// The classifier.
     pub model: ModelConfig,
+    /// Online learning of the classifier head from labelled feedback.
+    pub learning: LearningConfig,
+}
+
+/// One source of labels: how much its labels count and how fast it may send them.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Weight of this source's labels in an update, (0, 1]. Default 1.
+    pub weight: f32,
+    /// Labels per hour this source may apply (token bucket; capture time in replay, wall
+    /// time live). Default 3600.
+    pub labels_per_hour: u32,
+    /// Labels it may send at once (the bucket size). Default 600.
+    pub burst: u32,
+    /// Bearer token that identifies this source on `POST /feedback`. Without one the
+    /// source cannot use the API.
+    pub token: Option<String>,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self { weight: 1.0, labels_per_hour: 3600, burst: 600, token: None }
+    }
+}
+
+/// What the sensor does when drift is detected.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftAction {
+    /// Say so (log line and metrics) and keep learning.
+    #[default]
+    Log,
+    /// Also reload the model file from `model.path` (a retrained model dropped there).
+    Reload,
+}
+
+/// Online learning (see the README's "Online learning" section).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LearningConfig {
+    /// Learn from feedback (needs a model). Default true.
+    pub enabled: bool,
+    /// Directory of the learner's checkpoints (`learner.ckpt`, `learner.ckpt.prev`) and
+    /// its log of accepted labels. Default: none (nothing survives a restart).
+    pub state_dir: Option<std::path::PathBuf>,
+    /// SGD step size, (0, 1]. Default 0.3.
+    pub learning_rate: f32,
+    /// SGD steps per label. Default 16.
+    pub steps_per_label: usize,
+    /// Reservoir examples per class in each step (class-balanced replay). Default 32.
+    pub batch_per_class: usize,
+    /// How many times the new example is repeated in each step. Default 8.
+    pub repeat_new: usize,
+    /// Hidden units of the head's residual layer. Default 16.
+    pub hidden_units: usize,
+    /// Labelled examples kept per class for replay. Default 1000.
+    pub reservoir_per_class: usize,
+    /// Every n-th label of a source is held back for shadow evaluation instead of
+    /// training. Default 5.
+    pub holdout_every: u32,
+    /// Held-back labels kept per source. Default 512.
+    pub holdout_per_source: usize,
+    /// An update is rejected when, on any evaluation pool, benign precision, malware
+    /// recall or macro F1 falls by more than this. Default 0.05.
+    pub shadow_tolerance: f32,
+    /// Smallest held-back pool that counts in the shadow evaluation. Default 50.
+    pub shadow_min_flows: usize,
+    /// Every this many held-back labels, the head is compared with the last checked one
+    /// on all pools and rolled back if worse. Default 25.
+    pub rollback_check_every: usize,
+    /// Largest distance the head may move from where it was at the start of the hour,
+    /// relative to the norm of the trained layer. Default 6.0.
+    pub max_move_per_hour: f32,
+    /// Recent flows whose embeddings are kept for feedback by flow id. Default 65536.
+    pub cache_flows: usize,
+    /// Checkpoint after this many accepted updates. Default 25.
+    pub checkpoint_every_updates: u64,
+    /// ... or after this many seconds with unsaved updates. Default 60.
+    pub checkpoint_interval_secs: u64,
+    /// Page-Hinkley tolerance (`delta`) for both drift detectors. Default 0.005.
+    pub drift_delta: f64,
+    /// Page-Hinkley threshold on the feedback error stream. Default 25.
+    pub drift_error_lambda: f64,
+    /// Page-Hinkley threshold on the score-uncertainty stream. Default 50.
+    pub drift_score_lambda: f64,
+    /// What to do on drift. Default `log`.
+    pub on_drift: DriftAction,
+    /// Seed of the head's residual layer and of replay sampling (updates are reproducible).
+    pub seed: u64,
+    /// Label sources by name. Defaults: `file` (weight 1), `intel` (weight 0.2, 600/h),
+    /// `api` (weight 1, no token: the API refuses feedback until one is set).
+    pub sources: std::collections::BTreeMap<String, SourceConfig>,
+    /// Threat-intel fingerprint lists turned into weak `malware` labels (source `intel`).
+    pub intel: IntelConfig,
+}
+
+/// Fingerprint blocklists (abuse.ch SSLBL CSV format: the first column is the hash,
+/// `#` lines are comments).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntelConfig {
+    /// JA3 MD5 lists.
+    pub ja3: Vec<std::path::PathBuf>,
+    /// JA4 lists.
+    pub ja4: Vec<std::path::PathBuf>,
+    /// Server certificate SHA-1 lists.
+    pub cert_sha1: Vec<std::path::PathBuf>,
+}
+
+impl Default for LearningConfig {
+    fn default() -> Self {
+        let mut sources = std::collections::BTreeMap::new();
+        sources.insert("file".to_owned(), SourceConfig::default());
+        sources.insert("intel".to_owned(), SourceConfig { weight: 0.2, labels_per_hour: 600, burst: 100, token: None });
+        sources.insert("api".to_owned(), SourceConfig { labels_per_hour: 1200, burst: 200, ..SourceConfig::default() });
+        Self {
+            enabled: true,
+            state_dir: None,
+            learning_rate: 0.3,
+            steps_per_label: 16,
+            batch_per_class: 32,
+            repeat_new: 8,
+            hidden_units: 16,
+            reservoir_per_class: 1000,
+            holdout_every: 5,
+            holdout_per_source: 512,
+            shadow_tolerance: 0.05,
+            shadow_min_flows: 50,
+            rollback_check_every: 25,
+            max_move_per_hour: 6.0,
+            cache_flows: 65536,
+            checkpoint_every_updates: 25,
+            checkpoint_interval_secs: 60,
+            drift_delta: 0.005,
+            drift_error_lambda: 25.0,
+            drift_score_lambda: 50.0,
+            on_drift: DriftAction::Log,
+            seed: 0x6e6a,
+            sources,
+            intel: IntelConfig::default(),
+        }
+    }
 }
 
 /// The classifier and its micro-batches.
@@ -135,6 +278,33 @@ impl Config {
             "model.variant",
             "must be float or int8",
         )?;
+        let l = &self.learning;
+        check(l.learning_rate > 0.0 && l.learning_rate <= 1.0, "learning.learning_rate", "must be in (0, 1]")?;
+        check((1..=256).contains(&l.steps_per_label), "learning.steps_per_label", "must be 1..=256")?;
+        check((1..=1024).contains(&l.batch_per_class), "learning.batch_per_class", "must be 1..=1024")?;
+        check((1..=64).contains(&l.repeat_new), "learning.repeat_new", "must be 1..=64")?;
+        check(l.hidden_units <= 1024, "learning.hidden_units", "must be at most 1024")?;
+        check((1..=1_000_000).contains(&l.reservoir_per_class), "learning.reservoir_per_class", "must be 1..=1000000")?;
+        check(l.holdout_every >= 2, "learning.holdout_every", "must be at least 2")?;
+        check((0.0..=1.0).contains(&l.shadow_tolerance), "learning.shadow_tolerance", "must be in [0, 1]")?;
+        check(l.max_move_per_hour > 0.0, "learning.max_move_per_hour", "must be positive")?;
+        check(l.rollback_check_every >= 1, "learning.rollback_check_every", "must be at least 1")?;
+        check(l.cache_flows >= 1, "learning.cache_flows", "must be at least 1")?;
+        check(l.drift_error_lambda > 0.0 && l.drift_score_lambda > 0.0, "learning.drift_*_lambda", "must be positive")?;
+        check(
+            l.on_drift != DriftAction::Reload || self.model.path.is_some(),
+            "learning.on_drift",
+            "`reload` needs model.path (the file a retrained model is dropped into)",
+        )?;
+        for s in l.sources.values() {
+            check(s.weight > 0.0 && s.weight <= 1.0, "learning.sources.*.weight", "must be in (0, 1]")?;
+            check(s.burst >= 1, "learning.sources.*.burst", "must be at least 1")?;
+            check(
+                s.token.as_ref().is_none_or(|t| t.len() >= 16),
+                "learning.sources.*.token",
+                "must be at least 16 characters",
+            )?;
+        }
         Ok(())
     }
 

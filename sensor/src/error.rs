@@ -124,4 +124,7 @@ pub enum PipelineError {
     /// The model could not be loaded.
     #[error(transparent)]
     Model(#[from] crate::inference::InferenceError),
+    /// Online learning could not start.
+    #[error(transparent)]
+    Learn(#[from] crate::learn::LearnError),
 }

@@ -11,6 +11,7 @@
 //!               TLS, HTTP)  TLS/HTTP)   JA3/JA4)
 //! ```
 //!
+//! [`learn`] adapts the classifier head to labelled feedback while the sensor runs.
 //! [`runtime`] says how the stages run (sharded workers), [`stats`] counts everything
 //! that is dropped or skipped, [`config`] is the one configuration tree.
 
@@ -24,6 +25,7 @@ pub mod features;
 pub mod fingerprint;
 pub mod flow;
 pub mod inference;
+pub mod learn;
 
 pub mod runtime;
 pub mod stats;

@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use nightjar::config::Config;
 use nightjar::decode::{DecodeError, Skip};
 use nightjar::flow::EndReason;
+use nightjar::runtime::control::Control;
 use nightjar::runtime::{Sinks, Summary, replay};
 
 /// Embedded sample captures for `nightjar demo` (FoxIO and Salesforce test vectors,
@@ -143,12 +144,25 @@ struct ReplayArgs {
     /// With --metrics-listen: keep serving this many seconds after the replay (for a scrape).
     #[arg(long, default_value_t = 0)]
     linger_secs: u64,
+    /// Prequential online learning: a labels CSV (`client_ip,client_port,server_ip,
+    /// server_port,class`, optional `source`); each label is learned right after its flow
+    /// is scored, in capture order, so every verdict written predates its own label. One
+    /// worker.
+    #[arg(long)]
+    feedback: Option<PathBuf>,
+    /// Directory of the learner's checkpoints (overrides `learning.state_dir`): the
+    /// learned head is resumed from it and, with --feedback, saved to it.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Write the summary (counters and learning outcome) as JSON to this file.
+    #[arg(long)]
+    summary_json: Option<PathBuf>,
 }
 
 /// Installs the Prometheus recorder (with the histogram buckets) and serves it.
-fn serve_metrics(
-    listen: std::net::SocketAddr,
-) -> Result<(nightjar::export::http::Endpoint, std::sync::Arc<nightjar::export::http::Health>)> {
+/// Installs the Prometheus recorder (with the histogram buckets). Before anything that
+/// publishes a metric.
+fn install_recorder() -> Result<metrics_exporter_prometheus::PrometheusHandle> {
     use metrics_exporter_prometheus::Matcher;
     use nightjar::export::metrics as m;
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -158,10 +172,43 @@ fn serve_metrics(
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     m::describe();
+    Ok(handle)
+}
+
+/// Serves the installed recorder, health and the learning API.
+fn serve_metrics(
+    listen: std::net::SocketAddr,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    api: nightjar::export::http::Api,
+) -> Result<(nightjar::export::http::Endpoint, std::sync::Arc<nightjar::export::http::Health>)> {
     let health = std::sync::Arc::new(nightjar::export::http::Health::default());
-    let endpoint = nightjar::export::http::Endpoint::start(listen, handle, std::sync::Arc::clone(&health))
+    let endpoint = nightjar::export::http::Endpoint::start(listen, handle, std::sync::Arc::clone(&health), api)
         .with_context(|| format!("cannot serve metrics on {listen}"))?;
     Ok((endpoint, health))
+}
+
+/// The model slot and learner (none without a model); SIGHUP asks for a model reload.
+fn start_control(cfg: &Config) -> Result<Option<Control>> {
+    let control = Control::start(cfg)?;
+    if let Some(c) = &control {
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, std::sync::Arc::clone(&c.reload))
+            .context("installing the SIGHUP handler")?;
+    }
+    Ok(control)
+}
+
+/// The learning API of `control`: tokens of the configured sources.
+fn api_of(cfg: &Config, control: Option<&Control>) -> nightjar::export::http::Api {
+    nightjar::export::http::Api {
+        learn: control.and_then(Control::learner_tx),
+        tokens: cfg
+            .learning
+            .sources
+            .iter()
+            .filter_map(|(name, s)| s.token.clone().map(|t| (t, name.clone())))
+            .collect(),
+        reload: control.map(|c| std::sync::Arc::clone(&c.reload)),
+    }
 }
 
 fn open_out(path: Option<&Path>) -> Result<Box<dyn Write + Send>> {
@@ -240,6 +287,13 @@ fn print_summary(s: &Summary) {
             let _ = writeln!(e, "  {name:<24} {v:>6}");
         }
     }
+    if let Some(l) = &s.learning {
+        let _ = writeln!(
+            e,
+            "  learning       head v{} · {} labels {:?} · reservoir {} · held back {} · rollbacks {} · drifts {:?}",
+            l.head_version, l.labels, l.outcomes, l.reservoir, l.holdout, l.rollbacks, l.drifts
+        );
+    }
     for err in &s.file_errors {
         let _ = writeln!(e, "  file error: {err}");
     }
@@ -266,15 +320,24 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
         );
         b
     };
-    let endpoint = match args.metrics_listen {
-        Some(addr) => {
-            let (e, health) = serve_metrics(addr)?;
+    if let Some(d) = &args.state_dir {
+        cfg.learning.state_dir = Some(d.clone());
+    }
+    // Prequential replay runs its own learner; otherwise the model slot and learner of a
+    // running sensor (SIGHUP swaps the model, the API takes feedback).
+    let handle = args.metrics_listen.map(|_| install_recorder()).transpose()?;
+    let control = if args.feedback.is_none() { start_control(cfg)? } else { None };
+    let endpoint = match (args.metrics_listen, handle) {
+        (Some(addr), Some(handle)) => {
+            let (e, health) = serve_metrics(addr, handle, api_of(cfg, control.as_ref()))?;
             health.ready.store(true, std::sync::atomic::Ordering::Relaxed);
             Some(e)
         }
-        None => None,
+        _ => None,
     };
-    let summary = replay(cfg, &args.files, sinks, &mut |pos, _| bar.set_position(pos))?;
+    let summary = replay(cfg, &args.files, sinks, args.feedback.as_deref(), control.as_ref(), &mut |pos, _| {
+        bar.set_position(pos);
+    })?;
     bar.finish_and_clear();
     if endpoint.is_some() {
         nightjar::export::metrics::StatsPublisher::new(0).publish(
@@ -284,8 +347,24 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
         );
         std::thread::sleep(std::time::Duration::from_secs(args.linger_secs));
     }
+    if let Some(c) = control {
+        c.finish();
+    }
     if !args.quiet {
         print_summary(&summary);
+    }
+    if let Some(p) = &args.summary_json {
+        let st = &summary.stats;
+        let j = serde_json::json!({
+            "packets": st.packets,
+            "flows": st.flows_created,
+            "events": st.events,
+            "detections": {"benign": st.detections[0], "attack": st.detections[1], "malware": st.detections[2], "unknown": st.detections[3]},
+            "inference_errors": st.inference_errors,
+            "learning": summary.learning,
+            "elapsed_secs": summary.elapsed.as_secs_f64(),
+        });
+        std::fs::write(p, j.to_string()).with_context(|| format!("cannot write {}", p.display()))?;
     }
     if summary.file_errors.is_empty() {
         Ok(ExitCode::SUCCESS)
@@ -312,7 +391,10 @@ fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
             stop.store(true, Ordering::Relaxed);
         });
     }
-    let (_endpoint, health) = serve_metrics(args.metrics_listen)?;
+    // Load (and refuse a bad) model before touching the interface.
+    let handle = install_recorder()?;
+    let control = start_control(cfg)?;
+    let (_endpoint, health) = serve_metrics(args.metrics_listen, handle, api_of(cfg, control.as_ref()))?;
     let sinks = Sinks {
         events: Some(open_out(args.events.as_deref())?),
         features: args.features.as_deref().map(|p| open_out(Some(p))).transpose()?,
@@ -327,7 +409,10 @@ fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
         CaptureArg::Afpacket => CapturePath::AfPacket,
     };
     let opts = LiveOptions { iface: &args.iface, queues: &args.queues, mode, path };
-    let s = run(cfg, opts, sinks, &stop, &health.ready)?;
+    let s = run(cfg, opts, sinks, &stop, &health.ready, control.as_ref())?;
+    if let Some(c) = control {
+        c.finish();
+    }
     let xdp: serde_json::Map<String, serde_json::Value> =
         nightjar_common::Counter::ALL.iter().map(|c| (c.as_str().to_owned(), s.xdp[*c as usize].into())).collect();
     let summary = serde_json::json!({
@@ -373,6 +458,9 @@ fn run_demo(cfg: &mut Config, events: Option<&Path>) -> Result<ExitCode> {
         quiet: false,
         metrics_listen: None,
         linger_secs: 0,
+        feedback: None,
+        state_dir: None,
+        summary_json: None,
     };
     run_replay(cfg, &args)
 }

@@ -66,7 +66,7 @@ fn tract_matches_onnx_runtime_for_float_and_int8() {
 }
 
 fn copy_artifacts(dir: &Path) -> PathBuf {
-    for name in ["nightjar.json", "nightjar-float.onnx", "nightjar-int8.onnx"] {
+    for name in ["nightjar.json", "nightjar-float.onnx", "nightjar-int8.onnx", "nightjar-reference.json"] {
         std::fs::copy(artifacts().join(name), dir.join(name)).expect("copy");
     }
     dir.join("nightjar.json")

@@ -178,7 +178,7 @@ fn prometheus_scrapes_replay_and_every_expression_works() {
         assert!(start.elapsed() < Duration::from_secs(20), "rules never evaluated: {r}");
         std::thread::sleep(Duration::from_millis(500));
     };
-    assert_eq!(rules.len(), 7);
+    assert_eq!(rules.len(), 9);
     for rule in &rules {
         assert_eq!(rule["health"], "ok", "{rule}");
         let q = rule["query"].as_str().expect("query");

@@ -60,6 +60,31 @@ pub const MODEL_CREATED: &str = "nightjar_model_created_timestamp_seconds";
 pub const INFERENCE_SECONDS_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
 /// Histogram buckets of [`INFERENCE_BATCH`].
 pub const INFERENCE_BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+/// Counter: labels by source (configured names, else `other`) and outcome (applied,
+/// held_back, rate_limited, unknown_source, unknown_flow, invalid, move_cap, shadow).
+pub const LEARN_FEEDBACK: &str = "nightjar_learning_feedback_total";
+/// Counter: head updates accepted.
+pub const LEARN_UPDATES_APPLIED: &str = "nightjar_learning_updates_applied_total";
+/// Counter: head updates rejected, by reason (move_cap, shadow).
+pub const LEARN_UPDATES_REJECTED: &str = "nightjar_learning_updates_rejected_total";
+/// Counter: rollbacks to the last checked head.
+pub const LEARN_ROLLBACKS: &str = "nightjar_learning_rollbacks_total";
+/// Gauge: Page-Hinkley statistic over its threshold, by signal (error, score).
+pub const LEARN_DRIFT_SCORE: &str = "nightjar_learning_drift_score";
+/// Counter: drifts detected, by signal.
+pub const LEARN_DRIFTS: &str = "nightjar_learning_drift_detected_total";
+/// Gauge: version of the head the workers score with.
+pub const LEARN_HEAD_VERSION: &str = "nightjar_learning_head_version";
+/// Gauge: flows in the feedback cache.
+pub const LEARN_CACHED_FLOWS: &str = "nightjar_learning_cached_flows";
+/// Counter: scored flows the learner's queue could not take.
+pub const LEARN_SCORED_DROPPED: &str = "nightjar_learning_scored_dropped_total";
+/// Counter: checkpoints written.
+pub const LEARN_CHECKPOINTS: &str = "nightjar_learning_checkpoints_total";
+/// Counter: checkpoint failures by operation (save, load).
+pub const LEARN_CHECKPOINT_ERRORS: &str = "nightjar_learning_checkpoint_errors_total";
+/// Counter: full-model swaps by result (ok, refused).
+pub const MODEL_RELOADS: &str = "nightjar_model_reloads_total";
 /// Always 1, with the version as a label.
 pub const BUILD_INFO: &str = "nightjar_build_info";
 
@@ -94,6 +119,21 @@ pub fn describe() {
     describe_counter!(INFERENCE_ERRORS, "Inference batches that failed (their flows stay unknown).");
     describe_gauge!(MODEL_INFO, "Always 1; the version label names the loaded model.");
     describe_gauge!(MODEL_CREATED, metrics::Unit::Seconds, "When the loaded model was exported (Unix time).");
+    describe_counter!(LEARN_FEEDBACK, "Feedback labels by source and outcome.");
+    describe_counter!(LEARN_UPDATES_APPLIED, "Online head updates accepted.");
+    describe_counter!(LEARN_UPDATES_REJECTED, "Online head updates rejected, by reason (move_cap, shadow).");
+    describe_counter!(LEARN_ROLLBACKS, "Rollbacks of the head to the last checked version.");
+    describe_gauge!(
+        LEARN_DRIFT_SCORE,
+        "Page-Hinkley statistic over its threshold by signal (error, score); 1 = drift."
+    );
+    describe_counter!(LEARN_DRIFTS, "Drifts detected, by signal.");
+    describe_gauge!(LEARN_HEAD_VERSION, "Version of the online-learned head the workers use (0: as trained).");
+    describe_gauge!(LEARN_CACHED_FLOWS, "Scored flows kept for feedback by flow id.");
+    describe_counter!(LEARN_SCORED_DROPPED, "Scored flows not handed to the learner (its queue was full).");
+    describe_counter!(LEARN_CHECKPOINTS, "Learner checkpoints written.");
+    describe_counter!(LEARN_CHECKPOINT_ERRORS, "Learner checkpoint failures by operation (save, load).");
+    describe_counter!(MODEL_RELOADS, "Full-model swaps by result (ok, refused).");
     describe_gauge!(BUILD_INFO, "Always 1; the version label says which build runs.");
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
@@ -172,6 +212,15 @@ pub fn publish_xdp(values: &[u64; XdpCounter::COUNT as usize]) {
 
 /// Publishes which model is loaded and when it was made.
 pub fn model_info(version: &str, created_unix: u64) {
+    static LAST: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    if let Ok(mut last) = LAST.lock() {
+        // A swapped-out model's series drops to 0, so `max by (version)` names one model.
+        if let Some(old) = last.replace(version.to_owned())
+            && old != version
+        {
+            gauge!(MODEL_INFO, "version" => old).set(0.0);
+        }
+    }
     gauge!(MODEL_INFO, "version" => version.to_owned()).set(1.0);
     gauge!(MODEL_CREATED).set(created_unix as f64);
 }

@@ -16,6 +16,7 @@ use super::{Class, Verdict};
 #[cfg(feature = "model")]
 use crate::features::FEATURE_NAMES;
 use crate::features::{FeatureVector, SEQ_LEN};
+use crate::learn::Head;
 
 /// A loaded, optimised model with its buffers.
 pub struct Classifier {
@@ -97,6 +98,37 @@ impl Classifier {
         Ok(c)
     }
 
+    /// A classifier on the same optimised plan with buffers of its own: what each worker
+    /// takes from a model loaded once (start-up, hot swap) without optimising it again.
+    #[must_use]
+    pub fn fork(&self) -> Self {
+        Self {
+            #[cfg(feature = "model")]
+            plan: Arc::clone(&self.plan),
+            bundle: Arc::clone(&self.bundle),
+            label: self.label.clone(),
+            batch: self.batch,
+            n_static: self.n_static,
+            url_width: self.url_width,
+            static_buf: vec![0.0; self.static_buf.len()],
+            seq_buf: vec![0.0; self.seq_buf.len()],
+            url_buf: vec![0.0; self.url_buf.len()],
+            embeddings: Vec::new(),
+            embedding_dim: self.embedding_dim,
+            probs: Vec::new(),
+        }
+    }
+
+    /// The model this classifier runs.
+    pub fn bundle(&self) -> &Arc<ModelBundle> {
+        &self.bundle
+    }
+
+    /// `version/variant` of the model.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
     /// Flows per batch.
     pub fn batch_size(&self) -> usize {
         self.batch
@@ -153,6 +185,54 @@ impl Classifier {
         res
     }
 
+    /// Verdicts of up to `batch_size()` flows from the online-learned `head` applied to the
+    /// graph's embeddings (the graph's own softmax layer is not used).
+    pub fn classify_head(
+        &mut self,
+        flows: &[&FeatureVector],
+        head: &Head,
+        out: &mut Vec<Verdict>,
+    ) -> Result<(), InferenceError> {
+        let mut probs = std::mem::take(&mut self.probs);
+        let res = self.probabilities(flows, &mut probs);
+        self.probs = probs;
+        out.clear();
+        res?;
+        if self.embedding_dim != head.dim {
+            return Err(InferenceError::Run(format!(
+                "head expects embeddings of width {}, the graph gives {}",
+                head.dim, self.embedding_dim
+            )));
+        }
+        for e in self.embeddings.chunks_exact(self.embedding_dim) {
+            let mut v = self.verdict(&head.probs(e));
+            v.head = Some(head.version);
+            out.push(v);
+        }
+        Ok(())
+    }
+
+    /// Largest difference between the graph's probabilities and `head`'s on the same
+    /// embeddings, over one batch of zero inputs: proves the head in the metadata is the
+    /// graph's softmax layer.
+    pub fn head_parity(&mut self, head: &Head) -> Result<f32, InferenceError> {
+        self.static_buf.fill(0.0);
+        self.seq_buf.fill(0.0);
+        self.url_buf.fill(0.0);
+        let mut probs = Vec::new();
+        let rows = self.batch;
+        self.run_raw(rows, &mut probs)?;
+        if self.embedding_dim != head.dim {
+            return Ok(f32::INFINITY);
+        }
+        let mut worst = 0.0f32;
+        for (p, e) in probs.chunks_exact(3).zip(self.embeddings.chunks_exact(self.embedding_dim)) {
+            let q = head.probs(e);
+            worst = p.iter().zip(q).map(|(a, b)| (a - b).abs()).fold(worst, f32::max);
+        }
+        Ok(worst)
+    }
+
     /// The verdict for one row of probabilities.
     pub fn verdict(&self, p: &[f32]) -> Verdict {
         let (best, score) =
@@ -162,6 +242,6 @@ impl Classifier {
         } else {
             [Class::Benign, Class::Attack, Class::Malware][best]
         };
-        Verdict { class, score: Some(score), model: Some(self.label.clone()) }
+        Verdict { class, score: Some(score), model: Some(self.label.clone()), head: None }
     }
 }

@@ -50,11 +50,14 @@ pub struct Verdict {
     pub score: Option<f32>,
     /// Version of the model that decided, when one ran.
     pub model: Option<String>,
+    /// Version of the online-learned head that decided (0: as trained), when learning runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<u64>,
 }
 
 impl Verdict {
     /// The verdict when no model is loaded.
     pub fn unknown() -> Self {
-        Self { class: Class::Unknown, score: None, model: None }
+        Self { class: Class::Unknown, score: None, model: None, head: None }
     }
 }

@@ -16,6 +16,7 @@ use crate::features::{FEATURE_NAMES, SCHEMA_VERSION, SEQ_LEN};
 const EMBEDDED_META: &str = include_str!("../../../model/artifacts/nightjar.json");
 const EMBEDDED_FLOAT: &[u8] = include_bytes!("../../../model/artifacts/nightjar-float.onnx");
 const EMBEDDED_INT8: &[u8] = include_bytes!("../../../model/artifacts/nightjar-int8.onnx");
+const EMBEDDED_REFERENCE: &[u8] = include_bytes!("../../../model/artifacts/nightjar-reference.json");
 
 /// Why a model was refused.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +104,39 @@ pub struct ModelMeta {
     pub files: BTreeMap<String, FileRef>,
     /// The variant used unless another is asked for.
     pub default: String,
+    /// The softmax layer (online learning starts from it), when the export wrote it.
+    #[serde(default)]
+    pub head: Option<HeadJson>,
+    /// Labelled reference embeddings for online learning, when the export wrote them.
+    #[serde(default)]
+    pub reference: Option<FileRef>,
+}
+
+/// The trained softmax layer: `weight` is classes x embedding width.
+#[derive(Clone, Debug, Deserialize)]
+pub struct HeadJson {
+    /// Weights.
+    pub weight: Vec<Vec<f32>>,
+    /// Biases.
+    pub bias: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct ReferenceJson {
+    dim: usize,
+    labels: Vec<u8>,
+    embeddings_f32le_b64: String,
+}
+
+/// The labelled reference embeddings (float32), `dim` per flow.
+#[derive(Clone, Debug, Default)]
+pub struct Reference {
+    /// Embedding width.
+    pub dim: usize,
+    /// Class per flow.
+    pub labels: Vec<u8>,
+    /// Row-major embeddings.
+    pub embeddings: Vec<f32>,
 }
 
 /// A validated model: metadata, preprocessing and the ONNX bytes of one variant.
@@ -116,6 +150,10 @@ pub struct ModelBundle {
     pub preprocess: Preprocess,
     /// The ONNX graph.
     pub onnx: Vec<u8>,
+    /// SHA-256 of the ONNX graph (checkpoints of the learned head name it).
+    pub sha256: String,
+    /// Reference embeddings for online learning (empty when the model has none).
+    pub reference: Reference,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -126,12 +164,26 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
+fn parse_reference(bytes: &[u8]) -> Result<Reference, String> {
+    use base64::Engine;
+    let r: ReferenceJson = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(r.embeddings_f32le_b64.as_bytes())
+        .map_err(|e| e.to_string())?;
+    if r.dim == 0 || raw.len() != r.labels.len() * r.dim * 4 || r.labels.iter().any(|&y| y > 2) {
+        return Err(format!("{} bytes of embeddings for {} flows of width {}", raw.len(), r.labels.len(), r.dim));
+    }
+    let embeddings = raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    Ok(Reference { dim: r.dim, labels: r.labels, embeddings })
+}
+
 impl ModelBundle {
     /// The model embedded in the binary, in `variant` (`None`: its default).
     pub fn embedded(variant: Option<&str>) -> Result<Self, InferenceError> {
         Self::from_parts("embedded model", EMBEDDED_META, variant, |name| match name {
             "nightjar-float.onnx" => Ok(EMBEDDED_FLOAT.to_vec()),
             "nightjar-int8.onnx" => Ok(EMBEDDED_INT8.to_vec()),
+            "nightjar-reference.json" => Ok(EMBEDDED_REFERENCE.to_vec()),
             other => Err(InferenceError::Read {
                 path: other.into(),
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "not embedded"),
@@ -192,7 +244,18 @@ impl ModelBundle {
         if got != file.sha256 {
             return Err(InferenceError::Hash { file: file.path.clone(), got, want: file.sha256.clone() });
         }
-        Ok(Self { meta, variant, preprocess, onnx })
+        let reference = match &meta.reference {
+            None => Reference::default(),
+            Some(r) => {
+                let bytes = read(&r.path)?;
+                let got = hex(&bytes);
+                if got != r.sha256 {
+                    return Err(InferenceError::Hash { file: r.path.clone(), got, want: r.sha256.clone() });
+                }
+                parse_reference(&bytes).map_err(|reason| InferenceError::Metadata { what: r.path.clone(), reason })?
+            }
+        };
+        Ok(Self { meta, variant, preprocess, onnx, sha256: got, reference })
     }
 
     /// `version/variant`, as reported in events.

@@ -177,12 +177,13 @@ pub fn run(
     mut sinks: Sinks,
     stop: &Arc<AtomicBool>,
     ready: &AtomicBool,
+    control: Option<&super::control::Control>,
 ) -> Result<LiveSummary, PipelineError> {
     let LiveOptions { iface, queues, mode, path } = opts;
     let start = Instant::now();
     let live = |e: LiveError| PipelineError::Live(e);
-    // Refuse a bad model before touching the interface.
-    let model = super::load_model(cfg)?;
+    // The model is loaded (and a bad one refused) by the caller's Control before this
+    // touches the interface.
     let idx = ifindex(iface).map_err(live)?;
     let (filter, sources) = match path {
         CapturePath::Xdp => {
@@ -223,7 +224,11 @@ pub fn run(
     let capacity = cfg.flow.max_flows.div_ceil(sources.len().max(1));
     let mut handles = Vec::new();
     for (i, (name, source)) in sources.into_iter().enumerate() {
-        let w = Worker::new(cfg, capacity, outputs).with_model(cfg, model.as_ref())?;
+        let w = Worker::new(cfg, capacity, outputs);
+        let w = match control {
+            Some(c) => c.attach(w),
+            None => w,
+        };
         let (stop, out_tx, dropped) = (Arc::clone(stop), out_tx.clone(), Arc::clone(&dropped));
         let h = std::thread::Builder::new()
             .name(name)
@@ -240,6 +245,9 @@ pub fn run(
     // Publish the XDP counters while the workers run.
     while !stop.load(Ordering::Relaxed) && handles.iter().any(|h| !h.is_finished()) {
         std::thread::sleep(TICK);
+        if let Some(c) = control {
+            c.poll();
+        }
         if let Some(f) = &filter
             && let Ok(values) = f.counters()
         {

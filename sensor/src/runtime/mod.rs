@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
+pub mod control;
 pub mod live;
 
 use crate::capture::{Frame, LinkType, PacketSource, PcapFileSource};
@@ -25,6 +26,8 @@ use crate::export::features_line;
 use crate::features::{FeatureVector, extract};
 use crate::flow::{FlowKey, FlowRecord, FlowTable};
 use crate::inference::{Classifier, InferenceError, ModelBundle, Verdict};
+use crate::learn::service::Scored;
+use crate::learn::{Head, LearnError, Prequential, Shared};
 use crate::stats::Stats;
 
 /// Frames moved between threads per batch.
@@ -69,10 +72,62 @@ pub struct Worker {
     queued: usize,
     oldest: Option<Instant>,
     verdicts: Vec<Verdict>,
+    learn: Option<WorkerLearn>,
+    /// Generation of the model the classifier runs (bumped by hot swaps).
+    generation: u64,
+    slot: Option<Arc<ModelSlot>>,
 }
 
-/// Loads the model the configuration asks for (`None` when it is disabled) and publishes
-/// which one it is (`nightjar_model_info`; a no-op without a metrics recorder).
+/// The model the workers should run: a hot swap stores a new one (optimised once, off
+/// the packet path); each worker forks it between two batches.
+pub struct ModelSlot {
+    current: arc_swap::ArcSwap<LoadedModel>,
+}
+
+/// A loaded model and its generation.
+pub struct LoadedModel {
+    /// 0 for the model loaded at start, +1 per swap.
+    pub generation: u64,
+    /// The optimised model, forked by each worker.
+    pub prototype: std::sync::Mutex<Classifier>,
+}
+
+impl ModelSlot {
+    /// A slot holding the start-up model.
+    pub fn new(prototype: Classifier) -> Self {
+        Self {
+            current: arc_swap::ArcSwap::from_pointee(LoadedModel {
+                generation: 0,
+                prototype: std::sync::Mutex::new(prototype),
+            }),
+        }
+    }
+
+    /// Generation now in the slot.
+    pub fn generation(&self) -> u64 {
+        self.current.load().generation
+    }
+
+    /// Stores a new model; returns its generation.
+    pub fn swap(&self, prototype: Classifier) -> u64 {
+        let generation = self.generation() + 1;
+        self.current.store(Arc::new(LoadedModel { generation, prototype: std::sync::Mutex::new(prototype) }));
+        generation
+    }
+}
+
+/// A worker's link to online learning.
+pub struct WorkerLearn {
+    /// The head and the learner's queue.
+    pub shared: Arc<Shared>,
+    /// In `replay --feedback`: the learner itself, applied after each batch.
+    pub prequential: Option<Box<Prequential>>,
+    /// Compute fingerprints for the learner (intel lists are loaded).
+    pub fingerprints: bool,
+}
+
+/// Loads the model the configuration asks for (`None` when it is disabled). Whoever
+/// adopts it publishes it ([`crate::export::metrics::model_info`]).
 pub fn load_model(cfg: &Config) -> Result<Option<Arc<ModelBundle>>, InferenceError> {
     if !cfg.model.enabled {
         return Ok(None);
@@ -82,7 +137,6 @@ pub fn load_model(cfg: &Config) -> Result<Option<Arc<ModelBundle>>, InferenceErr
         Some(p) => ModelBundle::from_path(p, variant)?,
         None => ModelBundle::embedded(variant)?,
     };
-    crate::export::metrics::model_info(&bundle.label(), bundle.meta.created_unix);
     Ok(Some(Arc::new(bundle)))
 }
 
@@ -102,7 +156,65 @@ impl Worker {
             queued: 0,
             oldest: None,
             verdicts: Vec::new(),
+            learn: None,
+            generation: 0,
+            slot: None,
         }
+    }
+
+    /// Runs the model in `slot` (forked) and follows its swaps.
+    #[must_use]
+    pub fn with_slot(mut self, cfg: &Config, slot: &Arc<ModelSlot>) -> Self {
+        let cur = slot.current.load();
+        if let Ok(p) = cur.prototype.lock() {
+            self.classifier = Some(p.fork());
+            self.generation = cur.generation;
+            self.max_wait = Duration::from_millis(cfg.model.max_wait_ms);
+        }
+        self.slot = Some(Arc::clone(slot));
+        self
+    }
+
+    /// Picks up a swapped model (between batches; nothing queued is lost: the waiting
+    /// flows run on the new model).
+    fn follow_slot(&mut self) {
+        let Some(slot) = &self.slot else { return };
+        let cur = slot.current.load();
+        if cur.generation != self.generation
+            && let Ok(p) = cur.prototype.lock()
+        {
+            self.classifier = Some(p.fork());
+            self.generation = cur.generation;
+        }
+    }
+
+    /// Scores with the online-learned head and feeds the learner. In prequential mode
+    /// partial batches only run at the end of input, so replays are reproducible.
+    #[must_use]
+    pub fn with_learning(mut self, learn: WorkerLearn) -> Self {
+        if learn.prequential.is_some() {
+            self.max_wait = Duration::MAX;
+        }
+        self.learn = Some(learn);
+        self
+    }
+
+    /// Checks that the shared head reproduces this worker's graph (the metadata's head is
+    /// the graph's softmax layer, or the resumed head was learned on this model's
+    /// embeddings: then only the trained part is compared, on a fresh head).
+    pub fn check_head(&mut self, trained: &Head) -> Result<(), LearnError> {
+        if let Some(c) = self.classifier.as_mut() {
+            let diff = c.head_parity(trained).map_err(|_| LearnError::HeadMismatch(c.label().to_owned(), f32::NAN))?;
+            if diff.is_nan() || diff > 2e-2 {
+                return Err(LearnError::HeadMismatch(c.label().to_owned(), diff));
+            }
+        }
+        Ok(())
+    }
+
+    /// The prequential learner, once the replay is over.
+    pub fn take_prequential(&mut self) -> Option<Box<Prequential>> {
+        self.learn.as_mut().and_then(|l| l.prequential.take())
     }
 
     /// Gives this worker its own classifier (the model optimised for `cfg.model.batch_size`).
@@ -182,11 +294,18 @@ impl Worker {
     }
 
     fn run_batch(&mut self) {
+        self.follow_slot();
         let Some(classifier) = self.classifier.as_mut() else { return };
         let flows: Vec<&FeatureVector> =
             self.pending.iter().filter(|p| p.classify).filter_map(|p| p.features.as_ref()).collect();
         let started = Instant::now();
-        match classifier.classify(&flows, &mut self.verdicts) {
+        // The learned head, if it belongs to the model this worker runs.
+        let head = self.learn.as_ref().map(|l| l.shared.head.load_full()).filter(|s| s.generation == self.generation);
+        let res = match &head {
+            Some(s) => classifier.classify_head(&flows, &s.head, &mut self.verdicts),
+            None => classifier.classify(&flows, &mut self.verdicts),
+        };
+        match res {
             Ok(()) => {
                 metrics::histogram!(crate::export::metrics::INFERENCE_SECONDS).record(started.elapsed().as_secs_f64());
                 metrics::histogram!(crate::export::metrics::INFERENCE_BATCH).record(flows.len() as f64);
@@ -197,6 +316,10 @@ impl Worker {
                     if let Some(v) = verdicts.next() {
                         p.verdict = v;
                     }
+                }
+                drop(verdicts);
+                if let (Some(learn), Some(s)) = (self.learn.as_mut(), head.as_ref()) {
+                    feed_learner(learn, classifier, &s.head, self.generation, &self.pending);
                 }
             }
             Err(_) => self.stats.inference_errors += 1,
@@ -226,6 +349,48 @@ impl Worker {
             {
                 features_line(f, &cid, fv, &mut self.features_buf);
             }
+        }
+    }
+}
+
+/// Hands each flow just scored to the learner (prequential: applies its label now, so
+/// the next batch sees the new head).
+fn feed_learner(learn: &mut WorkerLearn, classifier: &Classifier, head: &Head, generation: u64, pending: &[Pending]) {
+    let dim = classifier.embedding_dim;
+    let scored = pending.iter().filter(|p| p.classify).zip(classifier.embeddings.chunks_exact(dim.max(1)));
+    for (p, e) in scored {
+        let f = &p.rec.flow;
+        let probs = head.probs(e);
+        let class = crate::learn::head::argmax(&probs);
+        let (ja3, ja4, cert_sha1) = if learn.fingerprints {
+            let ch = f.tls.as_ref().and_then(|t| t.client_hello());
+            (
+                ch.map(|c| crate::fingerprint::ja3(c).hash),
+                ch.map(|c| crate::fingerprint::ja4(c, crate::fingerprint::Transport::Tcp).hash),
+                f.tls.as_ref().and_then(|t| t.leaf.as_ref()).map(|l| l.sha1.clone()),
+            )
+        } else {
+            (None, None, None)
+        };
+        let s = Scored {
+            flow_id: f.id,
+            tuple: (f.client_ip, f.client_port, f.server_ip, f.server_port),
+            ts: f.last_ts as f64 / 1e9,
+            embedding: e.to_vec(),
+            class,
+            top: probs[class],
+            generation,
+            ja3,
+            ja4,
+            cert_sha1,
+        };
+        match learn.prequential.as_mut() {
+            Some(pq) => {
+                if pq.after_scored(&s) {
+                    learn.shared.publish(generation, pq.learner.state.head.clone());
+                }
+            }
+            None => learn.shared.offer(s),
         }
     }
 }
@@ -264,6 +429,78 @@ pub struct Summary {
     pub file_errors: Vec<String>,
     /// Workers used.
     pub workers: usize,
+    /// What online learning did (when it ran).
+    pub learning: Option<LearningSummary>,
+}
+
+/// Online learning in a replay.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct LearningSummary {
+    /// Head version at the end (0: as trained).
+    pub head_version: u64,
+    /// Labels read from the feedback file.
+    pub labels: usize,
+    /// Labels by outcome (applied, held_back, rate_limited, shadow, move_cap, ...).
+    pub outcomes: std::collections::BTreeMap<&'static str, u64>,
+    /// Reservoir examples.
+    pub reservoir: usize,
+    /// Held-back examples.
+    pub holdout: usize,
+    /// Rollbacks.
+    pub rollbacks: u64,
+    /// Drifts detected on the feedback error and score signals.
+    pub drifts: [u64; 2],
+}
+
+impl LearningSummary {
+    fn of(pq: &Prequential) -> Self {
+        let l = &pq.learner;
+        Self {
+            head_version: l.state.head.version,
+            labels: pq.labels.len,
+            outcomes: pq.outcomes.clone(),
+            reservoir: l.reservoir_len(),
+            holdout: l.holdout_len(),
+            rollbacks: l.state.rollbacks,
+            drifts: [l.state.drift_error.detections, l.state.drift_score.detections],
+        }
+    }
+}
+
+/// How a replay learns: the shared head, and the prequential learner with `--feedback`.
+struct ReplayLearn {
+    shared: Arc<Shared>,
+    trained: Head,
+    prequential: Option<Box<Prequential>>,
+    fingerprints: bool,
+}
+
+/// Prequential learning for a replay with a feedback file (resumed from
+/// `learning.state_dir` when it holds a checkpoint of this model).
+fn replay_learning(
+    cfg: &Config,
+    model: Option<&Arc<ModelBundle>>,
+    feedback: Option<&Path>,
+) -> Result<Option<ReplayLearn>, PipelineError> {
+    let Some(bundle) = model.filter(|_| cfg.learning.enabled) else {
+        return if feedback.is_some() { Err(LearnError::NoModel.into()) } else { Ok(None) };
+    };
+    if feedback.is_none() {
+        return Ok(None);
+    }
+    let learner = crate::learn::start_learner(bundle, &cfg.learning)?;
+    let trained = crate::learn::trained_head(bundle, &cfg.learning)?;
+    let shared = Arc::new(Shared::new(learner.state.head.clone(), None));
+    let prequential = match feedback {
+        None => None,
+        Some(p) => {
+            let intel = crate::learn::intel::Intel::load(&cfg.learning.intel).map_err(LearnError::from)?;
+            let labels = crate::learn::Labels::read(p)?;
+            Some(Box::new(Prequential { learner, labels, intel, outcomes: std::collections::BTreeMap::new() }))
+        }
+    };
+    let fingerprints = prequential.as_ref().is_some_and(|p| !p.intel.is_empty());
+    Ok(Some(ReplayLearn { shared, trained, prequential, fingerprints }))
 }
 
 /// Frames copied out of a source for one worker.
@@ -298,20 +535,41 @@ pub struct Sinks {
 
 /// Replays pcap files through `workers` shards and writes events and features.
 /// `progress` receives (bytes read, total bytes) after each batch.
+///
+/// With `feedback` (a labels CSV) the replay is prequential: one worker scores each flow,
+/// then learns its label, in capture order (see [`crate::learn`]).
+///
+/// With a [`control::Control`] (a running model slot and learner; not with `feedback`)
+/// the workers follow its model swaps and feed its learner, and its reload flag is polled
+/// between batches.
 pub fn replay(
     cfg: &Config,
     files: &[PathBuf],
     sinks: Sinks,
+    feedback: Option<&Path>,
+    control: Option<&control::Control>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Summary, PipelineError> {
     let start = Instant::now();
-    let workers = cfg.worker_count().max(1);
     let total: u64 = files.iter().map(|p| file_len(p)).sum();
-    let model = load_model(cfg)?;
-    let mut summary = if workers == 1 {
-        replay_inline(cfg, model.as_ref(), files, sinks, &mut |pos| progress(pos, total))?
+    let (model, learn) = if control.is_some() && feedback.is_none() {
+        (None, None)
     } else {
-        replay_sharded(cfg, model.as_ref(), workers, files, sinks, &mut |pos| progress(pos, total))?
+        let model = load_model(cfg)?;
+        if let Some(b) = &model {
+            crate::export::metrics::model_info(&b.label(), b.meta.created_unix);
+        }
+        let learn = replay_learning(cfg, model.as_ref(), feedback)?;
+        (model, learn)
+    };
+    let control = control.filter(|_| feedback.is_none());
+    // Prequential learning is sequential by definition: one worker.
+    let workers = if feedback.is_some() { 1 } else { cfg.worker_count().max(1) };
+    let setup = Setup { model: model.as_ref(), learn, control };
+    let mut summary = if workers == 1 {
+        replay_inline(cfg, setup, files, sinks, &mut |pos| progress(pos, total))?
+    } else {
+        replay_sharded(cfg, &setup, workers, files, sinks, &mut |pos| progress(pos, total))?
     };
     summary.workers = workers;
     summary.elapsed = start.elapsed();
@@ -327,15 +585,51 @@ fn outputs_of(sinks: &Sinks) -> Outputs {
 }
 
 /// One worker on the calling thread: no queues at all.
+/// How a replay's workers get their model and learner.
+struct Setup<'a> {
+    model: Option<&'a Arc<ModelBundle>>,
+    learn: Option<ReplayLearn>,
+    control: Option<&'a control::Control>,
+}
+
+impl Setup<'_> {
+    fn worker(&mut self, cfg: &Config, capacity: usize, outputs: Outputs) -> Result<Worker, PipelineError> {
+        let w = Worker::new(cfg, capacity, outputs);
+        if let Some(c) = self.control {
+            return Ok(c.attach(w));
+        }
+        let mut w = w.with_model(cfg, self.model)?;
+        if let Some(l) = self.learn.as_mut() {
+            w.check_head(&l.trained)?;
+            w = w.with_learning(WorkerLearn {
+                shared: Arc::clone(&l.shared),
+                prequential: l.prequential.take(),
+                fingerprints: l.fingerprints,
+            });
+        }
+        Ok(w)
+    }
+
+    fn poll(&self) {
+        if let Some(c) = self.control {
+            c.poll();
+        }
+    }
+}
+
 fn replay_inline(
     cfg: &Config,
-    model: Option<&Arc<ModelBundle>>,
+    mut setup: Setup<'_>,
     files: &[PathBuf],
     mut sinks: Sinks,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Summary, PipelineError> {
     let mut summary = Summary::default();
-    let mut w = Worker::new(cfg, cfg.flow.max_flows, outputs_of(&sinks)).with_model(cfg, model)?;
+    let mut w = setup.worker(cfg, cfg.flow.max_flows, outputs_of(&sinks))?;
+    let mut progress = |pos| {
+        setup.poll();
+        progress(pos);
+    };
     let mut done_bytes = 0;
     for path in files {
         match replay_file_inline(path, &mut w, &mut sinks, &mut |pos| progress(done_bytes + pos)) {
@@ -350,6 +644,10 @@ fn replay_inline(
     w.poll_batch(true);
     write_out(&mut sinks, &mut w.events_buf, &mut w.features_buf)?;
     flush_sinks(&mut sinks)?;
+    if let Some(mut pq) = w.take_prequential() {
+        crate::learn::save_checkpoint(&mut pq.learner);
+        summary.learning = Some(LearningSummary::of(&pq));
+    }
     summary.stats = w.stats;
     Ok(summary)
 }
@@ -358,12 +656,16 @@ fn replay_inline(
 /// writer thread writes what the workers serialise.
 fn replay_sharded(
     cfg: &Config,
-    model: Option<&Arc<ModelBundle>>,
+    setup: &Setup<'_>,
     workers: usize,
     files: &[PathBuf],
     mut sinks: Sinks,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Summary, PipelineError> {
+    let mut progress = |pos| {
+        setup.poll();
+        progress(pos);
+    };
     let outputs = outputs_of(&sinks);
     let capacity = cfg.flow.max_flows.div_ceil(workers);
     let (out_tx, out_rx) = bounded::<Output>(workers * QUEUE_DEPTH);
@@ -374,7 +676,10 @@ fn replay_sharded(
         let (tx, rx) = bounded::<FrameBatch>(QUEUE_DEPTH);
         txs.push(tx);
         let (out_tx, free_tx) = (out_tx.clone(), free_tx.clone());
-        let w = Worker::new(cfg, capacity, outputs).with_model(cfg, model)?;
+        let w = match setup.control {
+            Some(c) => c.attach(Worker::new(cfg, capacity, outputs)),
+            None => Worker::new(cfg, capacity, outputs).with_model(cfg, setup.model)?,
+        };
         let h = std::thread::Builder::new()
             .name(format!("nightjar-worker-{i}"))
             .spawn(move || run_worker(w, &rx, &out_tx, &free_tx))
@@ -397,7 +702,7 @@ fn replay_sharded(
         .map_err(|source| PipelineError::Output { what: "writer thread", source })?;
 
     let mut summary = Summary::default();
-    summary.stats = shard_files(files, &txs, &free_rx, &mut summary.file_errors, progress);
+    summary.stats = shard_files(files, &txs, &free_rx, &mut summary.file_errors, &mut progress);
     drop(txs);
     for (i, h) in handles.into_iter().enumerate() {
         let stats = h.join().map_err(|_| PipelineError::WorkerPanic(i))?;
