@@ -66,7 +66,7 @@ pub struct LearningConfig {
     pub state_dir: Option<std::path::PathBuf>,
     /// SGD step size, (0, 1]. Default 0.3.
     pub learning_rate: f32,
-    /// SGD steps per label. Default 16.
+    /// SGD steps per label. Default 24.
     pub steps_per_label: usize,
     /// Reservoir examples per class in each step (class-balanced replay). Default 32.
     pub batch_per_class: usize,
@@ -138,7 +138,7 @@ impl Default for LearningConfig {
             enabled: true,
             state_dir: None,
             learning_rate: 0.3,
-            steps_per_label: 16,
+            steps_per_label: 24,
             batch_per_class: 32,
             repeat_new: 8,
             hidden_units: 16,

@@ -135,6 +135,10 @@ pub struct Learner {
     /// come with the model).
     reference_pool: Vec<Example>,
     initial_norm: f32,
+    /// The trained head's metrics on the reference pool: the last checked head may never
+    /// be more than the tolerance below them (candidates: twice), however slowly updates
+    /// creep.
+    trained_floor: [f32; 3],
     /// Accepted updates since the last checkpoint.
     pub unsaved: u64,
 }
@@ -175,6 +179,8 @@ impl Learner {
         }
         let seen = reservoir.iter().map(|r| r.len() as u64).collect();
         let initial_norm = head.norm().max(1e-6);
+        let trained_floor = pool_metrics(&head, &reference_pool);
+
         let state = LearnerState {
             model_sha256: model_sha256.to_owned(),
             champion: head.clone(),
@@ -191,7 +197,7 @@ impl Learner {
             since_check: 0,
             rollbacks: 0,
         };
-        Self { cfg: cfg.clone(), state, reference_pool, initial_norm, unsaved: 0 }
+        Self { cfg: cfg.clone(), state, reference_pool, initial_norm, trained_floor, unsaved: 0 }
     }
 
     /// A learner resumed from a checkpoint's state (the reference pool comes from the
@@ -307,6 +313,8 @@ impl Learner {
             while pool.len() > self.cfg.holdout_per_source {
                 pool.pop_front();
             }
+            // The shadow evaluation reads each pool as one slice.
+            pool.make_contiguous();
             self.state.since_check += 1;
             if self.state.since_check >= self.cfg.rollback_check_every {
                 self.state.since_check = 0;
@@ -324,7 +332,9 @@ impl Learner {
         if candidate.distance(&self.state.window_head) > self.cfg.max_move_per_hour * self.initial_norm {
             return Outcome::MoveCap;
         }
-        if !self.no_worse(&candidate, &self.state.head) {
+        // Against the last checked head, so that many small steps cannot creep away
+        // from it; a source's own held-back labels do not vouch for its updates.
+        if !self.no_worse(&candidate, &self.state.champion, Some(&fb.source)) {
             return Outcome::Shadow;
         }
         self.state.head = candidate;
@@ -358,11 +368,16 @@ impl Learner {
         head
     }
 
-    /// True when `candidate` is within tolerance of `base` on every evaluation pool.
-    fn no_worse(&self, candidate: &Head, base: &Head) -> bool {
+    /// True when `candidate` is within tolerance of `base` on every evaluation pool (the
+    /// reference, and every source's held-back labels but `except`'s).
+    fn no_worse(&self, candidate: &Head, base: &Head, except: Option<&str>) -> bool {
         let tol = self.cfg.shadow_tolerance;
         let pools = std::iter::once(self.reference_pool.as_slice()).chain(
-            self.state.holdout.values().filter(|p| p.len() >= self.cfg.shadow_min_flows).map(|p| p.as_slices().0),
+            self.state
+                .holdout
+                .iter()
+                .filter(|(s, p)| p.len() >= self.cfg.shadow_min_flows && except != Some(s.as_str()))
+                .map(|(_, p)| p.as_slices().0),
         );
         for pool in pools {
             if pool.is_empty() {
@@ -377,10 +392,12 @@ impl Learner {
     }
 
     fn rollback_check(&mut self) {
-        for pool in self.state.holdout.values_mut() {
-            pool.make_contiguous();
-        }
-        if self.no_worse(&self.state.head, &self.state.champion) {
+        let tol = self.cfg.shadow_tolerance;
+        let floor_ok = pool_metrics(&self.state.head, &self.reference_pool)
+            .iter()
+            .zip(&self.trained_floor)
+            .all(|(m, f)| *m >= *f - tol);
+        if floor_ok && self.no_worse(&self.state.head, &self.state.champion, None) {
             self.state.champion = self.state.head.clone();
         } else {
             let version = self.state.head.version + 1;
@@ -485,14 +502,15 @@ mod tests {
 
     #[test]
     fn shadow_evaluation_contains_flipped_labels() {
-        // No rate limit and no move cap: only the shadow evaluation (at a 2-point
-        // tolerance) stands in the way of 1,000 flipped labels (benign marked malware and
-        // malware marked benign) on traffic like the reference.
+        // No rate limit and no move cap: only the shadow evaluation stands in the way of
+        // 1,000 flipped labels (benign marked malware and malware marked benign) on
+        // traffic like the reference. With tolerance t, candidates stay within t of the
+        // last checked head, which stays within t of the trained one: 2t in all.
         let mut rng = StdRng::seed_from_u64(5);
         let refs = reference(&mut rng);
         let mut c = cfg();
         c.max_move_per_hour = 1e9;
-        c.shadow_tolerance = 0.02;
+        c.shadow_tolerance = 0.01;
         c.sources.insert(
             "feed".into(),
             SourceConfig { labels_per_hour: 1_000_000, burst: 1_000_000, ..SourceConfig::default() },
@@ -508,14 +526,15 @@ mod tests {
             }
         }
         let after = pool_metrics(&l.state.head, &test);
+        // 2t on the reference pool; a fresh sample adds its sampling error.
         assert!(
-            (before[0] - after[0]).abs() < 0.02,
+            (before[0] - after[0]).abs() < 0.03,
             "benign precision {} -> {} ({applied} applied)",
             before[0],
             after[0]
         );
         assert!(
-            (before[1] - after[1]).abs() < 0.02,
+            (before[1] - after[1]).abs() < 0.03,
             "malware recall {} -> {} ({applied} applied)",
             before[1],
             after[1]
