@@ -25,7 +25,7 @@ install_debs() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-install_debs tshark:tshark tcpreplay:tcpreplay ethtool:ethtool python3:python3 prometheus:prometheus promtool:prometheus
+install_debs tshark:tshark tcpreplay:tcpreplay ethtool:ethtool python3:python3 prometheus:prometheus promtool:prometheus chromium:chromium
 
 # nightjar-flood links OpenSSL and libpcap.
 for dev in libssl-dev libpcap-dev pkg-config python3-venv; do

@@ -208,6 +208,7 @@ fn api_of(cfg: &Config, control: Option<&Control>) -> nightjar::export::http::Ap
             .filter_map(|(name, s)| s.token.clone().map(|t| (t, name.clone())))
             .collect(),
         reload: control.map(|c| std::sync::Arc::clone(&c.reload)),
+        history: control.map(|c| std::sync::Arc::clone(&c.history)),
     }
 }
 

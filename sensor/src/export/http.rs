@@ -28,6 +28,8 @@ pub struct Api {
     pub tokens: Vec<(String, String)>,
     /// Set to ask for a model reload.
     pub reload: Option<Arc<AtomicBool>>,
+    /// Verdict history for the live page (absent: the page shows nothing).
+    pub history: Option<Arc<super::live::History>>,
 }
 
 /// Largest request body read.
@@ -170,6 +172,21 @@ impl Endpoint {
             for mut req in srv.incoming_requests() {
                 let post = *req.method() == tiny_http::Method::Post;
                 let (code, body, ctype) = match (req.url(), post) {
+                    ("/" | "/index.html", false) => (200, super::live::PAGE.to_owned(), "text/html; charset=utf-8"),
+                    ("/assets/echarts.min.js", false) => {
+                        let mut resp = tiny_http::Response::from_data(super::live::ECHARTS);
+                        for (k, v) in [("Content-Type", "application/javascript"), ("Cache-Control", "max-age=86400")] {
+                            if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+                                resp = resp.with_header(h);
+                            }
+                        }
+                        let _ = req.respond(resp);
+                        continue;
+                    }
+                    ("/api/live", false) => match &api.history {
+                        Some(h) => (200, h.snapshot_json(), "application/json"),
+                        None => error(503, "no verdict history in this mode"),
+                    },
                     ("/metrics", false) => (200, metrics.render(), "text/plain; version=0.0.4"),
                     ("/healthz", false) => (200, "ok\n".to_owned(), "text/plain"),
                     ("/readyz", false) if health.ready.load(Ordering::Relaxed) => {

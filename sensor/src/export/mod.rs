@@ -5,6 +5,7 @@
 
 pub mod event;
 pub mod http;
+pub mod live;
 pub mod metrics;
 
 use serde::Serialize;

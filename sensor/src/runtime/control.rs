@@ -33,6 +33,8 @@ pub struct Control {
     learner: Option<JoinHandle<Learner>>,
     /// Set to ask for a model reload (SIGHUP, the API).
     pub reload: Arc<AtomicBool>,
+    /// Verdicts over time, for the live page.
+    pub history: Arc<crate::export::live::History>,
 }
 
 fn learner_for(cfg: &Config, bundle: &ModelBundle, proto: &mut Classifier) -> Result<Learner, PipelineError> {
@@ -74,6 +76,7 @@ impl Control {
             fingerprints,
             learner,
             reload: Arc::new(AtomicBool::new(false)),
+            history: Arc::new(crate::export::live::History::default()),
         }))
     }
 
@@ -84,7 +87,7 @@ impl Control {
 
     /// Gives a worker the model slot and the learner.
     pub fn attach(&self, w: Worker) -> Worker {
-        let w = w.with_slot(&self.cfg, &self.slot);
+        let w = w.with_slot(&self.cfg, &self.slot).with_history(&self.history);
         match &self.shared {
             Some(sh) => w.with_learning(WorkerLearn {
                 shared: Arc::clone(sh),

@@ -76,6 +76,8 @@ pub struct Worker {
     /// Generation of the model the classifier runs (bumped by hot swaps).
     generation: u64,
     slot: Option<Arc<ModelSlot>>,
+    history: Option<Arc<crate::export::live::History>>,
+    history_delta: crate::export::live::Delta,
 }
 
 /// The model the workers should run: a hot swap stores a new one (optimised once, off
@@ -159,7 +161,16 @@ impl Worker {
             learn: None,
             generation: 0,
             slot: None,
+            history: None,
+            history_delta: crate::export::live::Delta::new(),
         }
+    }
+
+    /// Counts verdicts per minute of capture time into `history` (the live page).
+    #[must_use]
+    pub fn with_history(mut self, history: &Arc<crate::export::live::History>) -> Self {
+        self.history = Some(Arc::clone(history));
+        self
     }
 
     /// Runs the model in `slot` (forked) and follows its swaps.
@@ -335,6 +346,9 @@ impl Worker {
             // Every TLS/HTTP flow gets a verdict (`unknown` without a model).
             if p.classify || (self.classifier.is_none() && f.app_name() != "other") {
                 self.stats.detections[p.verdict.class as usize] += 1;
+                if self.history.is_some() {
+                    self.history_delta.entry(f.last_ts / 60_000_000_000).or_default()[p.verdict.class as usize] += 1;
+                }
             }
             if !(self.outputs.events || self.outputs.features) {
                 continue;
@@ -349,6 +363,12 @@ impl Worker {
             {
                 features_line(f, &cid, fv, &mut self.features_buf);
             }
+        }
+        if let Some(h) = &self.history
+            && !self.history_delta.is_empty()
+        {
+            h.add(&self.history_delta);
+            self.history_delta.clear();
         }
     }
 }
