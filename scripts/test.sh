@@ -27,8 +27,8 @@ install_debs() {
 
 install_debs tshark:tshark tcpreplay:tcpreplay ethtool:ethtool python3:python3 prometheus:prometheus promtool:prometheus chromium:chromium
 
-# nightjar-flood links OpenSSL and libpcap.
-for dev in libssl-dev libpcap-dev pkg-config python3-venv; do
+# nightjar-flood links OpenSSL and libpcap; rdkafka builds librdkafka (make, a C compiler).
+for dev in libssl-dev libpcap-dev pkg-config python3-venv make; do
   dpkg -s "$dev" >/dev/null 2>&1 && continue
   if [[ $(id -u) -eq 0 ]]; then
     log "installing $dev"
@@ -36,6 +36,13 @@ for dev in libssl-dev libpcap-dev pkg-config python3-venv; do
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$dev" >/dev/null
   fi
 done
+
+# A Kafka-protocol broker for the Kafka export test: Tansu from crates.io (memory storage).
+# Built once (about 12 minutes on 2 cores), then found in ~/.cargo/bin.
+if ! command -v tansu >/dev/null 2>&1 && [[ ! -x ${CARGO_HOME:-$HOME/.cargo}/bin/tansu ]]; then
+  log "installing tansu (Kafka-compatible broker) with cargo install"
+  cargo install --locked --quiet tansu@0.6.0 --features dynostore
+fi
 
 # Reference and check tools in virtual environments (gitignored): FoxIO's ja4plus for the
 # JA4 agreement of generated traffic, ONNX Runtime to re-check the committed model.

@@ -99,9 +99,14 @@ struct RunArgs {
     /// Write the end-of-run summary as JSON to this file.
     #[arg(long)]
     summary_json: Option<PathBuf>,
-    /// Address of the Prometheus metrics endpoint (`/metrics`).
+    /// Address of the Prometheus metrics endpoint (`/metrics`), health, the live page and
+    /// the learning API.
     #[arg(long, default_value = "127.0.0.1:9640")]
     metrics_listen: std::net::SocketAddr,
+    /// Also send every event to Kafka: `brokers=HOST:PORT[,HOST:PORT],topic=NAME`
+    /// [`,compression=lz4,queue=100000,message_timeout_ms=60000,flush_timeout_ms=10000`].
+    #[arg(long)]
+    kafka: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -157,6 +162,10 @@ struct ReplayArgs {
     /// Write the summary (counters and learning outcome) as JSON to this file.
     #[arg(long)]
     summary_json: Option<PathBuf>,
+    /// Also send every event to Kafka: `brokers=HOST:PORT[,HOST:PORT],topic=NAME`
+    /// [`,compression=lz4,queue=100000,message_timeout_ms=60000,flush_timeout_ms=10000`].
+    #[arg(long)]
+    kafka: Option<String>,
 }
 
 /// Installs the Prometheus recorder (with the histogram buckets) and serves it.
@@ -210,6 +219,60 @@ fn api_of(cfg: &Config, control: Option<&Control>) -> nightjar::export::http::Ap
         reload: control.map(|c| std::sync::Arc::clone(&c.reload)),
         history: control.map(|c| std::sync::Arc::clone(&c.history)),
     }
+}
+
+/// The Kafka producer of `--kafka`, if given.
+#[cfg(feature = "kafka")]
+type KafkaHandle = std::sync::Arc<nightjar::export::kafka::KafkaSink>;
+#[cfg(not(feature = "kafka"))]
+type KafkaHandle = ();
+
+#[cfg(feature = "kafka")]
+fn kafka_sink(arg: Option<&str>) -> Result<Option<KafkaHandle>> {
+    let Some(arg) = arg else { return Ok(None) };
+    let o: nightjar::export::kafka::KafkaOptions = arg.parse().map_err(|e: String| anyhow::anyhow!("--kafka: {e}"))?;
+    Ok(Some(std::sync::Arc::new(nightjar::export::kafka::KafkaSink::new(&o)?)))
+}
+
+#[cfg(not(feature = "kafka"))]
+fn kafka_sink(arg: Option<&str>) -> Result<Option<KafkaHandle>> {
+    if arg.is_some() {
+        anyhow::bail!("this build has no Kafka export (cargo feature `kafka`)");
+    }
+    Ok(None)
+}
+
+/// The events writer: the file (or stdout) unless `file` is `None`, and Kafka.
+#[cfg_attr(not(feature = "kafka"), expect(clippy::needless_pass_by_value, reason = "same signature"))]
+fn events_sink(file: Option<Box<dyn Write + Send>>, kafka: Option<KafkaHandle>) -> Option<Box<dyn Write + Send>> {
+    #[cfg(feature = "kafka")]
+    if let Some(k) = kafka {
+        let kw = nightjar::export::kafka::KafkaWriter::new(k);
+        return Some(match file {
+            Some(f) => Box::new(nightjar::export::kafka::Tee(f, kw)),
+            None => Box::new(kw),
+        });
+    }
+    let _ = kafka;
+    file
+}
+
+/// Delivery counters of the Kafka export, for summaries.
+#[cfg(feature = "kafka")]
+fn kafka_summary(k: Option<&KafkaHandle>) -> serde_json::Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    k.map_or(serde_json::Value::Null, |k| {
+        serde_json::json!({
+            "delivered": k.counts.delivered.load(Relaxed),
+            "failed": k.counts.failed.load(Relaxed),
+            "dropped": k.counts.dropped.load(Relaxed),
+        })
+    })
+}
+
+#[cfg(not(feature = "kafka"))]
+fn kafka_summary(_: Option<&KafkaHandle>) -> serde_json::Value {
+    serde_json::Value::Null
 }
 
 fn open_out(path: Option<&Path>) -> Result<Box<dyn Write + Send>> {
@@ -305,8 +368,9 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
     if let Some(w) = args.workers {
         cfg.runtime.workers = w;
     }
+    let kafka = kafka_sink(args.kafka.as_deref())?;
     let sinks = Sinks {
-        events: if args.no_events { None } else { Some(open_out(args.events.as_deref())?) },
+        events: events_sink(if args.no_events { None } else { Some(open_out(args.events.as_deref())?) }, kafka.clone()),
         features: args.features.as_deref().map(|p| open_out(Some(p))).transpose()?,
     };
     let total: u64 = args.files.iter().map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum();
@@ -363,6 +427,7 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
             "detections": {"benign": st.detections[0], "attack": st.detections[1], "malware": st.detections[2], "unknown": st.detections[3]},
             "inference_errors": st.inference_errors,
             "learning": summary.learning,
+            "kafka": kafka_summary(kafka.as_ref()),
             "elapsed_secs": summary.elapsed.as_secs_f64(),
         });
         std::fs::write(p, j.to_string()).with_context(|| format!("cannot write {}", p.display()))?;
@@ -396,8 +461,9 @@ fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
     let handle = install_recorder()?;
     let control = start_control(cfg)?;
     let (_endpoint, health) = serve_metrics(args.metrics_listen, handle, api_of(cfg, control.as_ref()))?;
+    let kafka = kafka_sink(args.kafka.as_deref())?;
     let sinks = Sinks {
-        events: Some(open_out(args.events.as_deref())?),
+        events: events_sink(Some(open_out(args.events.as_deref())?), kafka.clone()),
         features: args.features.as_deref().map(|p| open_out(Some(p))).transpose()?,
     };
     let mode = match args.mode {
@@ -433,6 +499,7 @@ fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
             "rx_invalid": s.xsk.rx_invalid,
         },
         "output_dropped": s.output_dropped,
+        "kafka": kafka_summary(kafka.as_ref()),
     });
     eprintln!("nightjar run summary: {summary}");
     if let Some(p) = &args.summary_json {
@@ -462,6 +529,7 @@ fn run_demo(cfg: &mut Config, events: Option<&Path>) -> Result<ExitCode> {
         feedback: None,
         state_dir: None,
         summary_json: None,
+        kafka: None,
     };
     run_replay(cfg, &args)
 }

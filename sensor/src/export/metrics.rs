@@ -85,6 +85,10 @@ pub const LEARN_CHECKPOINTS: &str = "nightjar_learning_checkpoints_total";
 pub const LEARN_CHECKPOINT_ERRORS: &str = "nightjar_learning_checkpoint_errors_total";
 /// Counter: full-model swaps by result (ok, refused).
 pub const MODEL_RELOADS: &str = "nightjar_model_reloads_total";
+/// Counter: Kafka messages by delivery result (delivered, failed).
+pub const KAFKA_MESSAGES: &str = "nightjar_kafka_messages_total";
+/// Counter: events not handed to Kafka, by reason (queue_full, too_large, malformed, error).
+pub const KAFKA_DROPPED: &str = "nightjar_kafka_dropped_total";
 /// Always 1, with the version as a label.
 pub const BUILD_INFO: &str = "nightjar_build_info";
 
@@ -134,6 +138,11 @@ pub fn describe() {
     describe_counter!(LEARN_CHECKPOINTS, "Learner checkpoints written.");
     describe_counter!(LEARN_CHECKPOINT_ERRORS, "Learner checkpoint failures by operation (save, load).");
     describe_counter!(MODEL_RELOADS, "Full-model swaps by result (ok, refused).");
+    describe_counter!(KAFKA_MESSAGES, "Kafka event messages by delivery result (delivered, failed).");
+    describe_counter!(
+        KAFKA_DROPPED,
+        "Events not queued for Kafka, by reason (queue_full while the broker is away, ...)."
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the version label says which build runs.");
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }

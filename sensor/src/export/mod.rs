@@ -5,6 +5,8 @@
 
 pub mod event;
 pub mod http;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod live;
 pub mod metrics;
 

@@ -1,0 +1,285 @@
+//! Kafka export of the flow events (`--kafka brokers=HOST:PORT[,HOST:PORT...],topic=NAME`),
+//! with librdkafka through the `rdkafka` crate: one message per event, the JSON line as
+//! value and its Community ID as key (a flow's events land in one partition), batched
+//! (`linger.ms`) and compressed (lz4 unless `compression=` says otherwise). Sending never
+//! blocks: librdkafka's queue is bounded (`queue=` messages, default 100,000); when the
+//! broker is away and the queue is full, events are dropped and counted, and capture goes
+//! on. Delivery failures (after librdkafka's retries, within `message.timeout.ms`) are
+//! counted too. The writer thread calls [`KafkaSink::send_lines`]; nothing here is on the
+//! packet path.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+
+use crate::export::metrics as m;
+
+/// Parsed `--kafka` argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaOptions {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// Topic of the events.
+    pub topic: String,
+    /// `compression.type`: none, gzip, snappy, lz4, zstd.
+    pub compression: String,
+    /// Messages librdkafka may queue (bounded memory while the broker is away).
+    pub queue: u32,
+    /// Longest a message may wait for delivery, milliseconds.
+    pub message_timeout_ms: u32,
+    /// Longest the sink waits at shutdown for queued messages, milliseconds.
+    pub flush_timeout_ms: u32,
+}
+
+impl std::str::FromStr for KafkaOptions {
+    type Err = String;
+
+    /// `brokers=a:9092,b:9092,topic=events[,compression=lz4][,queue=100000]
+    /// [,message_timeout_ms=60000][,flush_timeout_ms=10000]`: a comma-separated list
+    /// of key=value; items without `=` continue the broker list.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut o = KafkaOptions {
+            brokers: String::new(),
+            topic: String::new(),
+            compression: "lz4".into(),
+            queue: 100_000,
+            message_timeout_ms: 60_000,
+            flush_timeout_ms: 10_000,
+        };
+        let mut last = "";
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (k, v) = match item.split_once('=') {
+                Some((k, v)) => (k.trim(), v.trim()),
+                None if last == "brokers" => ("brokers", item),
+                None => return Err(format!("{item:?}: expected key=value")),
+            };
+            let num = |v: &str| v.parse::<u32>().map_err(|_| format!("{k}={v}: not a number"));
+            match k {
+                "brokers" if o.brokers.is_empty() => v.clone_into(&mut o.brokers),
+                "brokers" => {
+                    o.brokers.push(',');
+                    o.brokers.push_str(v);
+                }
+                "topic" => v.clone_into(&mut o.topic),
+                "compression" if ["none", "gzip", "snappy", "lz4", "zstd"].contains(&v) => {
+                    v.clone_into(&mut o.compression);
+                }
+                "compression" => return Err(format!("compression={v}: use none, gzip, snappy, lz4 or zstd")),
+                "queue" => o.queue = num(v)?.max(1),
+                "message_timeout_ms" => o.message_timeout_ms = num(v)?,
+                "flush_timeout_ms" => o.flush_timeout_ms = num(v)?,
+                other => return Err(format!("unknown Kafka option {other:?}")),
+            }
+            last = k;
+        }
+        if o.brokers.is_empty() || o.topic.is_empty() {
+            return Err("--kafka needs brokers=HOST:PORT and topic=NAME".into());
+        }
+        Ok(o)
+    }
+}
+
+/// Delivery counters.
+#[derive(Debug, Default)]
+pub struct KafkaCounts {
+    /// Acknowledged by the broker.
+    pub delivered: AtomicU64,
+    /// Failed after retries (or timed out in the queue).
+    pub failed: AtomicU64,
+    /// Never queued: librdkafka's queue was full (broker away) or the event was malformed.
+    pub dropped: AtomicU64,
+}
+
+struct Ctx(Arc<KafkaCounts>);
+
+impl ClientContext for Ctx {}
+
+impl ProducerContext for Ctx {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
+        if result.is_ok() {
+            self.0.delivered.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(m::KAFKA_MESSAGES, "result" => "delivered").increment(1);
+        } else {
+            self.0.failed.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(m::KAFKA_MESSAGES, "result" => "failed").increment(1);
+        }
+    }
+}
+
+/// A Kafka producer of flow events.
+pub struct KafkaSink {
+    producer: ThreadedProducer<Ctx>,
+    topic: String,
+    flush_timeout: Duration,
+    /// Delivery counters.
+    pub counts: Arc<KafkaCounts>,
+}
+
+/// The producer could not be created.
+#[derive(Debug, thiserror::Error)]
+#[error("Kafka producer for {brokers}: {source}")]
+pub struct KafkaSinkError {
+    brokers: String,
+    #[source]
+    source: KafkaError,
+}
+
+/// The Community ID of a serialised event (the message key).
+fn community_id(line: &[u8]) -> Option<&[u8]> {
+    const TAG: &[u8] = b"\"community_id\":\"";
+    let start = line.windows(TAG.len()).position(|w| w == TAG)? + TAG.len();
+    let len = line[start..].iter().position(|&b| b == b'"')?;
+    Some(&line[start..start + len])
+}
+
+impl KafkaSink {
+    /// Creates the producer (it connects in the background: a broker that is down now is
+    /// not an error).
+    pub fn new(o: &KafkaOptions) -> Result<Self, KafkaSinkError> {
+        let counts = Arc::new(KafkaCounts::default());
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", &o.brokers)
+            .set("compression.type", &o.compression)
+            .set("linger.ms", "50")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", o.queue.to_string())
+            .set("queue.buffering.max.kbytes", "262144")
+            .set("message.timeout.ms", o.message_timeout_ms.to_string())
+            .set("enable.idempotence", "false")
+            .set("client.id", "nightjar")
+            .create_with_context(Ctx(Arc::clone(&counts)))
+            .map_err(|source| KafkaSinkError { brokers: o.brokers.clone(), source })?;
+        for r in ["delivered", "failed"] {
+            metrics::counter!(m::KAFKA_MESSAGES, "result" => r).increment(0);
+        }
+        metrics::counter!(m::KAFKA_DROPPED, "reason" => "queue_full").increment(0);
+        Ok(Self {
+            producer,
+            topic: o.topic.clone(),
+            flush_timeout: Duration::from_millis(u64::from(o.flush_timeout_ms)),
+            counts,
+        })
+    }
+
+    /// Queues one message per JSON line of `buf`; never blocks.
+    pub fn send_lines(&self, buf: &[u8]) {
+        for line in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let Some(key) = community_id(line) else {
+                self.drop_one("malformed");
+                continue;
+            };
+            let record = BaseRecord::to(&self.topic).key(key).payload(line);
+            if let Err((e, _)) = self.producer.send(record) {
+                let reason = match e.rdkafka_error_code() {
+                    Some(RDKafkaErrorCode::QueueFull) => "queue_full",
+                    Some(RDKafkaErrorCode::MessageSizeTooLarge) => "too_large",
+                    _ => "error",
+                };
+                self.drop_one(reason);
+            }
+        }
+    }
+
+    fn drop_one(&self, reason: &'static str) {
+        self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::KAFKA_DROPPED, "reason" => reason).increment(1);
+    }
+
+    /// Waits up to the flush timeout for queued messages; those still queued then are
+    /// counted as failed when librdkafka gives up on them (or lost with the process).
+    pub fn flush(&self) -> u64 {
+        let _ = self.producer.flush(self.flush_timeout);
+        u64::try_from(self.producer.in_flight_count()).unwrap_or(0)
+    }
+}
+
+/// The sink as an events writer (for [`crate::runtime::Sinks`]): complete lines are sent,
+/// a partial line waits for its end. `flush` does not wait (the live writer flushes after
+/// every buffer); dropping the writer waits up to the flush timeout for delivery.
+pub struct KafkaWriter {
+    sink: Arc<KafkaSink>,
+    partial: Vec<u8>,
+}
+
+impl KafkaWriter {
+    /// A writer into `sink`.
+    pub fn new(sink: Arc<KafkaSink>) -> Self {
+        Self { sink, partial: Vec::new() }
+    }
+}
+
+impl std::io::Write for KafkaWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let end = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if self.partial.is_empty() {
+            self.sink.send_lines(&buf[..end]);
+        } else if end > 0 {
+            self.partial.extend_from_slice(&buf[..end]);
+            self.sink.send_lines(&self.partial);
+            self.partial.clear();
+        }
+        self.partial.extend_from_slice(&buf[end..]);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for KafkaWriter {
+    fn drop(&mut self) {
+        if !self.partial.is_empty() {
+            self.partial.push(b'\n');
+            self.sink.send_lines(&self.partial);
+        }
+        self.sink.flush();
+    }
+}
+
+/// Writes to two writers (events to a file and to Kafka).
+pub struct Tee<A, B>(pub A, pub B);
+
+impl<A: std::io::Write, B: std::io::Write> std::io::Write for Tee<A, B> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write_all(buf)?;
+        self.1.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()?;
+        self.1.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_kafka_argument() {
+        let o: KafkaOptions = "brokers=a:9092,b:9093,topic=events,queue=10".parse().expect("parse");
+        assert_eq!(o.brokers, "a:9092,b:9093");
+        assert_eq!(o.topic, "events");
+        assert_eq!(o.queue, 10);
+        assert_eq!(o.compression, "lz4");
+        assert!("topic=x".parse::<KafkaOptions>().is_err());
+        assert!("brokers=a:1,topic=x,compression=brotli".parse::<KafkaOptions>().is_err());
+        assert!("brokers=a:1,topic=x,colour=red".parse::<KafkaOptions>().is_err());
+    }
+
+    #[test]
+    fn finds_the_community_id_key() {
+        let line = br#"{"ts":"x","flow_id":1,"community_id":"1:abc+/=","src_ip":"198.18.0.1"}"#;
+        assert_eq!(community_id(line), Some(&b"1:abc+/="[..]));
+        assert_eq!(community_id(b"{}"), None);
+    }
+}
