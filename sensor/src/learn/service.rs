@@ -212,7 +212,7 @@ fn drift(learner: &Learner, shared: &Shared, signal: &str) {
         "learning: drift detected on the {signal} signal (head version {}); {}",
         learner.state.head.version,
         match learner.config().on_drift {
-            DriftAction::Log => "consider retraining (model/README.md) with the accepted feedback",
+            DriftAction::Log => "consider retraining (model/README.md) with the labelled flows",
             DriftAction::Reload => "reloading the model file",
         }
     );
