@@ -61,7 +61,8 @@ pub enum DriftAction {
 pub struct LearningConfig {
     /// Learn from feedback (needs a model). Default true.
     pub enabled: bool,
-    /// Directory of the learner's checkpoints (`learner.ckpt`, `learner.ckpt.prev`).
+    /// Directory of the learner's checkpoints (`learner.ckpt`, `learner.ckpt.prev`) and
+    /// of `feedback.csv`, the labels that passed the source checks (for retraining).
     /// Default: none (nothing survives a restart).
     pub state_dir: Option<std::path::PathBuf>,
     /// SGD step size, (0, 1]. Default 0.3.

@@ -96,6 +96,15 @@ fn prequential_replay_learns_labelled_flows_and_checkpoints_survive_sigkill() {
     assert!(learning["outcomes"]["held_back"].as_u64().unwrap_or(0) > 0, "{s}");
     let learned = events(&ev);
     assert_eq!(learned.len(), baseline.len());
+    // Labels that passed the source checks are logged for retraining, in the labels
+    // format of `model/` and `--feedback` (one line per label here: none rate-limited).
+    let log = std::fs::read_to_string(state.join("feedback.csv")).expect("feedback log");
+    let mut rows = log.lines();
+    assert_eq!(rows.next(), Some("client_ip,client_port,server_ip,server_port,start_ts,class,family,source"));
+    let rows: Vec<&str> = rows.collect();
+    assert_eq!(rows.len(), labelled.len());
+    assert!(rows.iter().all(|r| r.ends_with(",malware,feedback:file,file")
+        && labelled.contains(&r.split(',').take(4).collect::<Vec<_>>().join(","))));
     // Heads only move forward, the first flow was scored by the trained head, and every
     // labelled flow's verdict was given before its own label was learned: the head that
     // scored it is older than the head after the replay.
@@ -130,9 +139,14 @@ fn prequential_replay_learns_labelled_flows_and_checkpoints_survive_sigkill() {
     let again = events(&again);
     assert!(again.iter().filter_map(|e| e["verdict"]["head"].as_u64()).all(|h| h == last));
 
+    sigkill_then_restart(dir.path(), pcap_s, labels_s);
+}
+
+/// SIGKILL in the middle of a prequential run, then restarts from its state directory.
+fn sigkill_then_restart(dir: &Path, pcap_s: &str, labels_s: &str) {
     // SIGKILL in the middle of a prequential run: the checkpoint on disk is whole
     // (written atomically), and a restart scores with exactly that head, twice alike.
-    let killed = dir.path().join("killed");
+    let killed = dir.join("killed");
     let mut child = bin()
         .args(["replay", "--quiet", "--no-events", "--feedback", labels_s, "--state-dir", killed.to_str().expect("p")])
         .args([pcap_s, pcap_s, pcap_s, pcap_s])
@@ -151,7 +165,7 @@ fn prequential_replay_learns_labelled_flows_and_checkpoints_survive_sigkill() {
     assert!(v > 0);
     let runs: Vec<Vec<(String, String, Option<u64>)>> = (0..2)
         .map(|i| {
-            let p = dir.path().join(format!("restart{i}.jsonl"));
+            let p = dir.join(format!("restart{i}.jsonl"));
             let out = replay(&[
                 "--workers",
                 "1",

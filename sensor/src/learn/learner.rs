@@ -48,6 +48,8 @@ pub struct Feedback {
     pub scored: Option<usize>,
     /// Time of the label, seconds (capture time in replay).
     pub now: f64,
+    /// The flow's 5-tuple and start, for the log of accepted labels.
+    pub flow: Option<(super::Tuple, f64)>,
 }
 
 /// What became of one label.
@@ -141,6 +143,8 @@ pub struct Learner {
     trained_floor: [f32; 3],
     /// Accepted updates since the last checkpoint.
     pub unsaved: u64,
+    /// `feedback.csv` in the state directory, opened on the first accepted label.
+    log: Option<std::io::BufWriter<std::fs::File>>,
 }
 
 /// Benign precision, malware recall and macro F1 of `head` on `pool`.
@@ -197,7 +201,7 @@ impl Learner {
             since_check: 0,
             rollbacks: 0,
         };
-        Self { cfg: cfg.clone(), state, reference_pool, initial_norm, trained_floor, unsaved: 0 }
+        Self { cfg: cfg.clone(), state, reference_pool, initial_norm, trained_floor, unsaved: 0, log: None }
     }
 
     /// A learner resumed from a checkpoint's state (the reference pool comes from the
@@ -264,6 +268,9 @@ impl Learner {
     pub fn apply(&mut self, fb: &Feedback) -> Outcome {
         self.state.labels_seen += 1;
         let out = self.apply_inner(fb);
+        if matches!(out, Outcome::Applied | Outcome::HeldBack | Outcome::Shadow | Outcome::MoveCap) {
+            self.log_label(fb);
+        }
         metrics::counter!(m::LEARN_FEEDBACK, "source" => self.source_label(&fb.source), "outcome" => out.as_str())
             .increment(1);
         match out {
@@ -278,6 +285,45 @@ impl Learner {
         metrics::gauge!(m::LEARN_DRIFT_SCORE, "signal" => "error").set(de);
         metrics::gauge!(m::LEARN_DRIFT_SCORE, "signal" => "score").set(ds);
         out
+    }
+
+    /// Appends a label that passed the source checks to `feedback.csv` in the state
+    /// directory, in the labels format of `model/` (`dataset`) and of `replay --feedback`
+    /// (class by name; `family` names the source), so a retraining run can use it.
+    fn log_label(&mut self, fb: &Feedback) {
+        use std::io::Write as _;
+        let (Some(dir), Some(((ci, cp, si, sp), start))) = (&self.cfg.state_dir, fb.flow) else { return };
+        if self.log.is_none() {
+            let path = dir.join("feedback.csv");
+            let fresh = !path.exists();
+            let opened = std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::OpenOptions::new().create(true).append(true).open(&path));
+            match opened {
+                Ok(f) => {
+                    let mut w = std::io::BufWriter::new(f);
+                    if fresh {
+                        let _ = writeln!(w, "client_ip,client_port,server_ip,server_port,start_ts,class,family,source");
+                    }
+                    self.log = Some(w);
+                }
+                Err(e) => {
+                    eprintln!("warning: cannot open {}: {e}; accepted labels are not logged", path.display());
+                    return;
+                }
+            }
+        }
+        let class = ["benign", "attack", "malware"][fb.label.min(2)];
+        if let Some(w) = self.log.as_mut() {
+            let _ = writeln!(w, "{ci},{cp},{si},{sp},{start:.6},{class},feedback:{0},{0}", fb.source);
+        }
+    }
+
+    /// Flushes the log of accepted labels (with each checkpoint).
+    pub fn flush_log(&mut self) {
+        use std::io::Write as _;
+        if let Some(w) = self.log.as_mut() {
+            let _ = w.flush();
+        }
     }
 
     /// Source names are operator-configured (a bounded set); anything else is `other`.
@@ -468,7 +514,7 @@ mod tests {
     }
 
     fn fb(e: Vec<f32>, label: usize, source: &str, now: f64) -> Feedback {
-        Feedback { embedding: e, label, source: source.into(), scored: None, now }
+        Feedback { embedding: e, label, source: source.into(), scored: None, now, flow: None }
     }
 
     /// A "new malware family": a cluster the trained head calls benign (near the benign

@@ -136,6 +136,7 @@ pub fn register_metrics(learner: &Learner) {
 /// Writes the learner's checkpoint when it has a state directory; errors are reported
 /// and counted (learning goes on).
 pub fn save_checkpoint(learner: &mut Learner) {
+    learner.flush_log();
     let Some(dir) = learner.config().state_dir.clone() else { return };
     match checkpoint::save(&dir, &learner.state) {
         Ok(()) => {
@@ -281,7 +282,14 @@ impl Prequential {
                     outcomes: &mut std::collections::BTreeMap<&'static str, u64>,
                     label: usize,
                     source: String| {
-            let fb = Feedback { embedding: s.embedding.clone(), label, source, scored: Some(s.class), now: s.ts };
+            let fb = Feedback {
+                embedding: s.embedding.clone(),
+                label,
+                source,
+                scored: Some(s.class),
+                now: s.ts,
+                flow: Some((s.tuple, s.start)),
+            };
             *outcomes.entry(learner.apply(&fb).as_str()).or_default() += 1;
         };
         if !self.intel.is_empty() && self.intel.matches(s.ja3.as_deref(), s.ja4.as_deref(), s.cert_sha1.as_deref()) {

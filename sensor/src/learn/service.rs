@@ -26,6 +26,8 @@ pub struct Scored {
     pub tuple: Tuple,
     /// Time the flow was scored: its last packet, seconds since the epoch.
     pub ts: f64,
+    /// Its first packet, seconds since the epoch.
+    pub start: f64,
     /// Embedding.
     pub embedding: Vec<f32>,
     /// Class given (argmax).
@@ -102,6 +104,7 @@ pub enum Msg {
 struct Cached {
     embedding: Vec<f32>,
     class: usize,
+    flow: (Tuple, f64),
 }
 
 /// Runs the learner until every sender is gone; then checkpoints and returns it.
@@ -122,21 +125,7 @@ pub fn run(mut learner: Learner, intel: &Intel, shared: &Arc<Shared>, rx: &Recei
         match msg {
             Some(Msg::Scored(s)) if s.generation != generation => {}
             Some(Msg::Scored(s)) => {
-                if learner.observe_score(s.top) {
-                    drift(&learner, shared, "score");
-                }
-                if !intel.is_empty() && intel.matches(s.ja3.as_deref(), s.ja4.as_deref(), s.cert_sha1.as_deref()) {
-                    learner.apply(&Feedback {
-                        embedding: s.embedding.clone(),
-                        label: 2,
-                        source: "intel".into(),
-                        scored: Some(s.class),
-                        now: s.ts,
-                    });
-                }
-                by_tuple.put(s.tuple, s.flow_id);
-                cache.put(s.flow_id, Cached { embedding: s.embedding, class: s.class });
-                metrics::gauge!(m::LEARN_CACHED_FLOWS).set(cache.len() as f64);
+                on_scored(&mut learner, intel, shared, s, &mut cache, &mut by_tuple);
             }
             Some(Msg::Feedback(req, reply)) => {
                 let id = req.flow_id.or_else(|| req.tuple.and_then(|t| by_tuple.get(&t).copied()));
@@ -147,6 +136,7 @@ pub fn run(mut learner: Learner, intel: &Intel, shared: &Arc<Shared>, rx: &Recei
                         source: req.source.clone(),
                         scored: Some(c.class),
                         now: wall_secs(),
+                        flow: Some(c.flow),
                     })
                 });
                 if out.is_none() {
@@ -207,12 +197,40 @@ pub fn run(mut learner: Learner, intel: &Intel, shared: &Arc<Shared>, rx: &Recei
     learner
 }
 
+/// Keeps a scored flow for feedback, feeds the score drift detector, and applies an intel
+/// label when its fingerprints are listed.
+fn on_scored(
+    learner: &mut Learner,
+    intel: &Intel,
+    shared: &Shared,
+    s: Scored,
+    cache: &mut LruCache<u64, Cached>,
+    by_tuple: &mut LruCache<Tuple, u64>,
+) {
+    if learner.observe_score(s.top) {
+        drift(learner, shared, "score");
+    }
+    if !intel.is_empty() && intel.matches(s.ja3.as_deref(), s.ja4.as_deref(), s.cert_sha1.as_deref()) {
+        learner.apply(&Feedback {
+            embedding: s.embedding.clone(),
+            label: 2,
+            source: "intel".into(),
+            scored: Some(s.class),
+            now: s.ts,
+            flow: Some((s.tuple, s.start)),
+        });
+    }
+    by_tuple.put(s.tuple, s.flow_id);
+    cache.put(s.flow_id, Cached { embedding: s.embedding, class: s.class, flow: (s.tuple, s.start) });
+    metrics::gauge!(m::LEARN_CACHED_FLOWS).set(cache.len() as f64);
+}
+
 fn drift(learner: &Learner, shared: &Shared, signal: &str) {
     eprintln!(
         "learning: drift detected on the {signal} signal (head version {}); {}",
         learner.state.head.version,
         match learner.config().on_drift {
-            DriftAction::Log => "consider retraining (model/README.md) with the labelled flows",
+            DriftAction::Log => "consider retraining (model/README.md) with the accumulated feedback.csv",
             DriftAction::Reload => "reloading the model file",
         }
     );

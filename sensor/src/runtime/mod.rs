@@ -396,6 +396,7 @@ fn feed_learner(learn: &mut WorkerLearn, classifier: &Classifier, head: &Head, g
             flow_id: f.id,
             tuple: (f.client_ip, f.client_port, f.server_ip, f.server_port),
             ts: f.last_ts as f64 / 1e9,
+            start: f.first_ts as f64 / 1e9,
             embedding: e.to_vec(),
             class,
             top: probs[class],
