@@ -125,21 +125,26 @@ fn prequential_replay_learns_labelled_flows_and_checkpoints_survive_sigkill() {
     assert!(share(&baseline, half) < 0.05);
 
     // The checkpoint resumes: a replay with the state dir scores with the learned head.
-    let again = dir.path().join("again.jsonl");
+    let again = resumed_replay(&state, &dir.path().join("again.jsonl"), pcap_s, last);
+    assert!(again.iter().filter_map(|e| e["verdict"]["head"].as_u64()).all(|h| h == last));
+
+    sigkill_then_restart(dir.path(), pcap_s, labels_s);
+}
+
+/// Replays `pcap` with the learner state in `state` (one worker); checks that the learner
+/// resumed head version `version` and returns the events.
+fn resumed_replay(state: &Path, events_path: &Path, pcap: &str, version: u64) -> Vec<serde_json::Value> {
     let out = replay(&[
         "--workers",
         "1",
         "--state-dir",
         state.to_str().expect("p"),
         "--events",
-        again.to_str().expect("p"),
-        pcap_s,
+        events_path.to_str().expect("p"),
+        pcap,
     ]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("resumed head version {last}")));
-    let again = events(&again);
-    assert!(again.iter().filter_map(|e| e["verdict"]["head"].as_u64()).all(|h| h == last));
-
-    sigkill_then_restart(dir.path(), pcap_s, labels_s);
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("resumed head version {version}")));
+    events(events_path)
 }
 
 /// SIGKILL in the middle of a prequential run, then restarts from its state directory.
@@ -165,18 +170,7 @@ fn sigkill_then_restart(dir: &Path, pcap_s: &str, labels_s: &str) {
     assert!(v > 0);
     let runs: Vec<Vec<(String, String, Option<u64>)>> = (0..2)
         .map(|i| {
-            let p = dir.join(format!("restart{i}.jsonl"));
-            let out = replay(&[
-                "--workers",
-                "1",
-                "--state-dir",
-                killed.to_str().expect("p"),
-                "--events",
-                p.to_str().expect("p"),
-                pcap_s,
-            ]);
-            assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("resumed head version {v}")));
-            events(&p)
+            resumed_replay(&killed, &dir.join(format!("restart{i}.jsonl")), pcap_s, v)
                 .iter()
                 .map(|e| (tuple(e), e["verdict"]["class"].to_string(), e["verdict"]["head"].as_u64()))
                 .collect()

@@ -119,11 +119,6 @@ impl Classifier {
         }
     }
 
-    /// The model this classifier runs.
-    pub fn bundle(&self) -> &Arc<ModelBundle> {
-        &self.bundle
-    }
-
     /// `version/variant` of the model.
     pub fn label(&self) -> &str {
         &self.label
@@ -204,12 +199,21 @@ impl Classifier {
                 head.dim, self.embedding_dim
             )));
         }
+        self.probs.clear();
         for e in self.embeddings.chunks_exact(self.embedding_dim) {
-            let mut v = self.verdict(&head.probs(e));
+            let p = head.probs(e);
+            let mut v = self.verdict(&p);
             v.head = Some(head.version);
             out.push(v);
+            self.probs.extend_from_slice(&p);
         }
         Ok(())
+    }
+
+    /// The last batch's class probabilities, 3 per flow (from the head after
+    /// [`Self::classify_head`], from the graph after [`Self::classify`]).
+    pub fn last_probs(&self) -> &[f32] {
+        &self.probs
     }
 
     /// Largest difference between the graph's probabilities and `head`'s on the same

@@ -63,6 +63,20 @@ pub fn trained_head(bundle: &ModelBundle, cfg: &LearningConfig) -> Result<Head, 
     Ok(Head::from_trained(&h.weight, &h.bias, bundle.meta.temperature, cfg.hidden_units, cfg.seed)?)
 }
 
+/// Largest difference between the graph's probabilities and the trained head's that
+/// proves they are the same layer (int8 graphs quantise it; float ones agree to ~1e-6).
+const HEAD_PARITY_TOLERANCE: f32 = 2e-2;
+
+/// Checks that `trained` (from the metadata) is `classifier`'s softmax layer.
+pub fn check_head(classifier: &mut crate::inference::Classifier, trained: &Head) -> Result<(), LearnError> {
+    let label = classifier.label().to_owned();
+    let diff = classifier.head_parity(trained).map_err(|_| LearnError::HeadMismatch(label.clone(), f32::NAN))?;
+    if diff.is_nan() || diff > HEAD_PARITY_TOLERANCE {
+        return Err(LearnError::HeadMismatch(label, diff));
+    }
+    Ok(())
+}
+
 /// The model's reference embeddings as examples.
 pub fn reference_examples(bundle: &ModelBundle) -> Vec<Example> {
     let r = &bundle.reference;
@@ -168,19 +182,16 @@ pub struct Shared {
     pub tx: Option<crossbeam_channel::Sender<service::Msg>>,
     /// Scored flows the learner could not take (its queue was full).
     pub dropped: AtomicU64,
-    /// Set by the learner when drift asks for a model reload.
-    pub reload_requested: AtomicBool,
+    /// Set to ask for a model reload (SIGHUP, the API, or drift with `on_drift =
+    /// reload`); the runtime's control loop acts on it.
+    pub reload: Arc<AtomicBool>,
 }
 
 impl Shared {
-    /// Shared state around an initial head (model generation 0).
-    pub fn new(head: Head, tx: Option<crossbeam_channel::Sender<service::Msg>>) -> Self {
-        Self {
-            head: ArcSwap::from_pointee(Scorer { generation: 0, head }),
-            tx,
-            dropped: AtomicU64::new(0),
-            reload_requested: AtomicBool::new(false),
-        }
+    /// Shared state around an initial head (model generation 0); `reload` is the
+    /// runtime's reload flag.
+    pub fn new(head: Head, tx: Option<crossbeam_channel::Sender<service::Msg>>, reload: Arc<AtomicBool>) -> Self {
+        Self { head: ArcSwap::from_pointee(Scorer { generation: 0, head }), tx, dropped: AtomicU64::new(0), reload }
     }
 
     /// Publishes a new head for model `generation`.

@@ -235,7 +235,7 @@ fn drift(learner: &Learner, shared: &Shared, signal: &str) {
         }
     );
     if learner.config().on_drift == DriftAction::Reload {
-        shared.reload_requested.store(true, Ordering::Relaxed);
+        shared.reload.store(true, Ordering::Relaxed);
     }
 }
 

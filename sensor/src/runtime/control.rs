@@ -38,11 +38,7 @@ pub struct Control {
 }
 
 fn learner_for(cfg: &Config, bundle: &ModelBundle, proto: &mut Classifier) -> Result<Learner, PipelineError> {
-    let trained = trained_head(bundle, &cfg.learning)?;
-    let diff = proto.head_parity(&trained)?;
-    if diff.is_nan() || diff > 2e-2 {
-        return Err(crate::learn::LearnError::HeadMismatch(bundle.label(), diff).into());
-    }
+    crate::learn::check_head(proto, &trained_head(bundle, &cfg.learning)?)?;
     Ok(start_learner(bundle, &cfg.learning)?)
 }
 
@@ -52,6 +48,7 @@ impl Control {
         let Some(bundle) = load_model(cfg)? else { return Ok(None) };
         let mut proto = Classifier::new(Arc::clone(&bundle), cfg.model.batch_size)?;
         m::model_info(&bundle.label(), bundle.meta.created_unix);
+        let reload = Arc::new(AtomicBool::new(false));
         let (mut shared, mut learner, mut fingerprints) = (None, None, false);
         if cfg.learning.enabled {
             let l = learner_for(cfg, &bundle, &mut proto)?;
@@ -59,7 +56,7 @@ impl Control {
             let intel = Intel::load(&cfg.learning.intel).map_err(crate::learn::LearnError::from)?;
             fingerprints = !intel.is_empty();
             let (tx, rx) = bounded(LEARN_QUEUE);
-            let sh = Arc::new(Shared::new(l.state.head.clone(), Some(tx)));
+            let sh = Arc::new(Shared::new(l.state.head.clone(), Some(tx), Arc::clone(&reload)));
             let sh2 = Arc::clone(&sh);
             learner = Some(
                 std::thread::Builder::new()
@@ -75,7 +72,7 @@ impl Control {
             shared,
             fingerprints,
             learner,
-            reload: Arc::new(AtomicBool::new(false)),
+            reload,
             history: Arc::new(crate::export::live::History::default()),
         }))
     }
@@ -98,10 +95,9 @@ impl Control {
         }
     }
 
-    /// Reloads the model if asked (the reload flag, or drift with `on_drift = reload`).
+    /// Reloads the model if asked (SIGHUP, the API, or drift with `on_drift = reload`).
     pub fn poll(&self) {
-        let drift = self.shared.as_ref().is_some_and(|s| s.reload_requested.swap(false, Ordering::Relaxed));
-        if self.reload.swap(false, Ordering::Relaxed) || drift {
+        if self.reload.swap(false, Ordering::Relaxed) {
             match self.reload_now() {
                 Ok(g) => eprintln!("model reloaded (generation {g})"),
                 Err(e) => eprintln!("warning: model reload refused, the running model stays: {e}"),

@@ -214,13 +214,7 @@ impl Worker {
     /// the graph's softmax layer, or the resumed head was learned on this model's
     /// embeddings: then only the trained part is compared, on a fresh head).
     pub fn check_head(&mut self, trained: &Head) -> Result<(), LearnError> {
-        if let Some(c) = self.classifier.as_mut() {
-            let diff = c.head_parity(trained).map_err(|_| LearnError::HeadMismatch(c.label().to_owned(), f32::NAN))?;
-            if diff.is_nan() || diff > 2e-2 {
-                return Err(LearnError::HeadMismatch(c.label().to_owned(), diff));
-            }
-        }
-        Ok(())
+        self.classifier.as_mut().map_or(Ok(()), |c| crate::learn::check_head(c, trained))
     }
 
     /// The prequential learner, once the replay is over.
@@ -329,8 +323,10 @@ impl Worker {
                     }
                 }
                 drop(verdicts);
-                if let (Some(learn), Some(s)) = (self.learn.as_mut(), head.as_ref()) {
-                    feed_learner(learn, classifier, &s.head, self.generation, &self.pending);
+                if head.is_some()
+                    && let Some(learn) = self.learn.as_mut()
+                {
+                    feed_learner(learn, classifier, self.generation, &self.pending);
                 }
             }
             Err(_) => self.stats.inference_errors += 1,
@@ -375,13 +371,16 @@ impl Worker {
 
 /// Hands each flow just scored to the learner (prequential: applies its label now, so
 /// the next batch sees the new head).
-fn feed_learner(learn: &mut WorkerLearn, classifier: &Classifier, head: &Head, generation: u64, pending: &[Pending]) {
+fn feed_learner(learn: &mut WorkerLearn, classifier: &Classifier, generation: u64, pending: &[Pending]) {
     let dim = classifier.embedding_dim;
-    let scored = pending.iter().filter(|p| p.classify).zip(classifier.embeddings.chunks_exact(dim.max(1)));
-    for (p, e) in scored {
+    let scored = pending
+        .iter()
+        .filter(|p| p.classify)
+        .zip(classifier.embeddings.chunks_exact(dim.max(1)))
+        .zip(classifier.last_probs().chunks_exact(3));
+    for ((p, e), probs) in scored {
         let f = &p.rec.flow;
-        let probs = head.probs(e);
-        let class = crate::learn::head::argmax(&probs);
+        let class = crate::learn::head::argmax(probs);
         let (ja3, ja4, cert_sha1) = if learn.fingerprints {
             let ch = f.tls.as_ref().and_then(|t| t.client_hello());
             (
@@ -511,7 +510,8 @@ fn replay_learning(
     }
     let learner = crate::learn::start_learner(bundle, &cfg.learning)?;
     let trained = crate::learn::trained_head(bundle, &cfg.learning)?;
-    let shared = Arc::new(Shared::new(learner.state.head.clone(), None));
+    // Nothing polls the reload flag in a prequential replay (the model stays).
+    let shared = Arc::new(Shared::new(learner.state.head.clone(), None, Arc::default()));
     let prequential = match feedback {
         None => None,
         Some(p) => {
