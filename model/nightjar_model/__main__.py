@@ -6,6 +6,12 @@
                                              reports and pictures in model/reports/
   reference --train D.npz                    head weights + learning reference (embeddings of
                                              the calibration slice) for existing artifacts
+  without  --train D.npz --family F --out DIR  a model trained without one family (the drift
+                                             scenario of online learning): float ONNX,
+                                             metadata, head and reference in DIR
+  labels   --labels L.csv --family F --out FB.csv [--poison]
+                                             feedback label files of the drift and poisoning
+                                             scenarios, drawn from a capture's labels
   online   --events E --labels L --feedback F --family NAME [--baseline E0] [--png P]
                                              prequential learning curve of a family
   check                                      CI: the committed artifacts load in ONNX
@@ -129,6 +135,58 @@ def cmd_reference(a):
     print(json.dumps(meta["reference"]))
 
 
+def cmd_without(a):
+    """The final fit of `train` on the training flows minus one family, calibrated and
+    exported the same way (float only), with the head and reference online learning needs:
+    the model of the drift scenario, which then meets that family for the first time."""
+    import torch
+
+    from . import dataset, export, metrics, train
+    from .schema import CLASSES
+
+    torch.set_num_threads(a.threads)
+    cfg = dict(train.DEFAULTS, epochs=a.epochs)
+    d = dataset.load(Path(a.train))
+    if a.family not in set(d["family"]):
+        sys.exit(f"{a.family}: no such family in {a.train}")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    keep = np.where(d["family"] != a.family)[0]
+    perm = np.random.default_rng(cfg["seed"]).permutation(keep)
+    cut = len(perm) // 10
+    cal_idx, fit_idx = np.sort(perm[:cut]), np.sort(perm[cut:])
+    net, pre, _ = train.fit(d, fit_idx, cfg, desc=f"fit without {a.family}")
+    cal_logits = train.predict(net, train.tensors(pre, d, cal_idx))
+    temperature = train.calibrate(cal_logits, d["y"][cal_idx])
+    threshold = train.confidence_threshold(torch.softmax(cal_logits / temperature, 1).numpy(), d["y"][cal_idx])
+    net.temperature.fill_(temperature)
+    float_path = out / "nightjar-float.onnx"
+    export.export_float(net, pre, d["static"].shape[1], d["seq"].shape[1:], float_path)
+    held = np.where(d["family"] == a.family)[0]
+    probs = export.run_ort(float_path, export.feeds(pre, d["static"][held], d["seq"][held], [d["tokens"][i] for i in held]))
+    cal = metrics.report(d["y"][cal_idx], cal_logits.argmax(1).numpy())
+    summary = {"without_family": a.family, "calibration": {k: cal[k] for k in ("accuracy", "macro", "per_class")},
+               f"{a.family}_predicted": {c: int((probs.argmax(1) == i).sum()) for i, c in enumerate(CLASSES)}}
+    files = {"float": {"path": float_path.name, "sha256": export.sha256(float_path), "bytes": float_path.stat().st_size}}
+    version = time.strftime("%Y.%m.%d") + f"-without-{a.family}"
+    meta = export.metadata(pre, version, temperature, threshold, files, "float", summary, d["static"].shape[1])
+    meta["head"] = export.head_weights(float_path)
+    meta["reference"] = export.learning_reference(pre, d, cal_idx, d["y"], float_path, out / "nightjar-reference.json")
+    (out / "nightjar.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(json.dumps(summary))
+
+
+def cmd_labels(a):
+    from . import feedback
+
+    if a.poison is None:
+        res = feedback.drift(Path(a.labels), Path(a.out), a.family, a.share, a.limit, a.seed)
+    else:
+        res = feedback.poisoned(Path(a.labels), Path(a.out), a.family, a.share, a.limit, a.honest_share, a.poison,
+                                a.seed, with_poison=a.poison > 0)
+    print(json.dumps(res))
+
+
 def cmd_online(a):
     from . import online
 
@@ -180,6 +238,21 @@ def main():
     s.add_argument("--variants", action="store_true", help="also cross-validate the side-by-side variants")
     s = sub.add_parser("reference")
     s.add_argument("--train", required=True)
+    s = sub.add_parser("without")
+    s.add_argument("--train", required=True)
+    s.add_argument("--family", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--epochs", type=int, default=8)
+    s.add_argument("--threads", type=int, default=2)
+    s = sub.add_parser("labels")
+    s.add_argument("--labels", required=True, help="the capture's labels (nightjar-flood CSV)")
+    s.add_argument("--family", required=True, help="the family labelled for the drift scenario")
+    s.add_argument("--out", required=True)
+    s.add_argument("--share", type=float, default=0.3, help="share of the family's flows labelled")
+    s.add_argument("--limit", type=int, default=200, help="at most this many family labels")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--honest-share", type=float, default=0.05, help="with --poison: share of all flows labelled truly")
+    s.add_argument("--poison", type=int, help="flipped labels from source `feed` (0: the honest labels alone)")
     s = sub.add_parser("online")
     s.add_argument("--events", required=True)
     s.add_argument("--labels", required=True, help="the capture's labels (nightjar-flood CSV)")
@@ -190,7 +263,7 @@ def main():
     s.add_argument("--out")
     sub.add_parser("check")
     a = p.parse_args()
-    {"dataset": cmd_dataset, "train": cmd_train, "reference": cmd_reference, "online": cmd_online, "check": cmd_check}[a.cmd](a)
+    {"dataset": cmd_dataset, "train": cmd_train, "reference": cmd_reference, "without": cmd_without, "labels": cmd_labels, "online": cmd_online, "check": cmd_check}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ def head_weights(float_path: Path) -> dict:
     return {"weight": init["net.head.weight"].astype(float).tolist(), "bias": init["net.head.bias"].astype(float).tolist()}
 
 
-def learning_reference(pre, d, idx, y, float_path: Path, out: Path, per_class=400, seed=0) -> dict:
+def learning_reference(pre, d, idx, y, float_path: Path, out: Path, per_class=2000, seed=0) -> dict:
     """Embeddings of labelled flows the head was not fitted on (the calibration slice),
     up to `per_class` per class: the sensor seeds its replay reservoir and its shadow
     evaluation with them. Written as JSON with the float32 embeddings in base64."""

@@ -2,8 +2,9 @@
 //!
 //! For each label (after its source's rate limit): every `holdout_every`-th label of a
 //! source is held back for evaluation; the others drive a candidate update: a few SGD
-//! steps on the new example plus a class-balanced sample of the replay reservoir (seeded
-//! with the model's reference flows, so old classes are not forgotten). The candidate must
+//! steps on the new example plus class-balanced samples of the replay reservoir (the labels
+//! learned so far) and of the anchors (half of the model's reference flows, so what the
+//! model knew is not forgotten). The candidate must
 //! then pass
 //! - the hourly move cap (distance from the head at the start of the hour), and
 //! - the shadow evaluation: on the reference pool and on every source's held-back pool,
@@ -93,6 +94,12 @@ pub struct SourceState {
     last: f64,
     started: bool,
     labels: u64,
+    /// Start of this source's current move-cap hour.
+    #[serde(default)]
+    window_start: Option<f64>,
+    /// Distance its accepted updates moved the head in that hour (path length).
+    #[serde(default)]
+    moved: f32,
 }
 
 /// Everything the learner keeps across restarts (see [`super::checkpoint`]).
@@ -104,7 +111,7 @@ pub struct LearnerState {
     pub head: Head,
     /// The head last confirmed by a rollback check.
     pub champion: Head,
-    /// Replay reservoir per class.
+    /// Replay reservoir of learned labels, per class.
     pub reservoir: Vec<Vec<Example>>,
     /// Examples offered to each class's reservoir (reservoir sampling).
     pub reservoir_seen: Vec<u64>,
@@ -112,10 +119,6 @@ pub struct LearnerState {
     pub holdout: BTreeMap<String, VecDeque<Example>>,
     /// Per-source rate-limit state.
     pub sources: BTreeMap<String, SourceState>,
-    /// Start of the current move-cap hour (none before the first update).
-    pub window_start: Option<f64>,
-    /// Head at `window_start`.
-    pub window_head: Head,
     /// Feedback error drift detector.
     pub drift_error: PageHinkley,
     /// Score uncertainty drift detector.
@@ -133,9 +136,11 @@ pub struct Learner {
     cfg: LearningConfig,
     /// State that checkpoints keep.
     pub state: LearnerState,
-    /// The model's reference flows held out for shadow evaluation (not checkpointed: they
+    /// Half of the model's reference flows, for shadow evaluation (not checkpointed: they
     /// come with the model).
     reference_pool: Vec<Example>,
+    /// The other half, per class, replayed with every step so what the model knew is kept.
+    anchors: Vec<Vec<Example>>,
     initial_norm: f32,
     /// The trained head's metrics on the reference pool: the last checked head may never
     /// be more than the tolerance below them (candidates: twice), however slowly updates
@@ -170,38 +175,35 @@ pub fn pool_metrics(head: &Head, pool: &[Example]) -> [f32; 3] {
 
 impl Learner {
     /// A fresh learner for a model: `head` as trained, `reference` the model's labelled
-    /// reference embeddings (alternately to the reservoir and to the shadow pool).
+    /// reference embeddings (alternately to the anchors and to the shadow pool).
     pub fn new(cfg: &LearningConfig, model_sha256: &str, head: Head, reference: &[Example]) -> Self {
-        let mut reservoir = vec![Vec::new(); CLASSES];
+        let mut anchors = vec![Vec::new(); CLASSES];
         let mut reference_pool = Vec::new();
         for (i, ex) in reference.iter().enumerate() {
             if i % 2 == 0 {
-                reservoir[usize::from(ex.y)].push(ex.clone());
+                anchors[usize::from(ex.y).min(CLASSES - 1)].push(ex.clone());
             } else {
                 reference_pool.push(ex.clone());
             }
         }
-        let seen = reservoir.iter().map(|r| r.len() as u64).collect();
         let initial_norm = head.norm().max(1e-6);
         let trained_floor = pool_metrics(&head, &reference_pool);
 
         let state = LearnerState {
             model_sha256: model_sha256.to_owned(),
             champion: head.clone(),
-            window_head: head.clone(),
             head,
-            reservoir,
-            reservoir_seen: seen,
+            reservoir: vec![Vec::new(); CLASSES],
+            reservoir_seen: vec![0; CLASSES],
             holdout: BTreeMap::new(),
             sources: BTreeMap::new(),
-            window_start: None,
             drift_error: PageHinkley::default(),
             drift_score: PageHinkley::default(),
             labels_seen: 0,
             since_check: 0,
             rollbacks: 0,
         };
-        Self { cfg: cfg.clone(), state, reference_pool, initial_norm, trained_floor, unsaved: 0, log: None }
+        Self { cfg: cfg.clone(), state, reference_pool, anchors, initial_norm, trained_floor, unsaved: 0, log: None }
     }
 
     /// A learner resumed from a checkpoint's state (the reference pool comes from the
@@ -251,7 +253,7 @@ impl Learner {
         let (rate, burst) = (f64::from(sc.labels_per_hour) / 3600.0, f64::from(sc.burst));
         let st = self.state.sources.entry(source.to_owned()).or_default();
         if !st.started {
-            *st = SourceState { tokens: burst, last: now, started: true, labels: st.labels };
+            *st = SourceState { tokens: burst, last: now, started: true, ..std::mem::take(st) };
         }
         let dt = (now - st.last).max(0.0);
         st.tokens = (st.tokens + dt * rate).min(burst);
@@ -370,18 +372,28 @@ impl Learner {
         }
         let weight = self.cfg.sources.get(&fb.source).map_or(1.0, |s| s.weight);
         let candidate = self.candidate(&ex, weight);
-        // The move cap: distance from the head at the start of the hour.
-        if !self.state.window_start.is_some_and(|t| fb.now - t < 3600.0) {
-            self.state.window_start = Some(fb.now);
-            self.state.window_head = self.state.head.clone();
+        // The move cap, per source (a flooding source spends its own budget, not the
+        // others'): the path length of its accepted updates in the hour, at most
+        // `max_move_per_hour` times its weight, relative to the trained layer's norm.
+        let step = candidate.distance(&self.state.head);
+        let budget = self.cfg.max_move_per_hour * weight * self.initial_norm;
+        let st = self.state.sources.entry(fb.source.clone()).or_default();
+        if !st.window_start.is_some_and(|t| fb.now - t < 3600.0) {
+            st.window_start = Some(fb.now);
+            st.moved = 0.0;
         }
-        if candidate.distance(&self.state.window_head) > self.cfg.max_move_per_hour * self.initial_norm {
+        if st.moved + step > budget {
             return Outcome::MoveCap;
         }
         // Against the last checked head, so that many small steps cannot creep away
         // from it; a source's own held-back labels do not vouch for its updates.
-        if !self.no_worse(&candidate, &self.state.champion, Some(&fb.source)) {
+        // A source may cost at most its weight times the tolerance: an untrusted source's
+        // updates must leave every pool almost exactly as it was.
+        if !self.no_worse(&candidate, &self.state.champion, Some(&fb.source), self.cfg.shadow_tolerance * weight) {
             return Outcome::Shadow;
+        }
+        if let Some(st) = self.state.sources.get_mut(&fb.source) {
+            st.moved += step;
         }
         self.state.head = candidate;
         self.state.head.version += 1;
@@ -390,7 +402,8 @@ impl Learner {
         Outcome::Applied
     }
 
-    /// The head after SGD steps on the new example and class-balanced replay.
+    /// The head after SGD steps on the new example and class-balanced replay of the
+    /// reservoir and of the anchors.
     fn candidate(&self, ex: &Example, weight: f32) -> Head {
         let mut rng = StdRng::seed_from_u64(self.cfg.seed ^ self.state.labels_seen.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let mut head = self.state.head.clone();
@@ -400,13 +413,13 @@ impl Learner {
             for _ in 0..self.cfg.repeat_new {
                 batch.push((&ex.e, usize::from(ex.y), weight));
             }
-            for (c, pool) in self.state.reservoir.iter().enumerate() {
+            for (c, pool) in self.state.reservoir.iter().chain(&self.anchors).enumerate() {
                 if pool.is_empty() {
                     continue;
                 }
                 for _ in 0..self.cfg.batch_per_class.min(pool.len()) {
                     let r = &pool[rng.random_range(0..pool.len())];
-                    batch.push((&r.e, c, 1.0));
+                    batch.push((&r.e, c % CLASSES, 1.0));
                 }
             }
             head.sgd_step(&batch, self.cfg.learning_rate);
@@ -414,10 +427,9 @@ impl Learner {
         head
     }
 
-    /// True when `candidate` is within tolerance of `base` on every evaluation pool (the
+    /// True when `candidate` is within `tol` of `base` on every evaluation pool (the
     /// reference, and every source's held-back labels but `except`'s).
-    fn no_worse(&self, candidate: &Head, base: &Head, except: Option<&str>) -> bool {
-        let tol = self.cfg.shadow_tolerance;
+    fn no_worse(&self, candidate: &Head, base: &Head, except: Option<&str>, tol: f32) -> bool {
         let pools = std::iter::once(self.reference_pool.as_slice()).chain(
             self.state
                 .holdout
@@ -443,7 +455,7 @@ impl Learner {
             .iter()
             .zip(&self.trained_floor)
             .all(|(m, f)| *m >= *f - tol);
-        if floor_ok && self.no_worse(&self.state.head, &self.state.champion, None) {
+        if floor_ok && self.no_worse(&self.state.head, &self.state.champion, None, tol) {
             self.state.champion = self.state.head.clone();
         } else {
             let version = self.state.head.version + 1;
@@ -620,6 +632,14 @@ mod tests {
             (0..100).map(|i| l.apply(&fb(new_family(&mut rng), 2, "analyst", f64::from(i)))).collect();
         assert!(outs.contains(&Outcome::MoveCap));
         assert!(l.state.head.distance(&start) <= 0.05 * start.norm() + 1e-4);
+        // The budget is per source: another source still moves the head this hour.
+        c.sources.insert(
+            "other".into(),
+            SourceConfig { labels_per_hour: 100_000, burst: 10_000, ..SourceConfig::default() },
+        );
+        l.cfg = c;
+        let other: Vec<Outcome> = (0..3).map(|_| l.apply(&fb(new_family(&mut rng), 2, "other", 99.0))).collect();
+        assert!(other.contains(&Outcome::Applied), "{other:?}");
         // A new hour: moving again is allowed.
         let later: Vec<Outcome> = (0..3).map(|_| l.apply(&fb(new_family(&mut rng), 2, "analyst", 4000.0))).collect();
         assert!(later.contains(&Outcome::Applied), "{later:?}");
