@@ -2,7 +2,7 @@
 //! `drift` scenario's capture holds `c2_checkin`, a malware family the drift model
 //! (`model/artifacts/drift/`, trained without it) has never seen. `nightjar replay
 //! --feedback` learns from labels on 30 % of that family's flows (at most 200, in capture
-//! order); on the family's flows scored after the last label, recall must reach 0.8, and
+//! order); on the family's flows scored after the last label, recall must reach 0.9, and
 //! benign precision over the replay may not fall by more than a point.
 //!
 //! Skips without root unless `NIGHTJAR_REQUIRE_FLOOD=1` (CI sets it). Writes the figures to
@@ -166,8 +166,6 @@ fn a_new_family_is_learned_from_200_labels() {
     eprintln!("{figures:#}");
     assert!(recall_before < 0.1, "{figures}");
     assert!(after_flows >= 50, "{figures}");
-    // The issue asks 0.9; measured 0.87 (release build) to 0.97 (debug build): the learning
-    // path is sensitive to float rounding. The test holds the floor that every build met.
-    assert!(recall_after >= 0.8, "{figures}");
+    assert!(recall_after >= 0.9, "{figures}");
     assert!(bp_learned >= bp_base - 0.01, "{figures}");
 }

@@ -34,6 +34,21 @@ pub struct Example {
     pub e: Vec<f32>,
     /// Its class.
     pub y: u8,
+    /// Weight in replay: its source's weight (an untrusted source's labels stay weak in
+    /// the reservoir too).
+    #[serde(default = "full_weight")]
+    pub w: f32,
+}
+
+fn full_weight() -> f32 {
+    1.0
+}
+
+impl Example {
+    /// A labelled embedding of full weight.
+    pub fn new(e: Vec<f32>, y: u8) -> Self {
+        Self { e, y, w: 1.0 }
+    }
 }
 
 /// A label for a scored flow.
@@ -352,7 +367,8 @@ impl Learner {
         {
             metrics::counter!(m::LEARN_DRIFTS, "signal" => "error").increment(1);
         }
-        let ex = Example { e: fb.embedding.clone(), y: fb.label as u8 };
+        let weight = self.cfg.sources.get(&fb.source).map_or(1.0, |s| s.weight);
+        let ex = Example { e: fb.embedding.clone(), y: fb.label as u8, w: weight };
         let st = self.state.sources.entry(fb.source.clone()).or_default();
         st.labels += 1;
         if st.labels.is_multiple_of(u64::from(self.cfg.holdout_every)) {
@@ -370,7 +386,6 @@ impl Learner {
             }
             return Outcome::HeldBack;
         }
-        let weight = self.cfg.sources.get(&fb.source).map_or(1.0, |s| s.weight);
         let candidate = self.candidate(&ex, weight);
         // The move cap, per source (a flooding source spends its own budget, not the
         // others'): the path length of its accepted updates in the hour, at most
@@ -389,7 +404,13 @@ impl Learner {
         // from it; a source's own held-back labels do not vouch for its updates.
         // A source may cost at most its weight times the tolerance: an untrusted source's
         // updates must leave every pool almost exactly as it was.
-        if !self.no_worse(&candidate, &self.state.champion, Some(&fb.source), self.cfg.shadow_tolerance * weight) {
+        if !self.no_worse(
+            &candidate,
+            &self.state.champion,
+            Some(&fb.source),
+            weight,
+            self.cfg.shadow_tolerance * weight,
+        ) {
             return Outcome::Shadow;
         }
         if let Some(st) = self.state.sources.get_mut(&fb.source) {
@@ -419,7 +440,7 @@ impl Learner {
                 }
                 for _ in 0..self.cfg.batch_per_class.min(pool.len()) {
                     let r = &pool[rng.random_range(0..pool.len())];
-                    batch.push((&r.e, c % CLASSES, 1.0));
+                    batch.push((&r.e, c % CLASSES, r.w));
                 }
             }
             head.sgd_step(&batch, self.cfg.learning_rate);
@@ -427,14 +448,19 @@ impl Learner {
         head
     }
 
-    /// True when `candidate` is within `tol` of `base` on every evaluation pool (the
-    /// reference, and every source's held-back labels but `except`'s).
-    fn no_worse(&self, candidate: &Head, base: &Head, except: Option<&str>, tol: f32) -> bool {
+    /// True when `candidate` is within `tol` of `base` on every evaluation pool: the
+    /// reference, and the held-back labels of every source but `except` whose weight is at
+    /// least `min_weight` (a less trusted source's labels cannot veto a more trusted
+    /// source's updates: a poisoner's held-back pool would otherwise block honest learning).
+    fn no_worse(&self, candidate: &Head, base: &Head, except: Option<&str>, min_weight: f32, tol: f32) -> bool {
+        let weight = |s: &str| self.cfg.sources.get(s).map_or(0.0, |c| c.weight);
         let pools = std::iter::once(self.reference_pool.as_slice()).chain(
             self.state
                 .holdout
                 .iter()
-                .filter(|(s, p)| p.len() >= self.cfg.shadow_min_flows && except != Some(s.as_str()))
+                .filter(|(s, p)| {
+                    p.len() >= self.cfg.shadow_min_flows && except != Some(s.as_str()) && weight(s) >= min_weight
+                })
                 .map(|(_, p)| p.as_slices().0),
         );
         for pool in pools {
@@ -455,7 +481,9 @@ impl Learner {
             .iter()
             .zip(&self.trained_floor)
             .all(|(m, f)| *m >= *f - tol);
-        if floor_ok && self.no_worse(&self.state.head, &self.state.champion, None, tol) {
+        // The head mixes every source's updates: the most trusted sources' labels judge it.
+        let top = self.cfg.sources.values().map(|c| c.weight).fold(0.0, f32::max);
+        if floor_ok && self.no_worse(&self.state.head, &self.state.champion, None, top, tol) {
             self.state.champion = self.state.head.clone();
         } else {
             let version = self.state.head.version + 1;
@@ -513,7 +541,7 @@ mod tests {
     }
 
     fn reference(rng: &mut StdRng) -> Vec<Example> {
-        (0..600).map(|i| Example { e: point(rng, centers()[i % 3]), y: (i % 3) as u8 }).collect()
+        (0..600).map(|i| Example::new(point(rng, centers()[i % 3]), (i % 3) as u8)).collect()
     }
 
     fn cfg() -> LearningConfig {
@@ -597,6 +625,33 @@ mod tests {
             before[1],
             after[1]
         );
+    }
+
+    #[test]
+    fn a_less_trusted_source_cannot_veto_a_trusted_one() {
+        // `feed` (weight 0.1) first labels 300 flows of the new family benign: 60 of them
+        // held back, a pool that would reject every update calling the family malware.
+        // The analyst's labels must still be learned.
+        let mut rng = StdRng::seed_from_u64(17);
+        let refs = reference(&mut rng);
+        let mut c = cfg();
+        c.sources.insert(
+            "feed".into(),
+            SourceConfig { weight: 0.1, labels_per_hour: 1_000_000, burst: 1_000_000, ..SourceConfig::default() },
+        );
+        let mut l = Learner::new(&c, "sha", trained(), &refs);
+        for i in 0..300 {
+            l.apply(&fb(new_family(&mut rng), 0, "feed", f64::from(i)));
+        }
+        assert!(l.state.holdout["feed"].len() >= c.shadow_min_flows);
+        for i in 0..200 {
+            l.apply(&fb(new_family(&mut rng), 2, "analyst", f64::from(300 + i)));
+        }
+        let probe: Vec<Vec<f32>> = (0..200).map(|_| new_family(&mut rng)).collect();
+        let recall = probe.iter().filter(|e| l.state.head.predict(e) == 2).count() as f32 / probe.len() as f32;
+        assert!(recall >= 0.9, "recall {recall}");
+        // The feed's accepted labels sit in the reservoir at its weight.
+        assert!(l.state.reservoir[0].iter().all(|ex| ex.w == 1.0 || (ex.w - 0.1).abs() < 1e-6));
     }
 
     #[test]

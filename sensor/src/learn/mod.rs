@@ -80,7 +80,7 @@ pub fn check_head(classifier: &mut crate::inference::Classifier, trained: &Head)
 /// The model's reference embeddings as examples.
 pub fn reference_examples(bundle: &ModelBundle) -> Vec<Example> {
     let r = &bundle.reference;
-    r.labels.iter().zip(r.embeddings.chunks_exact(r.dim.max(1))).map(|(&y, e)| Example { e: e.to_vec(), y }).collect()
+    r.labels.iter().zip(r.embeddings.chunks_exact(r.dim.max(1))).map(|(&y, e)| Example::new(e.to_vec(), y)).collect()
 }
 
 /// A fresh learner for `bundle`, or the one in `cfg.state_dir` when a good checkpoint of
