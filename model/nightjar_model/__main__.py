@@ -183,7 +183,7 @@ def cmd_labels(a):
         res = feedback.drift(Path(a.labels), Path(a.out), a.family, a.share, a.limit, a.seed)
     else:
         res = feedback.poisoned(Path(a.labels), Path(a.out), a.family, a.share, a.limit, a.honest_share, a.poison,
-                                a.seed, with_poison=a.poison > 0)
+                                a.seed)
     print(json.dumps(res))
 
 

@@ -45,7 +45,7 @@ def drift(labels: Path, out: Path, family: str, share=0.3, limit=200, seed=0, so
 
 
 def poisoned(labels: Path, out: Path, family: str, share=0.3, limit=200, honest_share=0.05, flipped=1000,
-             seed=0, honest_source="analyst", poison_source="feed", with_poison=True):
+             seed=0, honest_source="analyst", poison_source="feed"):
     """The drift labels plus `honest_share` of every flow, true, from `honest_source`; and
     `flipped` labels from `poison_source`: benign flows marked malware and malware flows
     marked benign, half each, on flows the honest source did not label."""
@@ -54,7 +54,7 @@ def poisoned(labels: Path, out: Path, family: str, share=0.3, limit=200, honest_
     honest = set(family_share(rows, family, share, limit, rng))
     honest |= {i for i in range(len(rows)) if rng.random() < honest_share}
     picks = [(i, rows[i]["class"], honest_source) for i in honest]
-    if with_poison:
+    if flipped:
         per = flipped // 2
         for cls in ("benign", "malware"):
             cand = [i for i, r in enumerate(rows) if r["class"] == cls and i not in honest]

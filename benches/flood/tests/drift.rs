@@ -12,31 +12,16 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+use common::{nightjar_bin, privileged, run_ok};
+
 type Key = (String, u16, String, u16);
 
 const FAMILY: &str = "c2_checkin";
 const LABELS: usize = 200;
 
-fn privileged() -> bool {
-    // Safety: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        assert!(
-            std::env::var_os("NIGHTJAR_REQUIRE_FLOOD").is_none(),
-            "NIGHTJAR_REQUIRE_FLOOD is set but we are not root"
-        );
-        eprintln!("skipping: nightjar-flood needs root (network namespaces)");
-    }
-    root
-}
-
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn run_ok(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Verdict class of every scored flow, in the order the sensor wrote them.
@@ -113,8 +98,7 @@ fn a_new_family_is_learned_from_200_labels() {
     w.flush().unwrap();
     let fed: HashSet<Key> = fed.iter().map(|r| key(r)).collect();
 
-    let nightjar = Path::new(env!("CARGO_BIN_EXE_nightjar-flood")).with_file_name("nightjar");
-    assert!(nightjar.exists(), "{} missing: build the sensor first (cargo build -p nightjar)", nightjar.display());
+    let nightjar = nightjar_bin();
     let model = repo().join("model/artifacts/drift/nightjar.json");
     let (base, learned) = (dir.path().join("base.jsonl"), dir.path().join("learned.jsonl"));
     run_ok(

@@ -9,20 +9,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-type Key = (String, u16, String, u16);
+mod common;
+use common::{nightjar_bin, privileged, run_ok};
 
-fn privileged() -> bool {
-    // Safety: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        assert!(
-            std::env::var_os("NIGHTJAR_REQUIRE_FLOOD").is_none(),
-            "NIGHTJAR_REQUIRE_FLOOD is set but we are not root"
-        );
-        eprintln!("skipping: nightjar-flood needs root (network namespaces)");
-    }
-    root
-}
+type Key = (String, u16, String, u16);
 
 fn tool(name: &str, env: &str) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(env) {
@@ -36,18 +26,6 @@ fn tool(name: &str, env: &str) -> Option<PathBuf> {
         return None;
     }
     Some(path.into())
-}
-
-fn nightjar_bin() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_nightjar-flood")).with_file_name("nightjar");
-    assert!(p.exists(), "{} missing: build the sensor first (cargo build -p nightjar)", p.display());
-    p
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
 #[test]

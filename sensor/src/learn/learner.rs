@@ -4,17 +4,18 @@
 //! source is held back for evaluation; the others drive a candidate update: a few SGD
 //! steps on the new example plus class-balanced samples of the replay reservoir (the labels
 //! learned so far) and of the anchors (half of the model's reference flows, so what the
-//! model knew is not forgotten). The candidate must
-//! then pass
-//! - the hourly move cap (distance from the head at the start of the hour), and
-//! - the shadow evaluation: on the reference pool and on every source's held-back pool,
-//!   benign precision, malware recall and macro F1 may not fall by more than
-//!   `shadow_tolerance` against the current head.
+//! model knew is not forgotten). The candidate must then pass
+//! - its source's hourly move budget (path length of the source's accepted updates, at
+//!   most `max_move_per_hour` times its weight), and
+//! - the shadow evaluation against the last checked head: on the reference pool and on
+//!   the held-back pool of every other source at least as trusted, benign precision,
+//!   malware recall and macro F1 may not fall by more than `shadow_tolerance` times the
+//!   source's weight.
 //!
 //! Accepted candidates become the head (a new version) and the example joins the
-//! reservoir; rejected labels leave no trace in training. Every `rollback_check_every`
-//! held-back labels, the head is compared with the last checked one on all pools and
-//! rolled back when worse. Two Page-Hinkley detectors watch the feedback error rate and
+//! reservoir at its source's weight; rejected labels leave no trace in training. Every
+//! `rollback_check_every` held-back labels, the head is compared with the last checked one
+//! on the reference and the most trusted sources' pools, and rolled back when worse. Two Page-Hinkley detectors watch the feedback error rate and
 //! the score uncertainty.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -386,7 +387,7 @@ impl Learner {
             }
             return Outcome::HeldBack;
         }
-        let candidate = self.candidate(&ex, weight);
+        let candidate = self.candidate(&ex);
         // The move cap, per source (a flooding source spends its own budget, not the
         // others'): the path length of its accepted updates in the hour, at most
         // `max_move_per_hour` times its weight, relative to the trained layer's norm.
@@ -425,14 +426,14 @@ impl Learner {
 
     /// The head after SGD steps on the new example and class-balanced replay of the
     /// reservoir and of the anchors.
-    fn candidate(&self, ex: &Example, weight: f32) -> Head {
+    fn candidate(&self, ex: &Example) -> Head {
         let mut rng = StdRng::seed_from_u64(self.cfg.seed ^ self.state.labels_seen.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let mut head = self.state.head.clone();
         let mut batch: Vec<(&[f32], usize, f32)> = Vec::new();
         for _ in 0..self.cfg.steps_per_label {
             batch.clear();
             for _ in 0..self.cfg.repeat_new {
-                batch.push((&ex.e, usize::from(ex.y), weight));
+                batch.push((&ex.e, usize::from(ex.y), ex.w));
             }
             for (c, pool) in self.state.reservoir.iter().chain(&self.anchors).enumerate() {
                 if pool.is_empty() {
