@@ -1,9 +1,21 @@
-"""`python -m nightjar_model STEP`: dataset, cv, train, export, check.
+"""`python -m nightjar_model STEP`: corpus, dataset, cv, train, export, check.
 
+  corpus   [--sensor NIGHTJAR] [--data DIR] [--out DIR]
+                                             labelled real corpus: one `nightjar replay
+                                             --features` per real capture (cached), labelling
+                                             rules, flows.csv, features.jsonl, summary.json
   dataset  --features F.jsonl --labels L.csv --out D.npz --session NAME
+  dataset  --features DIR/features.jsonl --out D.npz [--session real]
+                                             (no --labels: the labels carried by `corpus`)
   train    --train D.npz --test T.npz        grouped 5-fold CV, final fit, held-out test,
                                              ONNX float + int8, metadata, parity fixture,
                                              reports and pictures in model/reports/
+  train-real --data real.npz [--epochs N] [--threads 1] [--variants] [--demo F.jsonl]
+                                             the same design on the labelled real corpus:
+                                             grouped CV by run, leave-one-source-out,
+                                             leave-one-family-out, thresholds and temperature
+                                             on validation runs only, reports in
+                                             reports/real/, candidate in artifacts-real/
   reference --train D.npz                    head weights + learning reference (embeddings of
                                              the calibration slice) for existing artifacts
   without  --train D.npz --family F --out DIR  a model trained without one family (the drift
@@ -30,10 +42,21 @@ ART = ROOT / "artifacts"
 REPORTS = ROOT / "reports"
 
 
+def cmd_corpus(a):
+    from . import realcorpus
+
+    realcorpus.build(Path(a.sensor), Path(a.data), Path(a.out), a.jobs, a.recurrence_runs)
+
+
 def cmd_dataset(a):
     from . import dataset
 
-    dataset.build(Path(a.features), Path(a.labels), Path(a.out), a.session)
+    if a.labels is None:
+        dataset.build_labelled(Path(a.features), Path(a.out), a.session or "real")
+    elif a.session is None:
+        sys.exit("dataset: --session is required with --labels")
+    else:
+        dataset.build(Path(a.features), Path(a.labels), Path(a.out), a.session)
 
 
 def cmd_train(a):
@@ -115,6 +138,16 @@ def cmd_train(a):
     (ART / "nightjar.json").write_text(json.dumps(meta, indent=1) + "\n")
     train.write_json(REPORTS / "results.json", results)
     print(json.dumps({"cv": cv["design"]["pooled_out_of_fold"]["macro"], "test_float": evals["float"]["macro"], "test_int8": evals["int8"]["macro"]}))
+
+
+def cmd_train_real(a):
+    import torch
+
+    from . import realmain
+
+    torch.set_num_threads(a.threads)
+    torch.set_num_interop_threads(1)
+    realmain.run(a, ROOT, ART)
 
 
 def cmd_reference(a):
@@ -223,11 +256,19 @@ def cmd_check(a):
 def main():
     p = argparse.ArgumentParser(prog="python -m nightjar_model")
     sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("corpus", help="labelled real corpus from ../../shared/data/real_traffic")
+    s.add_argument("--sensor", default=str(ROOT.parent / "target/release/nightjar"),
+                   help="the nightjar binary (a copy: the cache keys on its hash)")
+    s.add_argument("--data", default=str(ROOT.parent.parent / "shared/data/real_traffic"))
+    s.add_argument("--out", default=str(ROOT / "corpus"))
+    s.add_argument("--jobs", type=int, default=2, help="sensor replays at once (at most 2)")
+    s.add_argument("--recurrence-runs", type=int, default=5,
+                   help="report sandbox destinations reached from at least this many unrelated runs")
     s = sub.add_parser("dataset")
     s.add_argument("--features", required=True)
-    s.add_argument("--labels", required=True)
+    s.add_argument("--labels", help="nightjar-flood labels CSV; without it, the labels in the feature lines (corpus)")
     s.add_argument("--out", required=True)
-    s.add_argument("--session", required=True)
+    s.add_argument("--session")
     s = sub.add_parser("train")
     s.add_argument("--train", required=True)
     s.add_argument("--test", required=True)
@@ -236,6 +277,20 @@ def main():
     s.add_argument("--tag", default="1")
     s.add_argument("--default", choices=["float", "int8"], default="float")
     s.add_argument("--variants", action="store_true", help="also cross-validate the side-by-side variants")
+    s = sub.add_parser("train-real", help="train and validate on the labelled real corpus (grouped by run/source/family)")
+    s.add_argument("--data", required=True, help="`dataset` output of corpus/features.jsonl")
+    s.add_argument("--epochs", type=int, default=None, help="passes over the training flows (default 20)")
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--balance", choices=["cap", "weight", "none"], default=None, help="per-run balancing (default cap)")
+    s.add_argument("--cap", type=int, default=None, help="flows per (run, class) and pass (default 40)")
+    s.add_argument("--threshold", choices=["offset", "unknown"], default="offset",
+                   help="how the 1 %% benign flag target is met: a benign prior offset in the head bias, or a higher unknown threshold")
+    s.add_argument("--variants", action="store_true", help="also cross-validate the balancing variants (CV only)")
+    s.add_argument("--demo", help="features of the demo captures (`nightjar replay --features`), scored by the candidate")
+    s.add_argument("--reports", default=str(ROOT / "reports" / "real"))
+    s.add_argument("--out", default=str(ROOT / "artifacts-real"), help="candidate model directory (never artifacts/)")
+    s.add_argument("--tag", default="real-1")
+    s.add_argument("--seed", type=int, default=None)
     s = sub.add_parser("reference")
     s.add_argument("--train", required=True)
     s = sub.add_parser("without")
@@ -263,7 +318,7 @@ def main():
     s.add_argument("--out")
     sub.add_parser("check")
     a = p.parse_args()
-    {"dataset": cmd_dataset, "train": cmd_train, "reference": cmd_reference, "without": cmd_without, "labels": cmd_labels, "online": cmd_online, "check": cmd_check}[a.cmd](a)
+    {"corpus": cmd_corpus, "dataset": cmd_dataset, "train": cmd_train, "train-real": cmd_train_real, "reference": cmd_reference, "without": cmd_without, "labels": cmd_labels, "online": cmd_online, "check": cmd_check}[a.cmd](a)
 
 
 if __name__ == "__main__":

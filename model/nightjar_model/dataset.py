@@ -1,5 +1,6 @@
-"""Joins the sensor's feature lines with nightjar-flood's labels by 5-tuple and stores one
-compressed array file per corpus. Nothing is recomputed: the arrays are the sensor's floats."""
+"""Joins the sensor's feature lines with nightjar-flood's labels by 5-tuple, or takes the
+labels that `corpus` wrote into its feature lines, and stores one compressed array file per
+corpus. Nothing is recomputed: the arrays are the sensor's floats."""
 
 import csv
 import json
@@ -11,55 +12,94 @@ from tqdm import tqdm
 from .schema import CLASSES, load_schema
 
 
+class Arrays:
+    """Accumulates flows in the npz layout, checking each line against feature_schema.json."""
+
+    KEYS = ["family", "profile", "client", "server", "source", "run", "why"]
+
+    def __init__(self, path: Path):
+        self.schema = load_schema()
+        self.path = path
+        self.static, self.seq, self.tokens, self.y = [], [], [], []
+        self.meta = {k: [] for k in self.KEYS}
+
+    def check_version(self, j: dict):
+        if j["schema_version"] != self.schema["schema_version"]:
+            raise SystemExit(f"{self.path}: schema_version {j['schema_version']}, model/ expects {self.schema['schema_version']}")
+
+    def add(self, j: dict, cls: str, **meta):
+        self.check_version(j)
+        s = self.schema
+        seq_len = s["sequence_length"]
+        if len(j["static_features"]) != len(s["static_features"]) or len(j["packets"]) != seq_len or len(j["records"]) != seq_len:
+            raise SystemExit(f"{self.path}: feature shape differs from feature_schema.json")
+        self.static.append(j["static_features"])
+        self.seq.append([p + r for p, r in zip(j["packets"], j["records"])])
+        self.tokens.append(j["url_tokens"])
+        self.y.append(CLASSES.index(cls))
+        meta.setdefault("client", j["client_ip"])
+        meta.setdefault("server", j["server_ip"])
+        for k in self.KEYS:
+            self.meta[k].append(meta.get(k, ""))
+
+    def save(self, out: Path, session: str):
+        np.savez_compressed(
+            out,
+            static=np.asarray(self.static, dtype=np.float32),
+            seq=np.asarray(self.seq, dtype=np.float32),
+            tokens=np.asarray([json.dumps(t) for t in self.tokens]),
+            y=np.asarray(self.y, dtype=np.int64),
+            session=np.asarray([session] * len(self.y)),
+            **{k: np.asarray(v) for k, v in self.meta.items()},
+        )
+
+    def per_class(self):
+        y = np.asarray(self.y)
+        return {c: int((y == i).sum()) for i, c in enumerate(CLASSES)}
+
+
 def build(features: Path, labels: Path, out: Path, session: str) -> dict:
-    schema = load_schema()
-    n_static = len(schema["static_features"])
-    seq_len = schema["sequence_length"]
+    """nightjar-flood corpus: labels joined by 5-tuple (source `nightjar-flood`, run the session)."""
     by_key = {}
     with open(labels, newline="") as f:
         for row in csv.DictReader(f):
             key = (row["client_ip"], int(row["client_port"]), row["server_ip"], int(row["server_port"]))
             by_key[key] = row
-    static, seq, tokens, y, family, profile, client, server = [], [], [], [], [], [], [], []
+    arrays = Arrays(features)
     unlabelled = 0
     found = set()
     with open(features) as f:
         for line in tqdm(f, desc=f"reading {features.name}", unit=" flows"):
             j = json.loads(line)
-            if j["schema_version"] != schema["schema_version"]:
-                raise SystemExit(f"{features}: schema_version {j['schema_version']}, model/ expects {schema['schema_version']}")
+            arrays.check_version(j)
             key = (j["client_ip"], j["client_port"], j["server_ip"], j["server_port"])
             row = by_key.get(key)
             if row is None:
                 unlabelled += 1
                 continue
             found.add(key)
-            s = j["static_features"]
-            if len(s) != n_static or len(j["packets"]) != seq_len or len(j["records"]) != seq_len:
-                raise SystemExit(f"{features}: feature shape differs from feature_schema.json")
-            static.append(s)
-            seq.append([p + r for p, r in zip(j["packets"], j["records"])])
-            tokens.append(j["url_tokens"])
-            y.append(CLASSES.index(row["class"]))
-            family.append(row["family"])
-            profile.append(row.get("profile", ""))
-            client.append(j["client_ip"])
-            server.append(j["server_ip"])
-    missing = len(by_key) - len(found)
-    np.savez_compressed(
-        out,
-        static=np.asarray(static, dtype=np.float32),
-        seq=np.asarray(seq, dtype=np.float32),
-        tokens=np.asarray([json.dumps(t) for t in tokens]),
-        y=np.asarray(y, dtype=np.int64),
-        family=np.asarray(family),
-        profile=np.asarray(profile),
-        client=np.asarray(client),
-        server=np.asarray(server),
-        session=np.asarray([session] * len(y)),
-    )
-    summary = {"flows": len(y), "unlabelled_flows_skipped": unlabelled, "labelled_flows_missing": missing,
-               "per_class": {c: int((np.asarray(y) == i).sum()) for i, c in enumerate(CLASSES)}}
+            arrays.add(j, row["class"], family=row["family"], profile=row.get("profile", ""), source="nightjar-flood",
+                       run=session)
+    arrays.save(out, session)
+    summary = {"flows": len(arrays.y), "unlabelled_flows_skipped": unlabelled, "labelled_flows_missing": len(by_key) - len(found),
+               "per_class": arrays.per_class()}
+    print(json.dumps(summary))
+    return summary
+
+
+def build_labelled(features: Path, out: Path, session: str = "real") -> dict:
+    """A `corpus` features.jsonl (every line carries its label): the same layout, with
+    `source` and `run` (capture identifier) for grouped splits, `why` (the labelling rule)
+    and `profile` the JA3."""
+    arrays = Arrays(features)
+    with open(features) as f:
+        for line in tqdm(f, desc=f"reading {features.name}", unit=" flows"):
+            j = json.loads(line)
+            arrays.add(j, j["class"], family=j["family"], profile=j.get("ja3", ""), source=j["source"], run=j["run"],
+                       why=j.get("why", ""))
+    arrays.save(out, session)
+    summary = {"flows": len(arrays.y), "per_class": arrays.per_class(), "sources": sorted(set(arrays.meta["source"])),
+               "runs": len(set(arrays.meta["run"]))}
     print(json.dumps(summary))
     return summary
 

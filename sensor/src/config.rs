@@ -199,13 +199,15 @@ pub struct FlowConfig {
     /// seconds. Default 600 (interactive sessions idle for minutes).
     pub idle_timeout_secs: u64,
     /// A flow seen in one direction only (a scan, a lost SYN-ACK) with no packet for this
-    /// long ends, seconds. Default 60.
+    /// long ends, seconds. Default 120: SYN retransmissions and a late RST (seen 60-100 s
+    /// apart in real sandbox captures) stay one flow, as tshark counts them.
     pub unanswered_timeout_secs: u64,
     /// A flow that lives this long without having written its event writes it, seconds.
     /// Default 3600.
     pub active_timeout_secs: u64,
     /// After FIN from both sides or an RST, the flow is kept this long to absorb
-    /// trailing packets and retransmissions, seconds. Default 30.
+    /// trailing packets and retransmissions, seconds. Default 120 (2 MSL of RFC 9293
+    /// with Linux's 60 s TIME_WAIT; retransmitted FINs back off past 60 s).
     pub closed_linger_secs: u64,
     /// Packets (both directions) that make a flow head; the event is written when the
     /// head is complete. Default 32.
@@ -225,9 +227,9 @@ impl Default for FlowConfig {
         Self {
             max_flows: 1_000_000,
             idle_timeout_secs: 600,
-            unanswered_timeout_secs: 60,
+            unanswered_timeout_secs: 120,
             active_timeout_secs: 3600,
-            closed_linger_secs: 30,
+            closed_linger_secs: 120,
             head_packets: 32,
             reassembly_bytes: 16 * 1024,
             handshake_bytes: 16 * 1024,

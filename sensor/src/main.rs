@@ -346,6 +346,8 @@ fn print_summary(s: &Summary) {
         ("tls handshake truncated", st.tls_handshake_truncated),
         ("tls parse errors", st.tls_parse_errors),
         ("http oversized", st.http_oversized),
+        ("http too many headers", st.http_too_many_headers),
+        ("proxy headers skipped", st.proxy_headers),
     ] {
         if v > 0 {
             let _ = writeln!(e, "  {name:<24} {v:>6}");

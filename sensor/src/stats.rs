@@ -40,6 +40,10 @@ pub struct Stats {
     pub tls_parse_errors: u64,
     /// HTTP request heads over the buffer.
     pub http_oversized: u64,
+    /// HTTP request heads with more than `decode::http::MAX_HEADERS` headers.
+    pub http_too_many_headers: u64,
+    /// PROXY protocol headers skipped before a client's first bytes.
+    pub proxy_headers: u64,
     /// Events written.
     pub events: u64,
     /// Classified flows written, by verdict class (benign, attack, malware, unknown).
@@ -77,6 +81,8 @@ impl Stats {
         self.tls_handshake_truncated += o.tls_handshake_truncated;
         self.tls_parse_errors += o.tls_parse_errors;
         self.http_oversized += o.http_oversized;
+        self.proxy_headers += o.proxy_headers;
+        self.http_too_many_headers += o.http_too_many_headers;
         self.events += o.events;
         for (a, b) in self.detections.iter_mut().zip(o.detections) {
             *a += b;

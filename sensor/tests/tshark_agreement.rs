@@ -1,6 +1,7 @@
 //! Agreement with tshark on real captures that nobody here wrote (every pcap under
 //! `../shared/data`): the number of flows equals tshark's TCP conversation count, and
-//! JA3/JA3S agree on at least 99 % of hellos. Needs `tshark` on PATH; skipped with a
+//! JA3/JA3S agree on at least 99.5 % of hellos. A capture is excluded from the flow count
+//! only where tshark and a sensor legitimately count differently, with the reason. Needs `tshark` on PATH; skipped with a
 //! message when it is missing, unless `NIGHTJAR_REQUIRE_TOOLS=1` (CI sets it).
 
 mod common;
@@ -43,6 +44,31 @@ fn tshark(args: &[&str], file: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Captures whose flow count legitimately differs from tshark's, with why Nightjar's
+/// count is the right one for a sensor. tshark never ends a conversation; a sensor must
+/// free a flow after its idle timeout, so a packet after a longer silence starts a new
+/// flow (Suricata and Zeek do the same).
+const FLOW_COUNT_EXCLUDED: [(&str, &str); 6] = [
+    (
+        "fuzz-2006-09-29-28586.pcap",
+        "fuzzed: tshark opens conversations on corrupted segments (every flag set) inside one connection",
+    ),
+    (
+        "ndpi_match_string_subprotocol__error.pcapng",
+        "a 3,383 s silence inside the connection, past the 600 s idle timeout",
+    ),
+    ("ossfuzz_seed_fake_traces_1.pcapng", "two one-way segments 293 s apart, past the 120 s unanswered timeout"),
+    ("wechat.pcap", "one-way keep-alives 135 s apart, past the 120 s unanswered timeout"),
+    (
+        "Asmodeus_Ransomware_01Oct2019.pcap",
+        "tshark splits one connection (one SYN and ISN per side) at the server's first data on port 162",
+    ),
+    (
+        "2019-03-16-Spelevo-EK-1st-run.pcap",
+        "an RST 653 s after the connection's last packet, past the 600 s idle timeout",
+    ),
+];
+
 #[test]
 fn flow_count_equals_tshark_conversations() {
     let Some(data) = shared_data() else { return };
@@ -52,7 +78,12 @@ fn flow_count_equals_tshark_conversations() {
     let mut bad = Vec::new();
     let files = captures(&data);
     assert!(files.len() > 50, "expected the shared captures, found {}", files.len());
-    for f in &files {
+    let excluded = |f: &Path| FLOW_COUNT_EXCLUDED.iter().any(|(name, _)| f.file_name().is_some_and(|n| n == *name));
+    assert!(
+        FLOW_COUNT_EXCLUDED.iter().all(|(name, _)| files.iter().any(|f| f.file_name().is_some_and(|n| n == *name))),
+        "an excluded capture is no longer in the shared data: drop its exclusion"
+    );
+    for f in files.iter().filter(|f| !excluded(f)) {
         let expected = tshark(&["-q", "-z", "conv,tcp"], f).lines().filter(|l| l.contains("<->")).count() as u64;
         let stats = replay_records(&Config::default(), std::slice::from_ref(f), &mut |_| {}).expect("replay");
         if stats.flows_created != expected {
@@ -129,5 +160,5 @@ fn ja3_and_ja3s_agree_with_live_tshark() {
     assert!(total > 300, "only {total} hellos compared");
     let share = agree as f64 / total as f64;
     eprintln!("JA3/JA3S agreement with tshark: {agree}/{total} ({:.2} %)", share * 100.0);
-    assert!(share >= 0.99, "agreement {:.2} % < 99 %:\n{}", share * 100.0, bad.join("\n"));
+    assert!(share >= 0.995, "agreement {:.2} % < 99.5 %:\n{}", share * 100.0, bad.join("\n"));
 }

@@ -25,12 +25,34 @@ const METHODS: [&[u8]; 15] = [
     b"LOCK ",
 ];
 /// Most headers parsed in one request.
-const MAX_HEADERS: usize = 64;
+pub const MAX_HEADERS: usize = 64;
 
 /// True when `b` starts with a known method and a space (the XDP program's test too).
 pub fn looks_like_request(b: &[u8]) -> bool {
     METHODS.iter().any(|m| b.len() >= m.len() && b.starts_with(m))
         || (b.len() < 10 && METHODS.iter().any(|m| m.starts_with(b) && !b.is_empty()))
+}
+
+/// Whether bytes begin an HTTP request line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prefix {
+    /// A method and its space.
+    Yes,
+    /// A proper prefix of a method (more bytes decide).
+    Maybe,
+    /// Not a request.
+    No,
+}
+
+/// Decides whether `b` begins a request line by its method.
+pub fn request_prefix(b: &[u8]) -> Prefix {
+    if METHODS.iter().any(|m| b.starts_with(m)) {
+        Prefix::Yes
+    } else if !b.is_empty() && METHODS.iter().any(|m| m.len() > b.len() && m.starts_with(b)) {
+        Prefix::Maybe
+    } else {
+        Prefix::No
+    }
 }
 
 /// The first request of a flow.
@@ -60,6 +82,9 @@ pub struct HttpRequest {
     pub head_len: u32,
     /// First bytes of the body (bounded).
     pub body_prefix: Vec<u8>,
+    /// The head did not fit (over `http_header_bytes`, or more than [`MAX_HEADERS`]
+    /// headers): the request line and the headers that fit were kept.
+    pub head_truncated: bool,
 }
 
 /// Parser state for the client side of one flow.
@@ -87,8 +112,11 @@ pub enum HttpStatus {
     Parsed,
     /// The bytes are not an HTTP request.
     Invalid,
-    /// The head exceeded the buffer.
+    /// The head exceeded the buffer; the request line and the complete headers in it
+    /// were kept.
     Oversized,
+    /// More than [`MAX_HEADERS`] headers; the request line and the first ones were kept.
+    TooManyHeaders,
 }
 
 impl HttpStream {
@@ -139,11 +167,18 @@ impl HttpStream {
                     Ok(httparse::Status::Partial) => {
                         if self.buf.len() >= self.head_cap {
                             self.state = State::Done;
+                            *out = salvage(&self.buf).map(Box::new);
                             self.buf = Vec::new();
                             HttpStatus::Oversized
                         } else {
                             HttpStatus::Partial
                         }
+                    }
+                    Err(httparse::Error::TooManyHeaders) => {
+                        self.state = State::Done;
+                        *out = salvage(&self.buf).map(Box::new);
+                        self.buf = Vec::new();
+                        HttpStatus::TooManyHeaders
                     }
                     Err(_) => {
                         self.state = State::Done;
@@ -157,7 +192,6 @@ impl HttpStream {
 }
 
 fn build_request(req: &httparse::Request<'_, '_>, head_len: usize) -> HttpRequest {
-    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
     let mut r = HttpRequest {
         method: req.method.unwrap_or_default().to_owned(),
         uri: req.path.unwrap_or_default().to_owned(),
@@ -167,22 +201,82 @@ fn build_request(req: &httparse::Request<'_, '_>, head_len: usize) -> HttpReques
         ..HttpRequest::default()
     };
     for h in req.headers.iter() {
-        let n = h.name;
-        if n.eq_ignore_ascii_case("host") {
-            r.host = Some(text(h.value));
-        } else if n.eq_ignore_ascii_case("user-agent") {
-            r.user_agent = Some(text(h.value));
-        } else if n.eq_ignore_ascii_case("content-type") {
-            r.content_type = Some(text(h.value));
-        } else if n.eq_ignore_ascii_case("content-length") {
-            r.content_length = std::str::from_utf8(h.value).ok().and_then(|s| s.trim().parse().ok());
-        } else if n.eq_ignore_ascii_case("referer") {
-            r.referer = Some(text(h.value));
-        } else if n.eq_ignore_ascii_case("cookie") {
-            r.has_cookie = true;
-        }
+        r.header(h.name.as_bytes(), h.value);
     }
     r
+}
+
+impl HttpRequest {
+    /// Takes the fields features use from one header.
+    fn header(&mut self, n: &[u8], value: &[u8]) {
+        let text = |v: &[u8]| String::from_utf8_lossy(v).trim().to_owned();
+        if n.eq_ignore_ascii_case(b"host") {
+            self.host = Some(text(value));
+        } else if n.eq_ignore_ascii_case(b"user-agent") {
+            self.user_agent = Some(text(value));
+        } else if n.eq_ignore_ascii_case(b"content-type") {
+            self.content_type = Some(text(value));
+        } else if n.eq_ignore_ascii_case(b"content-length") {
+            self.content_length = std::str::from_utf8(value).ok().and_then(|s| s.trim().parse().ok());
+        } else if n.eq_ignore_ascii_case(b"referer") {
+            self.referer = Some(text(value));
+        } else if n.eq_ignore_ascii_case(b"cookie") {
+            self.has_cookie = true;
+        }
+    }
+}
+
+/// Keeps what a head that did not fit still tells: the request line and every complete
+/// header line in `buf` (all of them counted, the first of each kind kept), or `None`
+/// when the request line itself is incomplete or malformed. An attacker who pads a
+/// request with headers does not hide its method, target, Host or User-Agent.
+fn salvage(buf: &[u8]) -> Option<HttpRequest> {
+    let mut lines = buf.split(|&c| c == b'\n');
+    let line = lines.next().filter(|_| buf.contains(&b'\n'))?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.split(|&c| c == b' ').filter(|p| !p.is_empty());
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    let minor = match version {
+        b"HTTP/1.0" => 0,
+        b"HTTP/1.1" => 1,
+        _ => return None,
+    };
+    if parts.next().is_some() || !method.iter().all(u8::is_ascii_uppercase) {
+        return None;
+    }
+    let mut r = HttpRequest {
+        method: String::from_utf8_lossy(method).into_owned(),
+        uri: String::from_utf8_lossy(target).into_owned(),
+        version_minor: minor,
+        head_truncated: true,
+        ..HttpRequest::default()
+    };
+    let mut used = line.len() + 1;
+    // The last piece has no LF after it: an incomplete line, not a header.
+    let complete: Vec<&[u8]> = lines.collect();
+    let n_complete = complete.len().saturating_sub(1);
+    for raw in &complete[..n_complete] {
+        let l = raw.strip_suffix(b"\r").unwrap_or(raw);
+        used += raw.len() + 1;
+        if l.is_empty() {
+            break;
+        }
+        let Some(colon) = l.iter().position(|&c| c == b':') else { continue };
+        r.header_count += 1;
+        let (name, value) = (&l[..colon], &l[colon + 1..]);
+        let first = match () {
+            () if name.eq_ignore_ascii_case(b"host") => r.host.is_none(),
+            () if name.eq_ignore_ascii_case(b"user-agent") => r.user_agent.is_none(),
+            () if name.eq_ignore_ascii_case(b"content-type") => r.content_type.is_none(),
+            () if name.eq_ignore_ascii_case(b"referer") => r.referer.is_none(),
+            () => true,
+        };
+        if first {
+            r.header(name, value);
+        }
+    }
+    r.head_len = used.min(buf.len()) as u32;
+    Some(r)
 }
 
 #[cfg(test)]
@@ -219,6 +313,41 @@ Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 27\r\n\r\nuse
         assert_eq!(s.feed(&long, &mut out), HttpStatus::Oversized);
         let mut s = HttpStream::new(64, 16);
         assert_eq!(s.feed(b"\x16\x03\x01\x00\x10garbage\r\n\r\n", &mut out), HttpStatus::Invalid);
+        assert!(out.is_none());
+    }
+
+    #[test]
+    fn crowded_and_oversized_heads_keep_their_request_line() {
+        let mut crowded =
+            b"GET /admin/config.php?id=1%27 HTTP/1.1\r\nHost: victim.example\r\nUser-Agent: sqlmap/1.7\r\n".to_vec();
+        for i in 0..70 {
+            crowded.extend_from_slice(format!("X-Pad-{i}: a\r\n").as_bytes());
+        }
+        crowded.extend_from_slice(b"\r\n");
+        let mut s = HttpStream::new(8192, 16);
+        let mut out = None;
+        assert_eq!(s.feed(&crowded, &mut out), HttpStatus::TooManyHeaders);
+        let r = out.take().expect("salvaged request");
+        assert_eq!((r.method.as_str(), r.uri.as_str()), ("GET", "/admin/config.php?id=1%27"));
+        assert_eq!(r.host.as_deref(), Some("victim.example"));
+        assert_eq!(r.user_agent.as_deref(), Some("sqlmap/1.7"));
+        assert_eq!(r.header_count, 72);
+        assert!(r.head_truncated);
+
+        // Over the buffer: the complete lines are kept, a duplicate Host does not win.
+        let mut big = b"POST /upload HTTP/1.0\r\nHost: a.example\r\nHost: b.example\r\nCookie: ".to_vec();
+        big.extend(std::iter::repeat_n(b'c', 9000));
+        let mut s = HttpStream::new(8192, 16);
+        assert_eq!(s.feed(&big, &mut out), HttpStatus::Oversized);
+        let r = out.take().expect("salvaged request");
+        assert_eq!((r.method.as_str(), r.version_minor, r.host.as_deref()), ("POST", 0, Some("a.example")));
+        assert!(!r.has_cookie, "the cookie line never completed");
+        assert_eq!(r.header_count, 2);
+
+        // A request line that did not fit is not invented.
+        let mut s = HttpStream::new(64, 16);
+        let long = [b"GET /".as_slice(), &[b'a'; 100]].concat();
+        assert_eq!(s.feed(&long, &mut out), HttpStatus::Oversized);
         assert!(out.is_none());
     }
 

@@ -2,9 +2,12 @@
 //! its TCP segment (addresses, ports, flags, sequence numbers, payload), or a counted
 //! [`Skip`] (not TCP, IP fragment) or [`DecodeError`] (malformed).
 //!
-//! Header parsing is done by `etherparse` in lax mode, so frames cut short by a
-//! capture snap length still yield what they carry. Tunnels that span ports commonly
-//! deliver (GRE, ERSPAN II/III, VXLAN, Geneve) are stripped, up to [`MAX_TUNNEL_DEPTH`].
+//! The link layer is walked here (Ethernet, 802.1Q/802.1ad/QinQ tags, Cisco TrustSec
+//! metadata (SGT, ethertype 0x8909), MPLS label stacks); IP and TCP headers are parsed by
+//! `etherparse` in lax mode, so frames cut short by a capture snap length still yield what
+//! they carry. Tunnels that span ports commonly deliver (GRE, ERSPAN II/III, VXLAN,
+//! Geneve, GTP-U, CAPWAP data, IPv4/IPv6 in IPv4/IPv6) are stripped, up to
+//! [`MAX_TUNNEL_DEPTH`].
 //! This module must not allocate: it only borrows from the frame. Application-layer
 //! parsers live in [`tls`] and [`http`].
 
@@ -23,6 +26,18 @@ pub const MAX_TUNNEL_DEPTH: usize = 3;
 const VXLAN_PORT: u16 = 4789;
 /// Geneve UDP port (RFC 8926 section 3.3).
 const GENEVE_PORT: u16 = 6081;
+/// GTP-U UDP port (3GPP TS 29.281 section 4.4.2.3).
+const GTPU_PORT: u16 = 2152;
+/// CAPWAP data channel UDP port (RFC 5415 section 3.2).
+const CAPWAP_DATA_PORT: u16 = 5247;
+/// Ethertypes of 802.1Q, 802.1ad and the pre-standard QinQ tag.
+const ETHER_VLAN: [u16; 3] = [0x8100, 0x88a8, 0x9100];
+/// Cisco TrustSec metadata (CMD) carrying a security group tag.
+const ETHER_CISCO_METADATA: u16 = 0x8909;
+/// MPLS unicast and multicast.
+const ETHER_MPLS: [u16; 2] = [0x8847, 0x8848];
+/// Link-layer headers (tags, metadata, labels) walked before giving up on a frame.
+const MAX_L2_HEADERS: usize = 8;
 /// GRE protocol type for transparent Ethernet bridging.
 const GRE_PROTO_TEB: u16 = 0x6558;
 /// GRE protocol type of ERSPAN type II.
@@ -161,9 +176,9 @@ pub enum Decoded<'a> {
 /// Decodes one frame of the given link type.
 pub fn decode_frame(link: LinkType, ts_ns: u64, wire_len: u32, data: &[u8]) -> Decoded<'_> {
     let sliced = match link {
-        LinkType::Ethernet => match LaxSlicedPacket::from_ethernet(data) {
-            Ok(s) => s,
-            Err(_) => return Decoded::Error(DecodeError::TruncatedLink),
+        LinkType::Ethernet => match ethernet_payload(data) {
+            Ok((ether, rest)) => sliced_ether(ether, rest),
+            Err(e) => return Decoded::Error(e),
         },
         LinkType::Raw => match LaxSlicedPacket::from_ip(data) {
             Ok(s) => s,
@@ -175,7 +190,7 @@ pub fn decode_frame(link: LinkType, ts_ns: u64, wire_len: u32, data: &[u8]) -> D
                 return Decoded::Error(DecodeError::TruncatedLink);
             };
             let proto = u16::from_be_bytes([hdr[14], hdr[15]]);
-            LaxSlicedPacket::from_ether_type(EtherType(proto), &data[16..])
+            sliced_ether(proto, &data[16..])
         }
         LinkType::LinuxSll2 => {
             // Linux cooked header v2: 20 bytes, protocol in the first two.
@@ -183,7 +198,7 @@ pub fn decode_frame(link: LinkType, ts_ns: u64, wire_len: u32, data: &[u8]) -> D
                 return Decoded::Error(DecodeError::TruncatedLink);
             };
             let proto = u16::from_be_bytes([hdr[0], hdr[1]]);
-            LaxSlicedPacket::from_ether_type(EtherType(proto), &data[20..])
+            sliced_ether(proto, &data[20..])
         }
         LinkType::Null => {
             // BSD loopback: a 4-byte address family in the writer's byte order.
@@ -202,6 +217,58 @@ pub fn decode_frame(link: LinkType, ts_ns: u64, wire_len: u32, data: &[u8]) -> D
         LinkType::Other(_) => return Decoded::Error(DecodeError::UnsupportedLinkType),
     };
     decode_sliced(&sliced, ts_ns, wire_len, 0)
+}
+
+/// Walks an Ethernet header and the tags, metadata and label stacks after it; returns
+/// the ethertype of the network layer and the bytes that follow.
+fn ethernet_payload(data: &[u8]) -> Result<(u16, &[u8]), DecodeError> {
+    let Some(et) = data.get(12..14) else {
+        return Err(DecodeError::TruncatedLink);
+    };
+    let mut ether = u16::from_be_bytes([et[0], et[1]]);
+    let mut rest = &data[14..];
+    for _ in 0..MAX_L2_HEADERS {
+        let (hdr_len, next) = if ETHER_VLAN.contains(&ether) {
+            // TCI (2 bytes), then the inner ethertype.
+            let Some(h) = rest.get(..4) else { return Err(DecodeError::TruncatedLink) };
+            (4, u16::from_be_bytes([h[2], h[3]]))
+        } else if ether == ETHER_CISCO_METADATA {
+            // Version (1), length in 4-byte words of the options (1), options, ethertype.
+            let Some(&words) = rest.get(1) else { return Err(DecodeError::TruncatedLink) };
+            let len = 2 + usize::from(words) * 4;
+            let Some(h) = rest.get(len..len + 2) else { return Err(DecodeError::TruncatedLink) };
+            (len + 2, u16::from_be_bytes([h[0], h[1]]))
+        } else if ETHER_MPLS.contains(&ether) {
+            // Label entries until the bottom-of-stack bit, then IP told by its version.
+            let mut off = 0;
+            loop {
+                let Some(e) = rest.get(off..off + 4) else { return Err(DecodeError::TruncatedLink) };
+                off += 4;
+                if e[2] & 0x01 != 0 {
+                    break;
+                }
+                if off >= 4 * MAX_L2_HEADERS {
+                    return Err(DecodeError::TruncatedLink);
+                }
+            }
+            let next = match rest.get(off).map(|b| b >> 4) {
+                Some(4) => EtherType::IPV4.0,
+                Some(6) => EtherType::IPV6.0,
+                _ => 0,
+            };
+            (off, next)
+        } else {
+            return Ok((ether, rest));
+        };
+        ether = next;
+        rest = &rest[hdr_len..];
+    }
+    Err(DecodeError::TruncatedLink)
+}
+
+/// Slices the network layer of a frame whose link layer was already walked.
+fn sliced_ether(ether: u16, rest: &[u8]) -> LaxSlicedPacket<'_> {
+    LaxSlicedPacket::from_ether_type(EtherType(ether), rest)
 }
 
 fn decode_sliced<'a>(s: &LaxSlicedPacket<'a>, ts_ns: u64, wire_len: u32, depth: usize) -> Decoded<'a> {
@@ -250,9 +317,10 @@ fn decode_sliced<'a>(s: &LaxSlicedPacket<'a>, ts_ns: u64, wire_len: u32, depth: 
             Some(TransportSlice::Udp(udp)) => {
                 // Either port marks the tunnel: some encapsulators use it as source.
                 let (sp, dp) = (udp.source_port(), udp.destination_port());
-                if dp == VXLAN_PORT || dp == GENEVE_PORT {
+                let tunnel = |p: u16| matches!(p, VXLAN_PORT | GENEVE_PORT | GTPU_PORT | CAPWAP_DATA_PORT);
+                if tunnel(dp) {
                     decode_udp_tunnel(dp, udp.payload(), ts_ns, wire_len, depth)
-                } else if sp == VXLAN_PORT || sp == GENEVE_PORT {
+                } else if tunnel(sp) {
                     decode_udp_tunnel(sp, udp.payload(), ts_ns, wire_len, depth)
                 } else {
                     Decoded::Skip(Skip::Udp)
@@ -261,26 +329,139 @@ fn decode_sliced<'a>(s: &LaxSlicedPacket<'a>, ts_ns: u64, wire_len: u32, depth: 
             _ => Decoded::Skip(Skip::Udp),
         },
         IpNumber::GRE => decode_gre(payload.payload, ts_ns, wire_len, depth),
+        // IP in IP (RFC 2003), IPv6 in IPv4 (RFC 4213) and either in IPv6 (RFC 2473).
+        IpNumber::IPV4 | IpNumber::IPV6 => {
+            if depth >= MAX_TUNNEL_DEPTH {
+                return Decoded::Error(DecodeError::BadTunnel);
+            }
+            let inner = if payload.ip_number == IpNumber::IPV4 { EtherType::IPV4 } else { EtherType::IPV6 };
+            decode_inner(inner.0, payload.payload, ts_ns, wire_len, depth + 1)
+        }
         IpNumber::ICMP | IpNumber::IPV6_ICMP => Decoded::Skip(Skip::Icmp),
         _ => Decoded::Skip(Skip::OtherIp),
     }
 }
 
-/// Strips a VXLAN (RFC 7348) or Geneve (RFC 8926) header and decodes the inner frame.
+/// Strips a VXLAN (RFC 7348), Geneve (RFC 8926), GTP-U (3GPP TS 29.281) or CAPWAP data
+/// (RFC 5415) header and decodes the inner frame.
 fn decode_udp_tunnel(port: u16, p: &[u8], ts_ns: u64, wire_len: u32, depth: usize) -> Decoded<'_> {
     if depth >= MAX_TUNNEL_DEPTH || p.len() < 8 {
         return Decoded::Error(DecodeError::BadTunnel);
     }
-    let (inner_off, proto) = if port == VXLAN_PORT {
-        (8, GRE_PROTO_TEB)
-    } else {
-        let opt_len = usize::from(p[0] & 0x3f) * 4;
-        (8 + opt_len, u16::from_be_bytes([p[2], p[3]]))
+    let (inner_off, proto) = match port {
+        VXLAN_PORT => (8, GRE_PROTO_TEB),
+        GENEVE_PORT => {
+            let opt_len = usize::from(p[0] & 0x3f) * 4;
+            (8 + opt_len, u16::from_be_bytes([p[2], p[3]]))
+        }
+        GTPU_PORT => match gtpu_payload(p) {
+            Some(v) => v,
+            None => return Decoded::Skip(Skip::Udp),
+        },
+        _ => match capwap_payload(p) {
+            Some((off, CapwapInner::Ethernet)) => (off, GRE_PROTO_TEB),
+            Some((off, CapwapInner::Wlan)) => {
+                let Some((skip, ether)) = wlan_data_payload(&p[off..]) else {
+                    return Decoded::Skip(Skip::NonIp);
+                };
+                (off + skip, ether)
+            }
+            None => return Decoded::Skip(Skip::Udp),
+        },
     };
     let Some(inner) = p.get(inner_off..) else {
         return Decoded::Error(DecodeError::BadTunnel);
     };
     decode_inner(proto, inner, ts_ns, wire_len, depth + 1)
+}
+
+/// The offset and ethertype of the IP packet a GTP-U G-PDU carries, or `None` for
+/// signalling messages and other versions (counted as UDP).
+fn gtpu_payload(p: &[u8]) -> Option<(usize, u16)> {
+    let flags = p[0];
+    // Version 1, protocol type GTP, message type 255 (G-PDU).
+    if flags >> 5 != 1 || flags & 0x10 == 0 || p[1] != 0xff {
+        return None;
+    }
+    let mut off = 8;
+    if flags & 0x07 != 0 {
+        // Sequence number (2), N-PDU number (1), next extension header type (1).
+        let mut next = *p.get(off + 3)?;
+        off += 4;
+        while next != 0 {
+            // Each extension: length in 4-byte words, content, next type in its last byte.
+            let words = usize::from(*p.get(off)?);
+            if words == 0 {
+                return None;
+            }
+            off += words * 4;
+            next = *p.get(off - 1)?;
+        }
+    }
+    let ether = match p.get(off)? >> 4 {
+        4 => EtherType::IPV4.0,
+        6 => EtherType::IPV6.0,
+        _ => return None,
+    };
+    Some((off, ether))
+}
+
+/// What a CAPWAP data packet carries.
+enum CapwapInner {
+    /// An IEEE 802.3 frame (T bit clear).
+    Ethernet,
+    /// An IEEE 802.11 frame (T bit set, wireless binding 1).
+    Wlan,
+}
+
+/// The offset of the frame a CAPWAP data packet carries (RFC 5415 section 4.3), or
+/// `None` for keep-alives, fragments and other bindings.
+fn capwap_payload(p: &[u8]) -> Option<(usize, CapwapInner)> {
+    if p[0] != 0 {
+        return None; // version 0, no DTLS (type 0)
+    }
+    let hlen = usize::from(p[1] >> 3) * 4;
+    let wbid = (p[2] >> 1) & 0x1f;
+    let t = p[2] & 0x01 != 0;
+    let (f, k) = (p[3] & 0x80 != 0, p[3] & 0x08 != 0);
+    if hlen < 8 || hlen > p.len() || f || k {
+        return None;
+    }
+    match (t, wbid) {
+        (false, _) => Some((hlen, CapwapInner::Ethernet)),
+        (true, 1) => Some((hlen, CapwapInner::Wlan)),
+        _ => None,
+    }
+}
+
+/// The header length and ethertype of an IEEE 802.11 data frame with an LLC/SNAP
+/// header, or `None` for management, control, protected or non-SNAP frames.
+fn wlan_data_payload(p: &[u8]) -> Option<(usize, u16)> {
+    let (mut fc0, mut fc1) = (*p.first()?, *p.get(1)?);
+    let is_data = |b: u8| (b >> 2) & 0x03 == 2 && b.trailing_zeros() >= 2;
+    if !is_data(fc0) && is_data(fc1) {
+        // Cisco access points send the frame control field byte-swapped.
+        (fc0, fc1) = (fc1, fc0);
+    }
+    let (kind, subtype) = ((fc0 >> 2) & 0x03, fc0 >> 4);
+    if kind != 2 || fc1 & 0x40 != 0 || subtype & 0x04 != 0 {
+        return None; // not data, protected, or a null frame
+    }
+    let mut len = 24;
+    if fc1 & 0x03 == 0x03 {
+        len += 6; // fourth address (WDS)
+    }
+    if subtype & 0x08 != 0 {
+        len += 2; // QoS control
+        if fc1 & 0x80 != 0 {
+            len += 4; // HT control
+        }
+    }
+    let snap = p.get(len..len + 8)?;
+    if snap[..6] != [0xaa, 0xaa, 0x03, 0, 0, 0] {
+        return None;
+    }
+    Some((len + 8, u16::from_be_bytes([snap[6], snap[7]])))
 }
 
 /// Strips a GRE header (RFC 2784/2890) and any ERSPAN II/III header.
@@ -330,8 +511,8 @@ fn decode_gre(p: &[u8], ts_ns: u64, wire_len: u32, depth: usize) -> Decoded<'_> 
 
 fn decode_inner(proto: u16, inner: &[u8], ts_ns: u64, wire_len: u32, depth: usize) -> Decoded<'_> {
     let sliced = if proto == GRE_PROTO_TEB {
-        match LaxSlicedPacket::from_ethernet(inner) {
-            Ok(s) => s,
+        match ethernet_payload(inner) {
+            Ok((ether, rest)) => sliced_ether(ether, rest),
             Err(_) => return Decoded::Error(DecodeError::BadTunnel),
         }
     } else if proto == EtherType::IPV4.0 || proto == EtherType::IPV6.0 {
@@ -394,6 +575,84 @@ mod tests {
         let b = PacketBuilder::ethernet2([1; 6], [2; 6]).ipv6([0x20; 16], [0x21; 16], 64).udp(5353, 53);
         let mut f = Vec::new();
         b.write(&mut f, b"q").expect("build");
+        assert!(matches!(decode_frame(LinkType::Ethernet, 0, 0, &f), Decoded::Skip(Skip::Udp)));
+    }
+
+    /// An IPv4 TCP packet without a link layer.
+    fn ip_tcp() -> Vec<u8> {
+        let b = PacketBuilder::ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64).tcp(40000, 443, 1000, 65535);
+        let mut out = Vec::new();
+        b.write(&mut out, b"x").expect("build");
+        out
+    }
+
+    fn expect_tcp(f: &[u8]) {
+        match decode_frame(LinkType::Ethernet, 0, 0, f) {
+            Decoded::Tcp(p) => assert_eq!((p.sport, p.dport, p.payload), (40000, 443, b"x".as_slice())),
+            other => panic!("expected the inner tcp, got {other:?}"),
+        }
+    }
+
+    fn eth(ether: u16, rest: &[u8]) -> Vec<u8> {
+        let mut f = vec![2; 12];
+        f.extend_from_slice(&ether.to_be_bytes());
+        f.extend_from_slice(rest);
+        f
+    }
+
+    #[test]
+    fn span_port_tags_and_labels_are_walked() {
+        // VLAN, then Cisco metadata (SGT 2), then IPv4: as a TrustSec span port sends it.
+        let mut cmd = vec![0x00, 0x0a, 0x89, 0x09, 0x01, 0x01, 0x00, 0x01, 0x00, 0x02, 0x08, 0x00];
+        cmd.extend_from_slice(&ip_tcp());
+        expect_tcp(&eth(0x8100, &cmd));
+        // Two MPLS labels, the second with bottom-of-stack.
+        let mut mpls = vec![0x00, 0x01, 0x00, 0x40, 0x00, 0x02, 0x01, 0x40];
+        mpls.extend_from_slice(&ip_tcp());
+        expect_tcp(&eth(0x8847, &mpls));
+        // Cut inside a tag: a counted link error, not a panic.
+        let f = eth(0x8100, &cmd);
+        for cut in 0..20 {
+            let _ = decode_frame(LinkType::Ethernet, 0, 0, &f[..cut]);
+        }
+        assert!(matches!(decode_frame(LinkType::Ethernet, 0, 0, &f[..17]), Decoded::Error(DecodeError::TruncatedLink)));
+    }
+
+    #[test]
+    fn ip_in_ip_and_mobile_and_wireless_tunnels_are_stripped() {
+        // IPv4 in IPv6 (4in6).
+        let outer = PacketBuilder::ethernet2([1; 6], [2; 6]).ipv6([0x20; 16], [0x21; 16], 64);
+        let mut f = Vec::new();
+        outer.write(&mut f, IpNumber::IPV4, &ip_tcp()).expect("build");
+        expect_tcp(&f);
+        // GTP-U G-PDU with a sequence number and one extension header.
+        let mut gtp = vec![0x32, 0xff, 0, 0, 0, 0, 0, 1, 0, 7, 0, 0x85, 1, 0, 0, 0];
+        let inner = ip_tcp();
+        gtp[2..4].copy_from_slice(&((inner.len() + 8) as u16).to_be_bytes());
+        gtp.extend_from_slice(&inner);
+        let b =
+            PacketBuilder::ethernet2([1; 6], [2; 6]).ipv4([198, 18, 0, 9], [198, 18, 0, 10], 64).udp(2152, GTPU_PORT);
+        let mut f = Vec::new();
+        b.write(&mut f, &gtp).expect("build");
+        expect_tcp(&f);
+        // CAPWAP data carrying an 802.11 QoS data frame, frame control byte-swapped.
+        let mut cw = vec![0x00, 0x20, 0x03, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        cw.extend_from_slice(&[0x01, 0x88, 0, 0]);
+        cw.extend_from_slice(&[7; 18]);
+        cw.extend_from_slice(&[0, 0, 0, 0]);
+        cw.extend_from_slice(&[0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x00]);
+        cw.extend_from_slice(&inner);
+        let b = PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([198, 18, 0, 9], [198, 18, 0, 10], 64)
+            .udp(41000, CAPWAP_DATA_PORT);
+        let mut f = Vec::new();
+        b.write(&mut f, &cw).expect("build");
+        expect_tcp(&f);
+        // A GTP signalling message is UDP, not a tunnel.
+        let b =
+            PacketBuilder::ethernet2([1; 6], [2; 6]).ipv4([198, 18, 0, 9], [198, 18, 0, 10], 64).udp(2152, GTPU_PORT);
+        let mut f = Vec::new();
+        b.write(&mut f, &[0x32, 0x01, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0]).expect("build");
         assert!(matches!(decode_frame(LinkType::Ethernet, 0, 0, &f), Decoded::Skip(Skip::Udp)));
     }
 

@@ -128,6 +128,9 @@ struct HttpEvent<'a> {
     content_length: Option<u64>,
     referer: Option<&'a str>,
     body_prefix: String,
+    /// Present (true) only when the head did not fit and was salvaged.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    head_truncated: bool,
 }
 
 fn sign(d: Dir) -> i8 {
@@ -243,6 +246,7 @@ pub fn write_event(rec: &FlowRecord, community_id: &str, verdict: &Verdict, out:
             content_length: h.content_length,
             referer: h.referer.as_deref(),
             body_prefix: String::from_utf8_lossy(&h.body_prefix).into_owned(),
+            head_truncated: h.head_truncated,
         }),
         seq: Sequences {
             pkt_lengths: f.head.iter().map(|p| p.len).collect(),

@@ -40,6 +40,8 @@ pub const HTTP_FLOWS: &str = "nightjar_http_flows_total";
 pub const REASSEMBLY_SEGMENTS: &str = "nightjar_reassembly_segments_total";
 /// Parser problems by `kind`.
 pub const PARSE_ERRORS: &str = "nightjar_parse_errors_total";
+/// Counter: PROXY protocol headers skipped before a client's first bytes.
+pub const PROXY_HEADERS: &str = "nightjar_flow_proxy_headers_total";
 /// Flow events written.
 pub const EVENTS: &str = "nightjar_events_total";
 /// Verdicts by `class`.
@@ -113,8 +115,9 @@ pub fn describe() {
     describe_counter!(REASSEMBLY_SEGMENTS, "TCP segments by reassembly outcome (buffered, dropped, duplicate).");
     describe_counter!(
         PARSE_ERRORS,
-        "Parser problems by kind (tls_handshake_truncated, tls_parse_error, http_oversized)."
+        "Parser problems by kind (tls_handshake_truncated, tls_parse_error, http_oversized, http_too_many_headers)."
     );
+    describe_counter!(PROXY_HEADERS, "PROXY protocol (v1/v2) headers skipped before a client's TLS or HTTP.");
     describe_counter!(EVENTS, "Flow events written.");
     describe_counter!(DETECTIONS, "Verdicts by class (benign, attack, malware, unknown).");
     describe_counter!(XDP_DECISIONS, "Decisions of the XDP program by kind, summed over CPUs.");
@@ -191,9 +194,11 @@ impl StatsPublisher {
             ("tls_handshake_truncated", s.tls_handshake_truncated, l.tls_handshake_truncated),
             ("tls_parse_error", s.tls_parse_errors, l.tls_parse_errors),
             ("http_oversized", s.http_oversized, l.http_oversized),
+            ("http_too_many_headers", s.http_too_many_headers, l.http_too_many_headers),
         ] {
             counter!(PARSE_ERRORS, "kind" => kind).increment(now - before);
         }
+        counter!(PROXY_HEADERS).increment(s.proxy_headers - l.proxy_headers);
         counter!(EVENTS).increment(s.events - l.events);
         for c in Class::ALL {
             counter!(DETECTIONS, "class" => c.as_str()).increment(s.detections[c as usize] - l.detections[c as usize]);

@@ -12,17 +12,19 @@
 //! Time is packet time, so replay and live capture expire flows the same way.
 
 pub mod reassembly;
+pub mod sniff;
 
 use std::net::IpAddr;
 
 use lru::LruCache;
 
 use crate::config::FlowConfig;
-use crate::decode::http::{HttpRequest, HttpStatus, HttpStream, looks_like_request};
+use crate::decode::http::{HttpRequest, HttpStatus, HttpStream};
 use crate::decode::tls::{RecordMeta, Side, TlsInfo, TlsStream, looks_like_handshake};
 use crate::decode::{Packet, TcpFlags};
 use crate::stats::Stats;
 use reassembly::{Reassembler, SegmentOutcome};
+use sniff::{Notes, Sniffer, Start, Step};
 
 /// Chunks of a plaintext stream that are still probed for a TLS handshake (STARTTLS,
 /// HTTP CONNECT and SOCKS proxies start TLS after a few plaintext exchanges).
@@ -198,6 +200,7 @@ enum Mode {
 struct AppState {
     reasm: [Reassembler; 2],
     mode: [Mode; 2],
+    sniff: [Sniffer; 2],
     tls: [Option<TlsStream>; 2],
     http: Option<HttpStream>,
     probes: [u8; 2],
@@ -456,8 +459,21 @@ impl FlowTable {
         let in_answered = self.answered.contains(&key);
         let existing = if in_answered { self.answered.get_mut(&key) } else { self.unanswered.get_mut(&key) };
         if let Some(flow) = existing {
-            // A fresh SYN on a closed connection starts a new flow.
-            if !(is_new_syn && flow.closed) {
+            // A SYN starts a new connection when it carries another initial sequence
+            // number than the flow's client SYN (a new attempt on the same ports), or
+            // when it comes after the connection closed and the flow never saw a SYN.
+            // A SYN with the flow's own ISN is a retransmission, even after an RST
+            // refused the first one: the same connection attempt, as tshark counts it.
+            let starts_new = is_new_syn
+                && match flow.isn[Dir::ToServer as usize] {
+                    Some(isn) => flow.dir_of(pkt) == Dir::ToServer && isn != pkt.seq,
+                    None => flow.closed,
+                };
+            if !starts_new {
+                if is_new_syn && flow.closed && !flow.emitted {
+                    // The client tries again after an RST refused it: the attempt goes on.
+                    flow.closed = false;
+                }
                 update(flow, pkt, &self.cfg, stats, out);
                 if !flow.emitted && pkt.ts_ns.saturating_sub(flow.first_ts) > self.active_ns {
                     emit_now(flow, EndReason::ActiveTimeout, stats, out);
@@ -531,6 +547,8 @@ impl FlowTable {
 
 /// Emits the record of a flow leaving the table, unless it was written already.
 fn finish(f: Flow, reason: EndReason, stats: &mut Stats, out: &mut Vec<FlowRecord>) {
+    // A refused attempt whose record waited for the linger time ended by its RST.
+    let reason = if reason == EndReason::IdleTimeout && f.closed && f.tcp.rst { EndReason::Rst } else { reason };
     if !f.emitted {
         stats.flows_ended[reason as usize] += 1;
         count_app(&f, stats);
@@ -573,7 +591,13 @@ fn update(flow: &mut Flow, pkt: &Packet<'_>, cfg: &FlowConfig, stats: &mut Stats
     }
     parse_payload(flow, pkt, dir, cfg, stats);
 
-    let reason = if flow.tcp.rst {
+    let reason = if f.has(TcpFlags::RST) {
+        if flow.payload_bytes == [0, 0] && !flow.tcp.syn_ack {
+            // A refused attempt: the client may retransmit its SYN (same ISN), so the
+            // record waits for the linger time instead of splitting one attempt in two.
+            flow.closed = true;
+            return;
+        }
         Some(EndReason::Rst)
     } else if flow.tcp.fin[0] && flow.tcp.fin[1] {
         Some(EndReason::Fin)
@@ -623,77 +647,58 @@ fn parse_payload(flow: &mut Flow, pkt: &Packet<'_>, dir: Dir, cfg: &FlowConfig, 
                 r.syn(isn);
             }
         }
-        Box::new(AppState { reasm, mode: [Mode::Start; 2], tls: [None, None], http: None, probes: [0; 2] })
+        Box::new(AppState {
+            reasm,
+            mode: [Mode::Start; 2],
+            sniff: [Sniffer::default(), Sniffer::default()],
+            tls: [None, None],
+            http: None,
+            probes: [0; 2],
+        })
     });
     if app.mode[d] == Mode::Off {
         return;
     }
-    let ts = pkt.ts_ns;
-    let first_ts = flow.first_ts;
-    let head_cap = cfg.head_packets;
-    let AppState { reasm, mode, tls, http, probes } = &mut **app;
-    let tls_info = &mut flow.tls;
-    let http_req = &mut flow.http;
-    let records = &mut flow.records;
-    let saw_tls = &mut flow.saw_tls;
-    let saw_http = &mut flow.saw_http;
-    let side = dir.side();
-    let mut http_oversized = false;
+    let AppState { reasm, mode, sniff, tls, http, probes } = &mut **app;
+    let peer_mode = mode[1 - d];
+    let mut p = StreamParser {
+        side: dir.side(),
+        dir,
+        offset_us: (pkt.ts_ns.saturating_sub(flow.first_ts) / 1000).min(u64::from(u32::MAX)) as u32,
+        cfg,
+        mode: &mut mode[d],
+        probes: &mut probes[d],
+        tls: &mut tls[d],
+        http,
+        tls_info: &mut flow.tls,
+        http_req: &mut flow.http,
+        records: &mut flow.records,
+        saw_tls: &mut flow.saw_tls,
+        saw_http: &mut flow.saw_http,
+        http_oversized: false,
+        http_crowded: false,
+    };
+    let sniffer = &mut sniff[d];
+    let mut notes = Notes::default();
     let mut on_chunk = |chunk: &[u8]| {
+        if *p.mode != Mode::Start {
+            p.chunk(chunk);
+            return;
+        }
         // The server answers a ClientHello in TLS, whatever its first record is (an
         // alert may come before the ServerHello).
-        let peer_is_tls = side == Side::Server && mode[0] == Mode::Tls;
-        let m = &mut mode[d];
-        if matches!(*m, Mode::Start | Mode::Text | Mode::Http) && probes[d] < TLS_PROBE_CHUNKS {
-            probes[d] += 1;
-            let msg_type = if side == Side::Client { 1 } else { 2 };
-            if looks_like_handshake(chunk, msg_type) || (peer_is_tls && *m == Mode::Start) {
-                *m = Mode::Tls;
-                tls[d] = Some(TlsStream::new(cfg.handshake_bytes));
-                if side == Side::Client {
-                    *saw_tls = true;
-                }
-            }
+        if p.side == Side::Server && peer_mode == Mode::Tls {
+            p.begin(Start::Tls);
+            p.chunk(chunk);
+            return;
         }
-        if *m == Mode::Start {
-            *m = if side == Side::Client && looks_like_request(chunk) {
-                *saw_http = true;
-                *http = Some(HttpStream::new(cfg.http_header_bytes, cfg.http_body_bytes));
-                Mode::Http
-            } else {
-                Mode::Text
-            };
-        }
-        match *m {
-            Mode::Tls => {
-                let Some(stream) = tls[d].as_mut() else {
-                    return;
-                };
-                let info = tls_info.get_or_insert_with(Box::default);
-                let offset_us = (ts.saturating_sub(first_ts) / 1000).min(u64::from(u32::MAX)) as u32;
-                stream.feed(side, chunk, info, &mut |r: RecordMeta| {
-                    if records.len() < head_cap {
-                        records.push(RecordInfo { offset_us, len: r.len, dir, content_type: r.content_type });
-                    }
-                });
-                if stream.desynced() {
-                    *m = Mode::Off;
+        if let Step::Decided { start, held, rest } = sniffer.push(chunk, p.side, &mut notes) {
+            p.begin(start);
+            for part in [held, rest] {
+                if !part.is_empty() {
+                    p.chunk(part);
                 }
             }
-            Mode::Http => {
-                let Some(h) = http.as_mut() else { return };
-                match h.feed(chunk, http_req) {
-                    HttpStatus::Oversized => http_oversized = true,
-                    HttpStatus::Invalid => *m = Mode::Text,
-                    HttpStatus::Parsed | HttpStatus::Partial => {}
-                }
-            }
-            Mode::Text => {
-                if probes[d] >= TLS_PROBE_CHUNKS {
-                    *m = Mode::Off;
-                }
-            }
-            Mode::Start | Mode::Off => {}
         }
     };
     match reasm[d].push(pkt.seq, pkt.payload, &mut on_chunk) {
@@ -702,8 +707,102 @@ fn parse_payload(flow: &mut Flow, pkt: &Packet<'_>, dir: Dir, cfg: &FlowConfig, 
         SegmentOutcome::Duplicate => stats.reassembly_duplicates += 1,
         SegmentOutcome::InOrder | SegmentOutcome::Empty => {}
     }
-    if http_oversized {
+    if p.http_oversized {
         stats.http_oversized += 1;
+    }
+    if p.http_crowded {
+        stats.http_too_many_headers += 1;
+    }
+    if notes.proxy_header {
+        stats.proxy_headers += 1;
+    }
+}
+
+/// The parsers of one direction of one flow, for one segment's in-order bytes.
+struct StreamParser<'s> {
+    side: Side,
+    dir: Dir,
+    offset_us: u32,
+    cfg: &'s FlowConfig,
+    mode: &'s mut Mode,
+    probes: &'s mut u8,
+    tls: &'s mut Option<TlsStream>,
+    http: &'s mut Option<HttpStream>,
+    tls_info: &'s mut Option<Box<TlsInfo>>,
+    http_req: &'s mut Option<Box<HttpRequest>>,
+    records: &'s mut Vec<RecordInfo>,
+    saw_tls: &'s mut bool,
+    saw_http: &'s mut bool,
+    http_oversized: bool,
+    http_crowded: bool,
+}
+
+impl StreamParser<'_> {
+    /// Enters the mode the stream's first bytes decided.
+    fn begin(&mut self, start: Start) {
+        *self.probes += 1;
+        match start {
+            Start::Tls => self.start_tls(),
+            Start::Http => {
+                *self.saw_http = true;
+                *self.http = Some(HttpStream::new(self.cfg.http_header_bytes, self.cfg.http_body_bytes));
+                *self.mode = Mode::Http;
+            }
+            Start::Text => *self.mode = Mode::Text,
+        }
+    }
+
+    fn start_tls(&mut self) {
+        *self.mode = Mode::Tls;
+        *self.tls = Some(TlsStream::new(self.cfg.handshake_bytes));
+        if self.side == Side::Client {
+            *self.saw_tls = true;
+        }
+    }
+
+    /// Parses in-order bytes in the current mode.
+    fn chunk(&mut self, chunk: &[u8]) {
+        // Plaintext may still turn into TLS (STARTTLS, HTTP CONNECT, SOCKS).
+        if matches!(*self.mode, Mode::Text | Mode::Http) && *self.probes < TLS_PROBE_CHUNKS {
+            *self.probes += 1;
+            let msg_type = if self.side == Side::Client { 1 } else { 2 };
+            if looks_like_handshake(chunk, msg_type) {
+                self.start_tls();
+            }
+        }
+        match *self.mode {
+            Mode::Tls => {
+                let Some(stream) = self.tls.as_mut() else {
+                    return;
+                };
+                let info = self.tls_info.get_or_insert_with(Box::default);
+                let (records, offset_us, dir, cap) =
+                    (&mut *self.records, self.offset_us, self.dir, self.cfg.head_packets);
+                stream.feed(self.side, chunk, info, &mut |r: RecordMeta| {
+                    if records.len() < cap {
+                        records.push(RecordInfo { offset_us, len: r.len, dir, content_type: r.content_type });
+                    }
+                });
+                if stream.desynced() {
+                    *self.mode = Mode::Off;
+                }
+            }
+            Mode::Http => {
+                let Some(h) = self.http.as_mut() else { return };
+                match h.feed(chunk, self.http_req) {
+                    HttpStatus::Oversized => self.http_oversized = true,
+                    HttpStatus::TooManyHeaders => self.http_crowded = true,
+                    HttpStatus::Invalid => *self.mode = Mode::Text,
+                    HttpStatus::Parsed | HttpStatus::Partial => {}
+                }
+            }
+            Mode::Text => {
+                if *self.probes >= TLS_PROBE_CHUNKS {
+                    *self.mode = Mode::Off;
+                }
+            }
+            Mode::Start | Mode::Off => {}
+        }
     }
 }
 
@@ -783,19 +882,89 @@ mod tests {
         let mut st = Stats::default();
         let mut out = Vec::new();
         t.process(&pkt(0, true, TcpFlags::SYN, 1, b""), &mut st, &mut out);
-        let mut p = pkt(120_000_000_000, true, TcpFlags::SYN, 1, b"");
+        let mut p = pkt(240_000_000_000, true, TcpFlags::SYN, 1, b"");
         p.sport = 5;
         t.process(&p, &mut st, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].reason, EndReason::IdleTimeout);
         for i in 0..3 {
-            t.process(&pkt(120_000_000_001 + i, true, TcpFlags::ACK, 2, b""), &mut st, &mut out);
+            t.process(&pkt(240_000_000_001 + i, true, TcpFlags::ACK, 2, b""), &mut st, &mut out);
         }
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].reason, EndReason::HeadComplete);
         // Emitted once: end of input writes nothing more for it.
         t.flush(&mut st, &mut out);
         assert_eq!(out.len(), 3, "only the port-5 flow is flushed");
+    }
+
+    #[test]
+    fn syn_retransmissions_are_one_attempt_and_a_new_isn_is_a_new_flow() {
+        const S: u64 = 1_000_000_000;
+        let cfg = FlowConfig::default();
+        let mut t = FlowTable::new(&cfg, 16);
+        let mut st = Stats::default();
+        let mut out = Vec::new();
+        // Refused three times (SYN, RST) with one ISN: one attempt, ended by its RST.
+        for i in 0..3 {
+            t.process(&pkt(i * S, true, TcpFlags::SYN, 77, b""), &mut st, &mut out);
+            t.process(&pkt(i * S + 1, false, TcpFlags::RST | TcpFlags::ACK, 0, b""), &mut st, &mut out);
+        }
+        assert_eq!(st.flows_created, 1);
+        assert!(out.is_empty(), "a refused attempt waits for the linger time");
+        // A new ISN on the same ports is a new attempt; the old one ends.
+        t.process(&pkt(10 * S, true, TcpFlags::SYN, 5_000, b""), &mut st, &mut out);
+        assert_eq!(st.flows_created, 2);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].reason, EndReason::PortReuse);
+        assert_eq!(out[0].flow.pkts, [3, 3]);
+        // Refused, then accepted on a retransmitted SYN: one flow that carries the request.
+        t.process(&pkt(11 * S, false, TcpFlags::RST, 0, b""), &mut st, &mut out);
+        t.process(&pkt(12 * S, true, TcpFlags::SYN, 5_000, b""), &mut st, &mut out);
+        t.process(&pkt(12 * S + 1, false, TcpFlags::SYN | TcpFlags::ACK, 900, b""), &mut st, &mut out);
+        t.process(&pkt(12 * S + 2, true, TcpFlags::ACK, 5_001, b"GET / HTTP/1.1\r\n\r\n"), &mut st, &mut out);
+        t.process(&pkt(12 * S + 3, true, TcpFlags::RST, 5_019, b""), &mut st, &mut out);
+        assert_eq!(st.flows_created, 2);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].reason, EndReason::Rst);
+        assert_eq!(out[1].flow.app_name(), "http");
+        // The linger time ends a refused attempt with its reason.
+        let mut p = pkt(20 * S, true, TcpFlags::SYN, 1, b"");
+        p.sport = 41000;
+        t.process(&p, &mut st, &mut out);
+        let mut r = pkt(20 * S + 1, false, TcpFlags::RST | TcpFlags::ACK, 0, b"");
+        r.dport = 41000;
+        t.process(&r, &mut st, &mut out);
+        t.tick(20 * S + 1 + (cfg.closed_linger_secs + 1) * S, &mut st, &mut out);
+        assert_eq!(out.last().map(|r| (r.reason, r.flow.client_port)), Some((EndReason::Rst, 41000)));
+    }
+
+    #[test]
+    fn tiny_first_segments_and_proxy_headers_are_recognised() {
+        let cfg = FlowConfig::default();
+        let head: &'static [u8] = b"PROXY TCP4 198.18.0.1 198.18.0.2 40000 80\r\nGET /x HTTP/1.1\r\nHost: h\r\n\r\n";
+        let proxy_len = 43;
+        // The first segment cut anywhere in the PROXY line, the method or just after it.
+        for first in (1..8).chain(proxy_len - 2..proxy_len + 6) {
+            let mut t = FlowTable::new(&cfg, 16);
+            let mut st = Stats::default();
+            let mut out = Vec::new();
+            t.process(&pkt(1, true, TcpFlags::SYN, 10, b""), &mut st, &mut out);
+            t.process(&pkt(2, false, TcpFlags::SYN | TcpFlags::ACK, 50, b""), &mut st, &mut out);
+            let cuts = [0, first, first + 2, head.len()];
+            for (i, w) in cuts.windows(2).enumerate() {
+                t.process(
+                    &pkt(3 + i as u64, true, TcpFlags::ACK, 11 + w[0] as u32, &head[w[0]..w[1]]),
+                    &mut st,
+                    &mut out,
+                );
+            }
+            t.flush(&mut st, &mut out);
+            let f = &out[0].flow;
+            assert_eq!(f.app_name(), "http", "first segment {first}");
+            let req = f.http.as_ref().expect("request");
+            assert_eq!((req.method.as_str(), req.uri.as_str(), req.host.as_deref()), ("GET", "/x", Some("h")));
+            assert_eq!(st.proxy_headers, 1);
+        }
     }
 
     #[test]
