@@ -1,0 +1,568 @@
+"""`train-real`: the seed's design (NightjarNet, unchanged) trained and validated on the
+labelled real corpus (`corpus` + `dataset`), never split by flow.
+
+Splits (every one keeps whole runs, i.e. captures, on one side):
+- grouped K-fold cross-validation by run (`cv`): a new capture of known sources/families;
+- leave-one-source-out (`loso`): train on the other sources, test on the held-out one;
+- leave-one-family-out (`lofo`): every run holding a flow of the family is held out
+  (its other flows, e.g. the infected host's Windows background, are reported apart).
+
+Inside every split, a validation slice of the *training* runs (grouped by run) is held out
+of the fit; on it, and only on it, the softmax temperature, the `unknown` threshold and the
+benign offset are chosen. The test side chooses nothing. Pooled test predictions therefore
+use per-split thresholds, as a deployment would.
+
+Decision rule, as the sensor applies it (`inference/classifier.rs`): probs = softmax of
+the graph (logits / T), verdict = argmax, `unknown` when the top probability is below
+`unknown_below`. To flag at most `FLAG_TARGET` of the validation slice's benign flows
+without touching the sensor, a benign log-prior offset (delta) is added to the calibrated
+benign logit and baked into the softmax layer's bias (bias_benign += delta * T): the
+exported probabilities are the calibrated ones re-weighted for a higher benign base rate
+(real networks are far more benign than the corpus' 28 %). The alternative that needs no
+offset (raising `unknown_below` until the flag rate holds) is measured too (`--threshold`).
+
+Balancing per run (a few captures hold most flows: Nikto 797, ps-empire 652): `cap`
+draws at most `cap` flows of each (run, class) per pass, a fresh draw every pass; `weight`
+weighs each flow min(1, cap / n); `none` uses every flow once per pass. The number of
+optimiser steps is the same for all. Class weights (inverse class mass after balancing)
+are optional."""
+
+import json
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import export, metrics, train
+from .net import NightjarNet
+from .schema import CLASSES, Preprocessing
+
+REAL_DEFAULTS = dict(train.DEFAULTS, epochs=20, batch=64, balance="cap", cap=40, class_weights=True,
+                     weak_weight=1.0, noise=0.5, seq_noise=0.0, body_l2=0.0, seed=1)
+# `why` values that label a whole capture, not the flow (README, "Real corpus").
+WEAK_RULES = ("sandbox_run", "folder", "ndpi_capture", "mercury_capture")
+FLAG_TARGET = 0.01
+UNKNOWN_SHARE = 0.1
+LOFO_FAMILIES = ["trickbot", "beacons/ps-empire", "majikpos", "hancitor", "cobalt_strike", "rigek", "grandcrab",
+                 "sodinokibi", "emotet_banker", "beacons/blacknet", "vbs_loader", "nikto", "bots_scanners", "drupal"]
+UNKNOWN = 3
+VERDICTS = CLASSES + ["unknown"]
+
+
+# ---------------------------------------------------------------------------------------
+# Groups and splits
+
+
+def group_keys(d):
+    """(run, class) of every flow: the unit capped or weighted."""
+    return np.asarray([f"{r}\x00{c}" for r, c in zip(d["run"], d["y"])])
+
+
+def run_folds(d, idx, k=5, seed=1):
+    """Runs of `idx` dealt to `k` folds: largest first, each to the fold that holds the
+    fewest flows of the run's main class (ties: fewest flows), so every fold holds every
+    class and no run is split."""
+    rng = np.random.default_rng(seed)
+    counts = defaultdict(lambda: np.zeros(3, dtype=np.int64))
+    for i in idx:
+        counts[d["run"][i]][d["y"][i]] += 1
+    runs = list(counts)
+    rng.shuffle(runs)
+    runs.sort(key=lambda r: -counts[r].sum())
+    load = np.zeros((k, 3), dtype=np.int64)
+    fold_of = {}
+    for r in runs:
+        c = int(np.argmax(counts[r]))
+        f = min(range(k), key=lambda f: (load[f, c], load[f].sum()))
+        fold_of[r] = f
+        load[f] += counts[r]
+    return np.asarray([fold_of[d["run"][i]] for i in idx])
+
+
+def validation_runs(d, idx, share=0.2, seed=1):
+    """Splits `idx` by run into (fit, validation): runs drawn at random until the
+    validation slice holds `share` of every class; a run is skipped when it would take a
+    class above 1.5 times its share (so Nikto's capture is not a whole class's validation)
+    or when most of its flows are of classes the slice already has enough of."""
+    rng = np.random.default_rng(seed)
+    counts = defaultdict(lambda: np.zeros(3, dtype=np.int64))
+    for i in idx:
+        counts[d["run"][i]][d["y"][i]] += 1
+    total = sum(counts.values())
+    want = share * total
+    runs = list(counts)
+    rng.shuffle(runs)
+    got = np.zeros(3)
+    val = set()
+    for r in runs:
+        if np.all(got >= want):
+            break
+        c = counts[r]
+        needed = (got < want) & (c > 0)
+        if c[needed].sum() < 0.5 * c.sum() or np.any((got + c > 1.5 * want) & (c > 0)):
+            continue
+        val.add(r)
+        got += c
+    is_val = np.asarray([d["run"][i] in val for i in idx])
+    return idx[~is_val], idx[is_val]
+
+
+# ---------------------------------------------------------------------------------------
+# Fit
+
+
+def capped(groups, idx, cap, rng):
+    """At most `cap` flows of each group among `idx` (a fresh draw each call)."""
+    by = defaultdict(list)
+    for i in idx:
+        by[groups[i]].append(i)
+    out = []
+    for g in sorted(by):
+        members = np.asarray(by[g])
+        out.append(members if len(members) <= cap else rng.choice(members, cap, replace=False))
+    return np.sort(np.concatenate(out))
+
+
+def flow_weights(d, groups, idx, cfg):
+    """Per-flow loss weights (position in `idx`): run weighting and weak-label weighting."""
+    w = np.ones(len(idx), dtype=np.float32)
+    if cfg["balance"] == "weight":
+        n = Counter(groups[idx])
+        w *= np.asarray([min(1.0, cfg["cap"] / n[groups[i]]) for i in idx], dtype=np.float32)
+    if cfg["weak_weight"] != 1.0 and "why" in d:
+        w *= np.where(np.isin(d["why"][idx], WEAK_RULES), cfg["weak_weight"], 1.0).astype(np.float32)
+    return w
+
+
+def fit(d, train_idx, cfg, val=None, desc="fit"):
+    """NightjarNet on `train_idx` with run balancing; returns the net, the preprocessing and
+    the per-pass history (validation macro F1 when `val` is given)."""
+    torch.manual_seed(cfg["seed"])
+    rng = np.random.default_rng(cfg["seed"])
+    groups = group_keys(d)
+    train_idx = np.asarray(train_idx)
+    # Preprocessing (scales, URL vocabulary, IDF) on the balanced view too: otherwise
+    # Nikto's 797 requests choose most of the vocabulary.
+    pre_idx = train_idx if cfg["balance"] == "none" else capped(groups, train_idx, cfg["cap"], np.random.default_rng(0))
+    pre = Preprocessing.fit(d["static"][pre_idx], d["seq"][pre_idx], [d["tokens"][i] for i in pre_idx],
+                            vocab_size=cfg["vocab"])
+    x = train.tensors(pre, d, train_idx)
+    y = torch.from_numpy(d["y"][train_idx])
+    pos = {int(i): p for p, i in enumerate(train_idx)}
+    w_flow = torch.from_numpy(flow_weights(d, groups, train_idx, cfg))
+    net = NightjarNet(d["static"].shape[1], d["seq"].shape[2], len(pre.vocab), dropout=cfg["dropout"], **cfg.get("net", {}))
+    head = set(id(p) for p in net.head.parameters())
+    opt = torch.optim.AdamW([{"params": [p for p in net.parameters() if id(p) not in head], "weight_decay": cfg.get("body_l2", 0.0)},
+                             {"params": list(net.head.parameters()), "weight_decay": cfg["head_l2"]}], lr=cfg["lr"])
+    # Class mass as the optimiser will see it.
+    if cfg["balance"] == "cap":
+        n = Counter(groups[train_idx])
+        mass = np.zeros(3)
+        for g, c in n.items():
+            mass[int(g.split("\x00")[1])] += min(c, cfg["cap"])
+    else:
+        mass = np.bincount(d["y"][train_idx], weights=w_flow.numpy(), minlength=3)
+    cw = torch.from_numpy((mass.sum() / (3 * np.maximum(mass, 1e-6))).astype(np.float32)) if cfg["class_weights"] else torch.ones(3)
+    ce = nn.CrossEntropyLoss(weight=cw, reduction="none")
+    per_pass = (len(train_idx) + cfg["batch"] - 1) // cfg["batch"]
+    steps = cfg["epochs"] * per_pass
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=steps)
+    history = {"train loss": [], "validation macro F1": []}
+    xv = train.tensors(pre, d, val) if val is not None else None
+
+    def batches():
+        while True:
+            if cfg["balance"] == "cap":
+                pick = capped(groups, train_idx, cfg["cap"], rng)
+                order = rng.permutation(np.asarray([pos[int(i)] for i in pick]))
+            else:
+                order = rng.permutation(len(train_idx))
+            for i in range(0, len(order), cfg["batch"]):
+                yield torch.from_numpy(order[i:i + cfg["batch"]])
+
+    gen = batches()
+    with tqdm(total=steps, desc=desc, unit=" batches", leave=False) as bar:
+        for _ in range(cfg["epochs"]):
+            net.train()
+            total, seen = 0.0, 0
+            for _ in range(per_pass):
+                b = next(gen)
+                opt.zero_grad()
+                xs = x[0][b]
+                if cfg.get("noise", 0.0):
+                    xs = xs + cfg["noise"] * torch.randn_like(xs)
+                xq = x[1][b]
+                if cfg.get("seq_noise", 0.0):
+                    xq = xq + cfg["seq_noise"] * torch.randn_like(xq)
+                per = ce(net(xs, xq, x[2][b]), y[b]) * w_flow[b]
+                loss = per.sum() / (cw[y[b]] * w_flow[b]).sum()
+                loss.backward()
+                nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+                opt.step()
+                sched.step()
+                total += float(loss.detach()) * len(b)
+                seen += len(b)
+                bar.update(1)
+            history["train loss"].append(round(total / seen, 5))
+            if xv is not None:
+                pred = train.predict(net, xv).argmax(1).numpy()
+                history["validation macro F1"].append(metrics.report(d["y"][val], pred)["macro"]["f1"])
+    return net, pre, history
+
+
+# ---------------------------------------------------------------------------------------
+# Calibration and thresholds
+
+
+def softmax(z):
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def deployed(z, delta, unknown_below):
+    """Verdicts as the sensor gives them from calibrated logits `z` (logits / T) with the
+    benign offset baked in: argmax, `unknown` (3) below the threshold; and the probabilities."""
+    p = softmax(z + np.asarray([delta, 0.0, 0.0]))
+    v = p.argmax(1)
+    v[p.max(1) < unknown_below] = UNKNOWN
+    return v, p
+
+
+def flag_rate(z, y, delta, u):
+    b = y == 0
+    if not b.any():
+        return 0.0
+    v, _ = deployed(z[b], delta, u)
+    return float(np.isin(v, (1, 2)).mean())
+
+
+def smallest_offset(z, y, u, target):
+    for delta in np.arange(0.0, 12.01, 0.05):
+        if flag_rate(z, y, delta, u) <= target:
+            return float(delta)
+    return 12.0
+
+
+def choose_thresholds(logits, y, mode="offset", target=FLAG_TARGET, unknown_share=UNKNOWN_SHARE):
+    """On validation logits: temperature T (NLL); then `unknown_below` u = the top-class
+    probability below which the least confident `unknown_share` of the validation flows
+    lie, and the benign flag target met by
+    - `offset`: the smallest benign offset that flags at most `target` of the validation
+      benign flows (u taken after a first offset at u = 0, then the offset lowered again
+      to the smallest one that still meets the target with that u);
+    - `unknown`: no offset, u raised until the target holds;
+    - `none`: no offset, no target (what the model alone gives)."""
+    T = train.calibrate(torch.from_numpy(logits), y)
+    z = logits / T
+    delta = 0.0
+    if mode == "offset":
+        delta = smallest_offset(z, y, 0.0, target)
+    u = float(np.quantile(deployed(z, delta, 0.0)[1].max(1), unknown_share))
+    if mode == "offset":
+        delta = smallest_offset(z, y, u, target)
+    elif mode == "unknown":
+        while u < 0.999 and flag_rate(z, y, 0.0, u) > target:
+            u += 0.0025
+    v, _ = deployed(z, delta, u)
+    return {"temperature": round(float(T), 4), "unknown_below": round(float(u), 4), "benign_offset": round(float(delta), 3),
+            "validation_flows": int(len(y)), "validation_benign": int((y == 0).sum()),
+            "validation_flag_rate": round(flag_rate(z, y, delta, u), 4),
+            "validation_unknown_share": round(float((v == UNKNOWN).mean()), 4)}
+
+
+def ece(probs, y, bins=15):
+    """Expected calibration error of the top-class probability (equal-width bins)."""
+    conf = probs.max(1)
+    right = probs.argmax(1) == y
+    edges = np.linspace(0, 1, bins + 1)
+    e = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            e += m.mean() * abs(right[m].mean() - conf[m].mean())
+    return round(float(e), 4)
+
+
+def reliability(probs, y, bins=10):
+    conf = probs.max(1)
+    right = probs.argmax(1) == y
+    edges = np.linspace(0, 1, bins + 1)
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            rows.append((float(conf[m].mean()), float(right[m].mean()), int(m.sum())))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------
+# Reports
+
+
+def deployed_report(y, v, w=None):
+    """Per class precision/recall/F1 of the sensor's verdicts (a flow called `unknown` is
+    not a hit for any class), the 3 x 4 confusion matrix (rows true, columns benign,
+    attack, malware, unknown), the benign flag rate (benign called attack or malware),
+    the unknown share per class. `w`: per-flow weights (run-balanced view)."""
+    w = np.ones(len(y)) if w is None else np.asarray(w, dtype=float)
+    cm = np.zeros((3, 4))
+    np.add.at(cm, (y, v), w)
+    per = {}
+    for i, c in enumerate(CLASSES):
+        tp, pred, true = cm[i, i], cm[:, i].sum(), cm[i].sum()
+        p = tp / pred if pred else 0.0
+        r = tp / true if true else 0.0
+        per[c] = {"precision": round(float(p), 4), "recall": round(float(r), 4),
+                  "f1": round(float(2 * p * r / (p + r)) if p + r else 0.0, 4), "support": round(float(true), 2),
+                  "unknown": round(float(cm[i, 3] / true) if true else 0.0, 4)}
+    b = cm[0].sum()
+    bad = cm[1:].sum()
+    return {"per_class": per, "macro_f1": round(float(np.mean([per[c]["f1"] for c in CLASSES])), 4),
+            "benign_flag_rate": round(float((cm[0, 1] + cm[0, 2]) / b) if b else 0.0, 4),
+            "non_benign_alerted": round(float(cm[1:, 1:3].sum() / bad) if bad else 0.0, 4),
+            "unknown_share": round(float(cm[:, 3].sum() / cm.sum()), 4),
+            "confusion": {"rows_true": CLASSES, "cols_predicted": VERDICTS,
+                          "matrix": [[round(float(x), 2) for x in row] for row in cm]}}
+
+
+def run_balance_weights(d, idx):
+    n = Counter(d["run"][idx])
+    return np.asarray([1.0 / n[d["run"][i]] for i in idx])
+
+
+def evaluate(d, idx, logits, T, delta, u):
+    """Everything about one set of test predictions. `T`, `delta`, `u`: per flow (each
+    flow's split chose them on its own validation slice)."""
+    y = d["y"][idx]
+    raw = softmax(logits)
+    z = logits / T[:, None]
+    cal = softmax(z)
+    v = np.empty(len(idx), dtype=np.int64)
+    dep = np.empty_like(cal)
+    for key in set(zip(T, delta, u)):
+        m = (T == key[0]) & (delta == key[1]) & (u == key[2])
+        v[m], dep[m] = deployed(z[m], key[1], key[2])
+    rep = {"flows": int(len(idx)), "runs": int(len(set(d["run"][idx]))),
+           "argmax": metrics.report(y, cal.argmax(1)),
+           "deployed": deployed_report(y, v),
+           "deployed_run_balanced": deployed_report(y, v, run_balance_weights(d, idx)),
+           "ece": {"before_temperature": ece(raw, y), "after_temperature": ece(cal, y),
+                   "deployed_with_benign_offset": ece(dep, y)}}
+    rep["argmax"].pop("confusion", None)
+    rep["argmax_confusion"] = metrics.report(y, cal.argmax(1))["confusion"]["matrix"]
+    for key, name in (("source", "per_source"), ("family", "per_family"), ("why", "per_rule")):
+        if key not in d:
+            continue
+        out = {}
+        vals = d[key][idx]
+        for s in sorted(set(vals)):
+            m = vals == s
+            if key == "family" and m.sum() < 15:
+                continue
+            cls = int(np.bincount(y[m]).argmax())
+            out[s] = {"flows": int(m.sum()), "class": CLASSES[cls],
+                      "recall_deployed": round(float((v[m] == y[m]).mean()), 4),
+                      "recall_argmax": round(float((cal[m].argmax(1) == y[m]).mean()), 4),
+                      "flagged": round(float(np.isin(v[m], (1, 2)).mean()), 4),
+                      "unknown": round(float((v[m] == UNKNOWN).mean()), 4)}
+            if key == "source":
+                out[s]["deployed"] = {k: deployed_report(y[m], v[m])[k] for k in ("per_class", "benign_flag_rate")}
+        rep[name] = out
+    return rep, v, cal, dep, raw
+
+
+def headline(rep):
+    """The numbers of the summary tables."""
+    dep = rep["deployed"]
+    return {"flows": rep["flows"], "runs": rep["runs"],
+            "argmax_macro_f1": rep["argmax"]["macro"]["f1"],
+            "deployed": {c: {k: dep["per_class"][c][k] for k in ("precision", "recall", "f1", "support")} for c in CLASSES},
+            "deployed_macro_f1": dep["macro_f1"], "benign_flag_rate": dep["benign_flag_rate"],
+            "non_benign_alerted": dep["non_benign_alerted"], "unknown_share": dep["unknown_share"],
+            "run_balanced_macro_f1": rep["deployed_run_balanced"]["macro_f1"],
+            "run_balanced_benign_flag_rate": rep["deployed_run_balanced"]["benign_flag_rate"], "ece": rep["ece"]}
+
+
+def plot_matrix(matrix, rows, cols, title, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(matrix, dtype=float)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1e-9)
+    fig, ax = plt.subplots(figsize=(1.3 * len(cols) + 1.2, 4))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, f"{cm[i, j]:.0f}\n{norm[i, j]:.1%}", ha="center", va="center",
+                    color="white" if norm[i, j] > 0.5 else "black", fontsize=9)
+    ax.set_xticks(range(len(cols)), cols)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_reliability(curves, path):
+    """`curves`: {panel title: {label: (probs, y)}}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 4.2), squeeze=False)
+    for ax, (title, series) in zip(axes[0], curves.items()):
+        ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
+        for label, (p, y) in series.items():
+            rows = reliability(p, y)
+            ax.plot([r[0] for r in rows], [r[1] for r in rows], marker="o", label=f"{label} (ECE {ece(p, y):.3f})")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("top-class probability")
+        ax.set_ylabel("accuracy")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------
+# Validation protocols
+
+
+MODES = ("offset", "unknown", "none")
+
+
+def run_split(d, train_idx, test_idx, cfg, desc):
+    """Fit on `train_idx` minus a validation slice (by run); raw logits of the validation
+    slice and of `test_idx`."""
+    fit_idx, val_idx = validation_runs(d, train_idx, seed=cfg["seed"])
+    assert not set(d["run"][fit_idx]) & set(d["run"][test_idx])
+    assert not set(d["run"][val_idx]) & set(d["run"][test_idx])
+    net, pre, hist = fit(d, fit_idx, cfg, val=val_idx, desc=desc)
+    val_logits = train.predict(net, train.tensors(pre, d, val_idx)).numpy().astype(np.float64)
+    test_logits = train.predict(net, train.tensors(pre, d, test_idx)).numpy().astype(np.float64)
+    return {"test_logits": test_logits, "val_logits": val_logits, "val_y": d["y"][val_idx], "history": hist,
+            "fit_flows": int(len(fit_idx)), "validation_runs": int(len(set(d["run"][val_idx])))}
+
+
+def pooled(d, splits, cfg, name, modes=MODES):
+    """Runs every (label, train_idx, test_idx) split; for every threshold mode (thresholds
+    chosen on that split's validation slice), pools the test predictions. The first mode
+    is the one reported in full; the others as headlines."""
+    out = {"by_mode": {}}
+    fits = []
+    for label, tr, te in splits:
+        t0 = time.time()
+        r = run_split(d, tr, te, cfg, f"{name} {label}")
+        r["seconds"] = round(time.time() - t0, 1)
+        fits.append((label, te, r))
+    idx = np.concatenate([te for _, te, _ in fits])
+    logits = np.concatenate([r["test_logits"] for *_, r in fits])
+    for mode in modes:
+        per, T, delta, u = {}, [], [], []
+        for label, te, r in fits:
+            thr = choose_thresholds(r["val_logits"], r["val_y"], mode)
+            thr["fit_flows"], thr["validation_runs"] = r["fit_flows"], r["validation_runs"]
+            T.append(np.full(len(te), thr["temperature"]))
+            delta.append(np.full(len(te), thr["benign_offset"]))
+            u.append(np.full(len(te), thr["unknown_below"]))
+            if mode == modes[0]:
+                rep, *_ = evaluate(d, te, r["test_logits"], T[-1], delta[-1], u[-1])
+                per[label] = {"thresholds": thr, "test": headline(rep), "seconds": r["seconds"],
+                              "history": r["history"], "test_per_family": rep.get("per_family", {})}
+                tqdm.write(f"{name} {label}: deployed macro F1 {rep['deployed']['macro_f1']}, benign flagged "
+                           f"{rep['deployed']['benign_flag_rate']} (validation {thr['validation_flag_rate']}), "
+                           f"{r['seconds']} s")
+        arr = [np.concatenate(a) for a in (T, delta, u)]
+        rep, v, cal, dep, raw = evaluate(d, idx, logits, *arr)
+        if mode == modes[0]:
+            out["splits"], out["pooled"] = per, rep
+            out["pooled_arrays"] = {"idx": idx, "logits": logits, "T": arr[0], "delta": arr[1], "u": arr[2],
+                                    "verdict": v, "cal": cal, "dep": dep, "raw": raw}
+        out["by_mode"][mode] = headline(rep)
+    slices, start = {}, 0
+    for label, te, _ in fits:
+        slices[label] = slice(start, start + len(te))
+        start += len(te)
+    out["slices"] = slices
+    return out
+
+
+def cv_splits(d, k=5, seed=1):
+    all_idx = np.arange(len(d["y"]))
+    fold = run_folds(d, all_idx, k, seed)
+    return [(f"fold {f + 1}/{k}", np.where(fold != f)[0], np.where(fold == f)[0]) for f in range(k)]
+
+
+def loso_splits(d):
+    return [(s, np.where(d["source"] != s)[0], np.where(d["source"] == s)[0]) for s in sorted(set(d["source"]))]
+
+
+def lofo_splits(d, families):
+    """Held out: every run holding a flow of the family (the whole runs)."""
+    out = []
+    for fam in families:
+        runs = set(d["run"][d["family"] == fam])
+        if not runs:
+            continue
+        held = np.isin(d["run"], list(runs))
+        out.append((fam, np.where(~held)[0], np.where(held)[0]))
+    return out
+
+
+def lofo_family_view(d, res, families):
+    """Per held-out family: its own flows' recall, and the other flows of its runs."""
+    p = res["pooled_arrays"]
+    out = {}
+    for fam in families:
+        label = fam
+        if label not in res["splits"]:
+            continue
+        sl = res["slices"][label]
+        idx, v, cal = p["idx"][sl], p["verdict"][sl], p["cal"][sl]
+        y = d["y"][idx]
+        own = d["family"][idx] == fam
+        rest = ~own
+        cls = int(y[own][0])
+        row = {"class": CLASSES[cls], "flows": int(own.sum()), "runs": int(len(set(d["run"][idx]))),
+               "recall_deployed": round(float((v[own] == cls).mean()), 4),
+               "recall_argmax": round(float((cal[own].argmax(1) == cls).mean()), 4),
+               "alerted_any_non_benign": round(float(np.isin(v[own], (1, 2)).mean()), 4),
+               "unknown": round(float((v[own] == UNKNOWN).mean()), 4),
+               "predicted": {VERDICTS[k]: int((v[own] == k).sum()) for k in range(4)}}
+        b = rest & (y == 0)
+        if b.any():
+            row["same_runs_benign"] = {"flows": int(b.sum()), "flagged": round(float(np.isin(v[b], (1, 2)).mean()), 4)}
+        out[fam] = row
+    return out
+
+
+def strip(res):
+    return {k: v for k, v in res.items() if k not in ("pooled_arrays", "slices")}
+
+
+# ---------------------------------------------------------------------------------------
+# Scoring exported models with ONNX Runtime
+
+
+def score_onnx(meta_path: Path, static, seq, tokens, variant="float"):
+    """The sensor's preprocessing (from the metadata) and ONNX Runtime: probabilities (the
+    graph's, temperature and any offset included), verdicts with `unknown_below`."""
+    meta = json.loads(meta_path.read_text())
+    pre = Preprocessing.from_json(meta["preprocessing"])
+    probs = export.run_ort(meta_path.parent / meta["files"][variant]["path"], export.feeds(pre, static, seq, tokens))
+    v = probs.argmax(1)
+    v[probs.max(1) < meta["unknown_below"]] = UNKNOWN
+    return probs, v, meta
