@@ -27,12 +27,6 @@ const METHODS: [&[u8]; 15] = [
 /// Most headers parsed in one request.
 pub const MAX_HEADERS: usize = 64;
 
-/// True when `b` starts with a known method and a space (the XDP program's test too).
-pub fn looks_like_request(b: &[u8]) -> bool {
-    METHODS.iter().any(|m| b.len() >= m.len() && b.starts_with(m))
-        || (b.len() < 10 && METHODS.iter().any(|m| m.starts_with(b) && !b.is_empty()))
-}
-
 /// Whether bytes begin an HTTP request line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Prefix {
@@ -252,10 +246,11 @@ fn salvage(buf: &[u8]) -> Option<HttpRequest> {
         ..HttpRequest::default()
     };
     let mut used = line.len() + 1;
-    // The last piece has no LF after it: an incomplete line, not a header.
-    let complete: Vec<&[u8]> = lines.collect();
-    let n_complete = complete.len().saturating_sub(1);
-    for raw in &complete[..n_complete] {
+    let mut lines = lines.peekable();
+    while let Some(raw) = lines.next() {
+        if lines.peek().is_none() {
+            break; // no LF after it: an incomplete line, not a header
+        }
         let l = raw.strip_suffix(b"\r").unwrap_or(raw);
         used += raw.len() + 1;
         if l.is_empty() {
@@ -264,14 +259,11 @@ fn salvage(buf: &[u8]) -> Option<HttpRequest> {
         let Some(colon) = l.iter().position(|&c| c == b':') else { continue };
         r.header_count += 1;
         let (name, value) = (&l[..colon], &l[colon + 1..]);
-        let first = match () {
-            () if name.eq_ignore_ascii_case(b"host") => r.host.is_none(),
-            () if name.eq_ignore_ascii_case(b"user-agent") => r.user_agent.is_none(),
-            () if name.eq_ignore_ascii_case(b"content-type") => r.content_type.is_none(),
-            () if name.eq_ignore_ascii_case(b"referer") => r.referer.is_none(),
-            () => true,
-        };
-        if first {
+        let repeated = (name.eq_ignore_ascii_case(b"host") && r.host.is_some())
+            || (name.eq_ignore_ascii_case(b"user-agent") && r.user_agent.is_some())
+            || (name.eq_ignore_ascii_case(b"content-type") && r.content_type.is_some())
+            || (name.eq_ignore_ascii_case(b"referer") && r.referer.is_some());
+        if !repeated {
             r.header(name, value);
         }
     }
@@ -353,10 +345,10 @@ Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 27\r\n\r\nuse
 
     #[test]
     fn request_detection() {
-        assert!(looks_like_request(b"GET / HTTP/1.1"));
-        assert!(looks_like_request(b"PO"));
-        assert!(!looks_like_request(b"GETX"));
-        assert!(!looks_like_request(b"\x16\x03\x01"));
-        assert!(!looks_like_request(b""));
+        assert_eq!(request_prefix(b"GET / HTTP/1.1"), Prefix::Yes);
+        assert_eq!(request_prefix(b"PO"), Prefix::Maybe);
+        assert_eq!(request_prefix(b"GETX"), Prefix::No);
+        assert_eq!(request_prefix(b"\x16\x03\x01"), Prefix::No);
+        assert_eq!(request_prefix(b""), Prefix::No);
     }
 }

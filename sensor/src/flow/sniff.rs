@@ -88,10 +88,10 @@ fn classify(b: &[u8], side: Side, proxied: bool) -> Option<Classified> {
     Some(Classified::Start(Start::Text))
 }
 
-/// True when `b` (shorter than 6 bytes) can begin a TLS handshake record.
+/// True when `b` (shorter than 6 bytes) can begin a TLS handshake record: content type
+/// 22, major version 3, minor version at most 4 (the length bytes can be anything).
 fn tls_prefix(b: &[u8]) -> bool {
-    let ok = [|x: u8| x == 22, |x: u8| x == 3, |x: u8| x <= 4, |_: u8| true, |_: u8| true];
-    b.iter().zip(ok).all(|(&x, f)| f(x))
+    b.first().is_none_or(|&t| t == 22) && b.get(1).is_none_or(|&v| v == 3) && b.get(2).is_none_or(|&v| v <= 4)
 }
 
 enum Classified {
@@ -164,7 +164,7 @@ impl Sniffer {
                         let after = held - (i + 1);
                         self.buf.copy_within(i + 1..held, 0);
                         self.len = after as u8;
-                        notes.proxy_header = true;
+                        self.finish_proxy(notes);
                         // The held tail stays in `buf`; the loop appends `rest` to it.
                         data = rest;
                     } else {
