@@ -291,6 +291,10 @@ def main():
     s.add_argument("--out", default=str(ROOT / "artifacts-real"), help="candidate model directory (never artifacts/)")
     s.add_argument("--tag", default="real-1")
     s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--augment", action="append", default=[],
+                   help="`dataset` arrays of a nightjar-flood corpus added to every fit (never validated or tested on); repeatable")
+    s.add_argument("--no-chars", action="store_true", help="without the HTTP character input (schema-1 style graph)")
+    s.add_argument("--protocols", default="cv,loso,lofo", help="validation protocols to run (comma-separated)")
     s = sub.add_parser("reference")
     s.add_argument("--train", required=True)
     s = sub.add_parser("without")

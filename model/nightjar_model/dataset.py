@@ -12,6 +12,15 @@ from tqdm import tqdm
 from .schema import CLASSES, load_schema
 
 
+def char_ids(chars, width: int) -> np.ndarray:
+    """The model's character input of one flow: byte + 1 per position, 0 after the end
+    (as the sensor's `Preprocess::chars`)."""
+    out = np.zeros(width, dtype=np.int16)
+    c = np.asarray(chars[:width], dtype=np.int16)
+    out[:len(c)] = c + 1
+    return out
+
+
 class Arrays:
     """Accumulates flows in the npz layout, checking each line against feature_schema.json."""
 
@@ -20,7 +29,8 @@ class Arrays:
     def __init__(self, path: Path):
         self.schema = load_schema()
         self.path = path
-        self.static, self.seq, self.tokens, self.y = [], [], [], []
+        self.static, self.seq, self.tokens, self.chars, self.y = [], [], [], [], []
+        self.n_chars = self.schema.get("chars", {}).get("max_len", 0)
         self.meta = {k: [] for k in self.KEYS}
 
     def check_version(self, j: dict):
@@ -36,6 +46,7 @@ class Arrays:
         self.static.append(j["static_features"])
         self.seq.append([p + r for p, r in zip(j["packets"], j["records"])])
         self.tokens.append(j["url_tokens"])
+        self.chars.append(char_ids(j.get("chars", []), self.n_chars))
         self.y.append(CLASSES.index(cls))
         meta.setdefault("client", j["client_ip"])
         meta.setdefault("server", j["server_ip"])
@@ -48,6 +59,7 @@ class Arrays:
             static=np.asarray(self.static, dtype=np.float32),
             seq=np.asarray(self.seq, dtype=np.float32),
             tokens=np.asarray([json.dumps(t) for t in self.tokens]),
+            chars=np.asarray(self.chars, dtype=np.int16).reshape(len(self.y), self.n_chars),
             y=np.asarray(self.y, dtype=np.int64),
             session=np.asarray([session] * len(self.y)),
             **{k: np.asarray(v) for k, v in self.meta.items()},

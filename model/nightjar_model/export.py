@@ -17,6 +17,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from .schema import CLASSES, Preprocessing, load_schema
 
 INPUTS = ["static", "seq", "url"]
+CHAR_INPUT = "chars"
 OUTPUTS = ["probs", "embedding"]
 
 
@@ -28,8 +29,12 @@ def export_float(net, pre: Preprocessing, n_static: int, seq_shape, path: Path):
     net.eval()
     b = 2
     dummy = (torch.zeros(b, n_static), torch.zeros(b, *seq_shape), torch.zeros(b, max(len(pre.vocab), 1)))
-    torch.onnx.export(Exported(net), dummy, str(path), opset_version=17, dynamo=False, input_names=INPUTS,
-                      output_names=OUTPUTS, dynamic_axes={n: {0: "batch"} for n in INPUTS + OUTPUTS})
+    inputs = list(INPUTS)
+    if getattr(net, "chars", 0):
+        dummy += (torch.zeros(b, net.chars, dtype=torch.int64),)
+        inputs.append(CHAR_INPUT)
+    torch.onnx.export(Exported(net), dummy, str(path), opset_version=17, dynamo=False, input_names=inputs,
+                      output_names=OUTPUTS, dynamic_axes={n: {0: "batch"} for n in inputs + OUTPUTS})
     onnx.checker.check_model(onnx.load(str(path)))
 
 
@@ -48,12 +53,22 @@ def quantize(float_path: Path, int8_path: Path, calib_feeds):
     onnx.checker.check_model(onnx.load(str(int8_path)))
 
 
-def feeds(pre: Preprocessing, static, seq, tokens, batch=64):
+def feeds(pre: Preprocessing, static, seq, tokens, batch=64, chars=None):
+    """ONNX Runtime feeds; `chars` (character ids, `dataset.char_ids`) for a graph with the
+    character input."""
     out = []
     for i in range(0, len(static), batch):
-        out.append({"static": pre.static(static[i:i + batch]), "seq": pre.seq(seq[i:i + batch]),
-                    "url": pre.url(tokens[i:i + batch])})
+        f = {"static": pre.static(static[i:i + batch]), "seq": pre.seq(seq[i:i + batch]),
+             "url": pre.url(tokens[i:i + batch])}
+        if chars is not None:
+            f[CHAR_INPUT] = np.asarray(chars[i:i + batch], dtype=np.int64)
+        out.append(f)
     return out
+
+
+def chars_of(d, idx, width):
+    """Character ids of flows `idx` when the graph reads them (`width` > 0), else None."""
+    return d["chars"][idx] if width else None
 
 
 def run_ort(path: Path, feed_list):
@@ -80,18 +95,24 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def parity_fixture(pre, d, idx, float_path, int8_path, out: Path):
-    """Raw sensor features of a few flows and the probabilities ONNX Runtime gives them."""
+def parity_fixture(pre, d, idx, float_path, int8_path, out: Path, chars_width=0, verdicts=None):
+    """Raw sensor features of a few flows and the probabilities ONNX Runtime gives them;
+    `verdicts(probs)`, when given, the verdict names the sensor must reach from them."""
     static, seq, tokens = d["static"][idx], d["seq"][idx], [d["tokens"][i] for i in idx]
-    f = feeds(pre, static, seq, tokens, batch=len(idx))
+    chars = chars_of(d, idx, chars_width)
+    f = feeds(pre, static, seq, tokens, batch=len(idx), chars=chars)
     fixture = {
         "flows": [{"static_features": [float(v) for v in static[i]],
                    "packets": [[float(v) for v in row[:6]] for row in seq[i]],
                    "records": [[float(v) for v in row[6:]] for row in seq[i]],
-                   "url_tokens": tokens[i]} for i in range(len(idx))],
+                   "url_tokens": tokens[i],
+                   "chars": [] if chars is None else [int(c) - 1 for c in chars[i] if c > 0]}
+                  for i in range(len(idx))],
         "expected": {"float": run_ort(float_path, f).tolist(), "int8": run_ort(int8_path, f).tolist()},
         "tolerance": {"float": 1e-4, "int8": 2e-2},
     }
+    if verdicts is not None:
+        fixture["expected_verdicts"] = {k: verdicts(np.asarray(fixture["expected"][k])) for k in ("float", "int8")}
     out.write_text(json.dumps(fixture) + "\n")
 
 
@@ -102,7 +123,7 @@ def head_weights(float_path: Path) -> dict:
     return {"weight": init["net.head.weight"].astype(float).tolist(), "bias": init["net.head.bias"].astype(float).tolist()}
 
 
-def learning_reference(pre, d, idx, y, float_path: Path, out: Path, per_class=2000, seed=0) -> dict:
+def learning_reference(pre, d, idx, y, float_path: Path, out: Path, per_class=2000, seed=0, chars_width=0) -> dict:
     """Embeddings of labelled flows the head was not fitted on (the calibration slice),
     up to `per_class` per class: the sensor seeds its replay reservoir and its shadow
     evaluation with them. Written as JSON with the float32 embeddings in base64."""
@@ -111,14 +132,19 @@ def learning_reference(pre, d, idx, y, float_path: Path, out: Path, per_class=20
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(float_path), so, providers=["CPUExecutionProvider"])
-    f = feeds(pre, d["static"][pick], d["seq"][pick], [d["tokens"][i] for i in pick], batch=256)
+    f = feeds(pre, d["static"][pick], d["seq"][pick], [d["tokens"][i] for i in pick], batch=256,
+              chars=chars_of(d, pick, chars_width))
     emb = np.concatenate([sess.run(["embedding"], x)[0] for x in f]).astype("<f4")
     out.write_text(json.dumps({"dim": int(emb.shape[1]), "labels": [int(v) for v in y[pick]],
                                "embeddings_f32le_b64": base64.b64encode(emb.tobytes()).decode()}) + "\n")
     return {"path": out.name, "sha256": sha256(out), "flows": int(len(pick))}
 
 
-def metadata(pre, version, temperature, threshold, files, default, metrics_summary, n_static_names):
+def metadata(pre, version, temperature, threshold, files, default, metrics_summary, n_static_names, chars_width=0,
+             decision=None):
+    """The sensor's metadata file. `chars_width`: the graph's character input (0: none);
+    `decision`: per app, `benign_log_offset` and `unknown_below` (the sensor applies them
+    to the graph's probabilities; without one an app uses `threshold` and no offset)."""
     schema = load_schema()
     assert len(schema["static_features"]) == n_static_names
     return {
@@ -129,7 +155,9 @@ def metadata(pre, version, temperature, threshold, files, default, metrics_summa
         "sequence_length": schema["sequence_length"],
         "sequence_columns": ["pkt_" + c for c in schema["packet_columns"]] + ["rec_" + c for c in schema["record_columns"]],
         "classes": CLASSES,
-        "inputs": INPUTS,
+        "inputs": INPUTS + ([CHAR_INPUT] if chars_width else []),
+        "chars": chars_width,
+        "decision": decision or {},
         "outputs": OUTPUTS,
         "temperature": temperature,
         "unknown_below": threshold,

@@ -28,17 +28,42 @@ def variant_grid(cfg):
         "cap 20/run": dict(cfg, cap=20),
         "no class weights": dict(cfg, class_weights=False),
         "static noise 1.0": dict(cfg, noise=1.0),
+        "no character input": dict(cfg, chars=0),
+        "no generated augmentation": dict(cfg, augment=False),
     }
 
 
-VARIANT_KEYS = ("balance", "cap", "class_weights", "noise", "dropout", "epochs")
+VARIANT_KEYS = ("balance", "cap", "class_weights", "noise", "dropout", "epochs", "chars", "augment")
 
 
-def read_features(path: Path):
+def with_augmentation(d, paths):
+    """The real arrays with the generated ones appended (source `nightjar-flood`, run
+    `flood:<family>` so the per-run cap applies per generated family)."""
+    if not paths:
+        return d
+    parts = [d]
+    for p in paths:
+        a = dataset.load(Path(p))
+        a["source"] = np.asarray([rt.AUG_SOURCE] * len(a["y"]))
+        a["run"] = np.asarray([f"flood:{f}" for f in a["family"]])
+        a["why"] = np.asarray(["generated"] * len(a["y"]))
+        parts.append(a)
+    keys = [k for k in d if all(k in p for p in parts)]
+    out = {}
+    for k in keys:
+        if k == "tokens":
+            out[k] = [t for p in parts for t in p[k]]
+        else:
+            out[k] = np.concatenate([np.asarray(p[k]) for p in parts])
+    return out
+
+
+def read_features(path: Path, width: int):
     rows = [json.loads(line) for line in open(path)]
     static = np.asarray([j["static_features"] for j in rows], dtype=np.float32)
     seq = np.asarray([[p + r for p, r in zip(j["packets"], j["records"])] for j in rows], dtype=np.float32)
-    return rows, static, seq, [j["url_tokens"] for j in rows]
+    chars = np.asarray([dataset.char_ids(j.get("chars", []), width) for j in rows]).reshape(len(rows), width)
+    return rows, static, seq, [j["url_tokens"] for j in rows], chars
 
 
 def corpus_summary(d):
@@ -57,7 +82,7 @@ def corpus_summary(d):
 
 def run(a, root: Path, shipped: Path):
     t_start = time.time()
-    d = dataset.load(Path(a.data))
+    d = with_augmentation(dataset.load(Path(a.data)), a.augment)
     train.schema_checks(d)
     if "why" not in d:
         print("note: the arrays have no `why` column (older `dataset`): per-rule reports and weak-label weights are off")
@@ -65,6 +90,8 @@ def run(a, root: Path, shipped: Path):
     for k in ("epochs", "balance", "cap", "seed"):
         if getattr(a, k) is not None:
             cfg[k] = getattr(a, k)
+    cfg["chars"] = 0 if a.no_chars or "chars" not in d else int(d["chars"].shape[1])
+    cfg["augment"] = bool(a.augment)
     mode = a.threshold
     modes = (mode,) + tuple(m for m in rt.MODES if m != mode)
     out = Path(a.out).resolve()
@@ -99,8 +126,11 @@ def run(a, root: Path, shipped: Path):
         timings["variants"] = round(time.time() - t0, 1)
 
     protocols = {}
+    wanted = a.protocols.split(",")
     for name, splits in (("cv", rt.cv_splits(d)), ("loso", rt.loso_splits(d)),
                          ("lofo", rt.lofo_splits(d, rt.LOFO_FAMILIES))):
+        if name not in wanted:
+            continue
         t0 = time.time()
         protocols[name] = rt.pooled(d, splits, cfg, name, modes)
         timings[name] = round(time.time() - t0, 1)
@@ -114,59 +144,76 @@ def run(a, root: Path, shipped: Path):
         rt.plot_matrix(rep["argmax_confusion"], CLASSES, CLASSES,
                        f"{titles[name]}, argmax (no threshold)\nmacro F1 {rep['argmax']['macro']['f1']:.3f}",
                        reports / f"{name}_confusion_argmax.png")
-    results["lofo_per_family"] = rt.lofo_family_view(d, protocols["lofo"], rt.LOFO_FAMILIES)
+    if "lofo" in protocols:
+        results["lofo_per_family"] = rt.lofo_family_view(d, protocols["lofo"], rt.LOFO_FAMILIES)
     curves = {}
-    for name in ("cv", "loso"):
+    for name in [p for p in ("cv", "loso") if p in protocols]:
         p = protocols[name]["pooled_arrays"]
         y = d["y"][p["idx"]]
         curves[f"{titles[name]} (pooled test)"] = {"before (T = 1)": (p["raw"], y), "temperature (validation runs)": (p["cal"], y),
                                                    "deployed (T + benign offset)": (p["dep"], y)}
 
-    # Final fit on every run but a calibration slice of runs.
+    # Final fit on every real run but a calibration slice of runs (plus the augmentation).
     t0 = time.time()
-    all_idx = np.arange(len(d["y"]))
+    all_idx = rt.real(d)
+    width = cfg["chars"]
     fit_idx, cal_idx = rt.validation_runs(d, all_idx, share=0.15, seed=cfg["seed"])
+    if cfg["augment"]:
+        fit_idx = np.sort(np.concatenate([fit_idx, rt.augmented(d)]))
     net, pre, hist = rt.fit(d, fit_idx, cfg, val=cal_idx, desc="final fit")
-    cal_logits = train.predict(net, train.tensors(pre, d, cal_idx)).numpy().astype(np.float64)
-    thr = rt.choose_thresholds(cal_logits, d["y"][cal_idx], mode)
-    T, delta, u = thr["temperature"], thr["benign_offset"], thr["unknown_below"]
+    cal_logits = train.predict(net, train.tensors(pre, d, cal_idx, width > 0)).numpy().astype(np.float64)
+    apps = rt.app_of(d)
+    thr = rt.choose_decision(cal_logits, d["y"][cal_idx], apps[cal_idx], mode)
+    T = thr["temperature"]
     with torch.no_grad():
-        net.head.bias[0] += delta * T
         net.temperature.fill_(T)
-    cal_rep, *_ = rt.evaluate(d, cal_idx, cal_logits, np.full(len(cal_idx), T), np.full(len(cal_idx), delta),
-                              np.full(len(cal_idx), u))
-    curves["final fit, calibration runs (chose T, offset; not a test)"] = {
+    cT, cdelta, cu = rt.per_flow_rule(thr, apps[cal_idx])
+    cal_rep, *_ = rt.evaluate(d, cal_idx, cal_logits, cT, cdelta, cu)
+    decision = {name: {"benign_log_offset": thr["apps"][name]["benign_offset"],
+                       "unknown_below": thr["apps"][name]["unknown_below"]} for name in rt.APPS}
+    cal_dep = np.empty((len(cal_idx), 3))
+    for key in set(zip(cdelta, cu)):
+        m = (cdelta == key[0]) & (cu == key[1])
+        cal_dep[m] = rt.deployed(cal_logits[m] / T, key[0], key[1])[1]
+    curves["final fit, calibration runs (chose T and the rules; not a test)"] = {
         "before (T = 1)": (rt.softmax(cal_logits), d["y"][cal_idx]),
         "temperature": (rt.softmax(cal_logits / T), d["y"][cal_idx]),
-        "deployed": (rt.deployed(cal_logits / T, delta, u)[1], d["y"][cal_idx])}
+        "deployed": (cal_dep, d["y"][cal_idx])}
     rt.plot_reliability(curves, reports / "reliability.png")
 
     version = time.strftime("%Y.%m.%d") + f"-{a.tag}"
     float_path, int8_path = out / "nightjar-float.onnx", out / "nightjar-int8.onnx"
     export.export_float(net, pre, d["static"].shape[1], d["seq"].shape[1:], float_path)
     calib = np.random.default_rng(0).choice(fit_idx, size=min(2048, len(fit_idx)), replace=False)
-    export.quantize(float_path, int8_path, export.feeds(pre, d["static"][calib], d["seq"][calib], [d["tokens"][i] for i in calib]))
-    cal_feeds = export.feeds(pre, d["static"][cal_idx], d["seq"][cal_idx], [d["tokens"][i] for i in cal_idx])
-    torch_probs = rt.deployed(cal_logits / T, delta, u)[1]
+    export.quantize(float_path, int8_path, export.feeds(pre, d["static"][calib], d["seq"][calib], [d["tokens"][i] for i in calib],
+                                                        chars=export.chars_of(d, calib, width)))
+    cal_feeds = export.feeds(pre, d["static"][cal_idx], d["seq"][cal_idx], [d["tokens"][i] for i in cal_idx],
+                             chars=export.chars_of(d, cal_idx, width))
+    torch_probs = rt.softmax(cal_logits / T)
+    meta_probe = {"decision": decision, "unknown_below": thr["all"]["unknown_below"]}
     onnx_eval = {}
     for kind, path in (("float", float_path), ("int8", int8_path)):
         probs = export.run_ort(path, cal_feeds)
-        v = probs.argmax(1)
-        v[probs.max(1) < u] = rt.UNKNOWN
+        v, _ = rt.sensor_verdicts(meta_probe, probs, apps[cal_idx])
         onnx_eval[kind] = {"max_abs_diff_vs_torch": float(np.abs(probs - torch_probs).max()),
                            "calibration_slice_deployed": {k: rt.deployed_report(d["y"][cal_idx], v)[k]
                                                           for k in ("macro_f1", "benign_flag_rate", "unknown_share")}}
     ycal = d["y"][cal_idx]
-    parity_idx = np.concatenate([cal_idx[ycal == c][:8] for c in range(3)])
-    export.parity_fixture(pre, d, parity_idx, float_path, int8_path, out / "parity.json")
+    # Parity fixture: 8 flows per class, HTTP and TLS both where the slice has them.
+    parity_idx = np.unique(np.concatenate([cal_idx[(ycal == c) & (apps[cal_idx] == a)][:4] for c in range(3) for a in (0, 1)]
+                                          + [cal_idx[ycal == c][:4] for c in range(3)]))
+    names = lambda probs: [rt.VERDICTS[k] for k in rt.sensor_verdicts(meta_probe, probs, apps[parity_idx])[0]]  # noqa: E731
+    export.parity_fixture(pre, d, parity_idx, float_path, int8_path, out / "parity.json", chars_width=width, verdicts=names)
     files = {k: {"path": p.name, "sha256": export.sha256(p), "bytes": p.stat().st_size}
              for k, p in (("float", float_path), ("int8", int8_path))}
-    summary = {"trained_on": "labelled real corpus (model/corpus), all runs but the calibration slice",
-               "benign_offset_in_head_bias": delta,
+    summary = {"trained_on": "labelled real corpus (model/corpus), all runs but the calibration slice"
+                             + (", plus generated HTTP augmentation (nightjar-flood)" if cfg["augment"] else ""),
                "validation": {name: protocols[name]["by_mode"][mode] for name in protocols}}
-    meta = export.metadata(pre, version, T, u, files, "float", summary, d["static"].shape[1])
+    meta = export.metadata(pre, version, T, thr["all"]["unknown_below"], files, "float", summary, d["static"].shape[1],
+                           chars_width=width, decision=decision)
     meta["head"] = export.head_weights(float_path)
-    meta["reference"] = export.learning_reference(pre, d, cal_idx, d["y"], float_path, out / "nightjar-reference.json")
+    meta["reference"] = export.learning_reference(pre, d, cal_idx, d["y"], float_path, out / "nightjar-reference.json",
+                                                  chars_width=width)
     (out / "nightjar.json").write_text(json.dumps(meta, indent=1) + "\n")
     timings["final_fit_and_export"] = round(time.time() - t0, 1)
     results["final"] = {"version": version, "fit_flows": int(len(fit_idx)), "calibration_flows": int(len(cal_idx)),
@@ -175,7 +222,8 @@ def run(a, root: Path, shipped: Path):
                         "directory": str(out)}
 
     # The shipped model (never trained on real traffic) on the whole real corpus.
-    probs, v, smeta = rt.score_onnx(shipped / "nightjar.json", d["static"], d["seq"], d["tokens"])
+    probs, v, smeta = rt.score_onnx(shipped / "nightjar.json", d["static"][all_idx], d["seq"][all_idx],
+                                    [d["tokens"][i] for i in all_idx], chars=d["chars"][all_idx])
     logp = np.log(np.clip(probs, 1e-12, 1.0))
     ones = np.ones(len(all_idx))
     srep, *_ = rt.evaluate(d, all_idx, logp, ones, 0 * ones, np.full(len(all_idx), smeta["unknown_below"]))
@@ -188,9 +236,9 @@ def run(a, root: Path, shipped: Path):
                    f"benign flagged {srep['deployed']['benign_flag_rate']:.1%}", reports / "shipped_confusion_deployed.png")
 
     if a.demo:
-        rows, static, seq, tokens = read_features(Path(a.demo))
+        rows, static, seq, tokens, chars = read_features(Path(a.demo), width)
         demo = []
-        scored = {k: rt.score_onnx(p, static, seq, tokens, variant)
+        scored = {k: rt.score_onnx(p, static, seq, tokens, variant, chars)
                   for k, p, variant in (("candidate float", out / "nightjar.json", "float"),
                                         ("candidate int8", out / "nightjar.json", "int8"),
                                         ("shipped float", shipped / "nightjar.json", "float"))}

@@ -159,11 +159,13 @@ def fit(d, train_idx, cfg, val=None, desc="fit"):
     pre_idx = train_idx if cfg["balance"] == "none" else capped(groups, train_idx, cfg["cap"], np.random.default_rng(0))
     pre = Preprocessing.fit(d["static"][pre_idx], d["seq"][pre_idx], [d["tokens"][i] for i in pre_idx],
                             vocab_size=cfg["vocab"])
-    x = train.tensors(pre, d, train_idx)
+    use_chars = cfg.get("chars", 0) > 0
+    x = train.tensors(pre, d, train_idx, chars=use_chars)
     y = torch.from_numpy(d["y"][train_idx])
     pos = {int(i): p for p, i in enumerate(train_idx)}
     w_flow = torch.from_numpy(flow_weights(d, groups, train_idx, cfg))
-    net = NightjarNet(d["static"].shape[1], d["seq"].shape[2], len(pre.vocab), dropout=cfg["dropout"], **cfg.get("net", {}))
+    net = NightjarNet(d["static"].shape[1], d["seq"].shape[2], len(pre.vocab), dropout=cfg["dropout"],
+                      chars=cfg.get("chars", 0), **cfg.get("net", {}))
     head = set(id(p) for p in net.head.parameters())
     opt = torch.optim.AdamW([{"params": [p for p in net.parameters() if id(p) not in head], "weight_decay": cfg.get("body_l2", 0.0)},
                              {"params": list(net.head.parameters()), "weight_decay": cfg["head_l2"]}], lr=cfg["lr"])
@@ -181,7 +183,7 @@ def fit(d, train_idx, cfg, val=None, desc="fit"):
     steps = cfg["epochs"] * per_pass
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=steps)
     history = {"train loss": [], "validation macro F1": []}
-    xv = train.tensors(pre, d, val) if val is not None else None
+    xv = train.tensors(pre, d, val, chars=use_chars) if val is not None else None
 
     def batches():
         while True:
@@ -207,7 +209,7 @@ def fit(d, train_idx, cfg, val=None, desc="fit"):
                 xq = x[1][b]
                 if cfg.get("seq_noise", 0.0):
                     xq = xq + cfg["seq_noise"] * torch.randn_like(xq)
-                per = ce(net(xs, xq, x[2][b]), y[b]) * w_flow[b]
+                per = ce(net(xs, xq, x[2][b], *(t[b] for t in x[3:])), y[b]) * w_flow[b]
                 loss = per.sum() / (cw[y[b]] * w_flow[b]).sum()
                 loss.backward()
                 nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -257,7 +259,7 @@ def smallest_offset(z, y, u, target):
     return 12.0
 
 
-def choose_thresholds(logits, y, mode="offset", target=FLAG_TARGET, unknown_share=UNKNOWN_SHARE):
+def choose_thresholds(logits, y, mode="offset", target=FLAG_TARGET, unknown_share=UNKNOWN_SHARE, T=None):
     """On validation logits: temperature T (NLL); then `unknown_below` u = the top-class
     probability below which the least confident `unknown_share` of the validation flows
     lie, and the benign flag target met by
@@ -266,7 +268,8 @@ def choose_thresholds(logits, y, mode="offset", target=FLAG_TARGET, unknown_shar
       to the smallest one that still meets the target with that u);
     - `unknown`: no offset, u raised until the target holds;
     - `none`: no offset, no target (what the model alone gives)."""
-    T = train.calibrate(torch.from_numpy(logits), y)
+    if T is None:
+        T = train.calibrate(torch.from_numpy(logits), y)
     z = logits / T
     delta = 0.0
     if mode == "offset":
@@ -282,6 +285,37 @@ def choose_thresholds(logits, y, mode="offset", target=FLAG_TARGET, unknown_shar
             "validation_flows": int(len(y)), "validation_benign": int((y == 0).sum()),
             "validation_flag_rate": round(flag_rate(z, y, delta, u), 4),
             "validation_unknown_share": round(float((v == UNKNOWN).mean()), 4)}
+
+
+APPS = ("tls", "http")
+
+
+def choose_decision(logits, y, app, mode="offset"):
+    """One temperature for the graph (all validation flows), then the benign offset and
+    `unknown_below` per app (TLS, HTTP) on that app's validation flows: real networks
+    differ per app in base rate and in how benign traffic looks, and the sensor applies
+    the rule of each flow's app (`decision` in the metadata). An app with fewer than 20
+    validation flows takes the rule chosen on all of them."""
+    T = train.calibrate(torch.from_numpy(logits), y)
+    both = choose_thresholds(logits, y, mode, T=T)
+    apps = {}
+    for a, name in enumerate(APPS):
+        m = app == a
+        apps[name] = choose_thresholds(logits[m], y[m], mode, T=T) if m.sum() >= 20 and (y[m] == 0).any() else dict(both)
+    return {"temperature": round(float(T), 4), "all": both, "apps": apps}
+
+
+def per_flow_rule(decision, apps):
+    """Per-flow (T, offset, unknown_below) arrays for flows of `apps` under `decision`."""
+    n = len(apps)
+    T = np.full(n, decision["temperature"])
+    delta = np.full(n, decision["all"]["benign_offset"])
+    u = np.full(n, decision["all"]["unknown_below"])
+    for a, name in enumerate(APPS):
+        m = apps == a
+        delta[m] = decision["apps"][name]["benign_offset"]
+        u[m] = decision["apps"][name]["unknown_below"]
+    return T, delta, u
 
 
 def ece(probs, y, bins=15):
@@ -362,6 +396,27 @@ def evaluate(d, idx, logits, T, delta, u):
            "deployed_run_balanced": deployed_report(y, v, run_balance_weights(d, idx)),
            "ece": {"before_temperature": ece(raw, y), "after_temperature": ece(cal, y),
                    "deployed_with_benign_offset": ece(dep, y)}}
+    apps = app_of(d)[idx]
+    rep["per_app"] = {}
+    for a, name in enumerate(APPS):
+        m = apps == a
+        if not m.any():
+            continue
+        r = deployed_report(y[m], v[m])
+        row = {"flows": int(m.sum()), "per_class": r["per_class"], "macro_f1": r["macro_f1"],
+               "benign_flag_rate": r["benign_flag_rate"], "non_benign_alerted": r["non_benign_alerted"]}
+        # The issue's measure: each family counts once, whatever its flow count.
+        for c in (1, 2):
+            fams = [f for f in set(d["family"][idx][m & (y == c)]) if (m & (y == c) & (d["family"][idx] == f)).sum() >= 5]
+            if fams:
+                caught, named = [], []
+                for f in fams:
+                    mf = m & (y == c) & (d["family"][idx] == f)
+                    caught.append(float(np.isin(v[mf], (1, 2)).mean()))
+                    named.append(float((v[mf] == c).mean()))
+                row[f"{CLASSES[c]}_families"] = {"families": len(fams), "mean_caught": round(float(np.mean(caught)), 4),
+                                                 "mean_named": round(float(np.mean(named)), 4)}
+        rep["per_app"][name] = row
     rep["argmax"].pop("confusion", None)
     rep["argmax_confusion"] = metrics.report(y, cal.argmax(1))["confusion"]["matrix"]
     for key, name in (("source", "per_source"), ("family", "per_family"), ("why", "per_rule")):
@@ -394,7 +449,8 @@ def headline(rep):
             "deployed_macro_f1": dep["macro_f1"], "benign_flag_rate": dep["benign_flag_rate"],
             "non_benign_alerted": dep["non_benign_alerted"], "unknown_share": dep["unknown_share"],
             "run_balanced_macro_f1": rep["deployed_run_balanced"]["macro_f1"],
-            "run_balanced_benign_flag_rate": rep["deployed_run_balanced"]["benign_flag_rate"], "ece": rep["ece"]}
+            "run_balanced_benign_flag_rate": rep["deployed_run_balanced"]["benign_flag_rate"], "ece": rep["ece"],
+            "per_app": rep.get("per_app", {})}
 
 
 def plot_matrix(matrix, rows, cols, title, path):
@@ -459,10 +515,14 @@ def run_split(d, train_idx, test_idx, cfg, desc):
     fit_idx, val_idx = validation_runs(d, train_idx, seed=cfg["seed"])
     assert not set(d["run"][fit_idx]) & set(d["run"][test_idx])
     assert not set(d["run"][val_idx]) & set(d["run"][test_idx])
+    if cfg.get("augment", True):
+        fit_idx = np.sort(np.concatenate([fit_idx, augmented(d)]))
     net, pre, hist = fit(d, fit_idx, cfg, val=val_idx, desc=desc)
-    val_logits = train.predict(net, train.tensors(pre, d, val_idx)).numpy().astype(np.float64)
-    test_logits = train.predict(net, train.tensors(pre, d, test_idx)).numpy().astype(np.float64)
-    return {"test_logits": test_logits, "val_logits": val_logits, "val_y": d["y"][val_idx], "history": hist,
+    chars = cfg.get("chars", 0) > 0
+    val_logits = train.predict(net, train.tensors(pre, d, val_idx, chars)).numpy().astype(np.float64)
+    test_logits = train.predict(net, train.tensors(pre, d, test_idx, chars)).numpy().astype(np.float64)
+    return {"test_logits": test_logits, "val_logits": val_logits, "val_y": d["y"][val_idx],
+            "val_app": app_of(d)[val_idx], "history": hist,
             "fit_flows": int(len(fit_idx)), "validation_runs": int(len(set(d["run"][val_idx])))}
 
 
@@ -482,17 +542,19 @@ def pooled(d, splits, cfg, name, modes=MODES):
     for mode in modes:
         per, T, delta, u = {}, [], [], []
         for label, te, r in fits:
-            thr = choose_thresholds(r["val_logits"], r["val_y"], mode)
+            thr = choose_decision(r["val_logits"], r["val_y"], r["val_app"], mode)
             thr["fit_flows"], thr["validation_runs"] = r["fit_flows"], r["validation_runs"]
-            T.append(np.full(len(te), thr["temperature"]))
-            delta.append(np.full(len(te), thr["benign_offset"]))
-            u.append(np.full(len(te), thr["unknown_below"]))
+            t_, d_, u_ = per_flow_rule(thr, app_of(d)[te])
+            T.append(t_)
+            delta.append(d_)
+            u.append(u_)
             if mode == modes[0]:
                 rep, *_ = evaluate(d, te, r["test_logits"], T[-1], delta[-1], u[-1])
                 per[label] = {"thresholds": thr, "test": headline(rep), "seconds": r["seconds"],
                               "history": r["history"], "test_per_family": rep.get("per_family", {})}
                 tqdm.write(f"{name} {label}: deployed macro F1 {rep['deployed']['macro_f1']}, benign flagged "
-                           f"{rep['deployed']['benign_flag_rate']} (validation {thr['validation_flag_rate']}), "
+                           f"{rep['deployed']['benign_flag_rate']} (validation tls "
+                           f"{thr['apps']['tls']['validation_flag_rate']}, http {thr['apps']['http']['validation_flag_rate']}), "
                            f"{r['seconds']} s")
         arr = [np.concatenate(a) for a in (T, delta, u)]
         rep, v, cal, dep, raw = evaluate(d, idx, logits, *arr)
@@ -509,25 +571,47 @@ def pooled(d, splits, cfg, name, modes=MODES):
     return out
 
 
+AUG_SOURCE = "nightjar-flood"
+
+
+def real(d):
+    """Indices of the real flows (splits, validation and every reported figure use only these)."""
+    return np.where(d["source"] != AUG_SOURCE)[0]
+
+
+def augmented(d):
+    """Indices of generated augmentation flows (`--augment`): always on the fitting side."""
+    return np.where(d["source"] == AUG_SOURCE)[0]
+
+
+def app_of(d):
+    """0 TLS, 1 HTTP, 2 other, from the static app flags (the sensor does the same)."""
+    s = d["static"]
+    return np.where(s[:, 0] > 0.5, 0, np.where(s[:, 1] > 0.5, 1, 2))
+
+
 def cv_splits(d, k=5, seed=1):
-    all_idx = np.arange(len(d["y"]))
-    fold = run_folds(d, all_idx, k, seed)
-    return [(f"fold {f + 1}/{k}", np.where(fold != f)[0], np.where(fold == f)[0]) for f in range(k)]
+    idx = real(d)
+    fold = run_folds(d, idx, k, seed)
+    return [(f"fold {f + 1}/{k}", idx[fold != f], idx[fold == f]) for f in range(k)]
 
 
 def loso_splits(d):
-    return [(s, np.where(d["source"] != s)[0], np.where(d["source"] == s)[0]) for s in sorted(set(d["source"]))]
+    idx = real(d)
+    src = d["source"][idx]
+    return [(s, idx[src != s], idx[src == s]) for s in sorted(set(src))]
 
 
 def lofo_splits(d, families):
     """Held out: every run holding a flow of the family (the whole runs)."""
     out = []
+    idx = real(d)
     for fam in families:
-        runs = set(d["run"][d["family"] == fam])
+        runs = set(d["run"][idx][d["family"][idx] == fam])
         if not runs:
             continue
-        held = np.isin(d["run"], list(runs))
-        out.append((fam, np.where(~held)[0], np.where(held)[0]))
+        held = np.isin(d["run"][idx], list(runs))
+        out.append((fam, idx[~held], idx[held]))
     return out
 
 
@@ -566,12 +650,33 @@ def strip(res):
 # Scoring exported models with ONNX Runtime
 
 
-def score_onnx(meta_path: Path, static, seq, tokens, variant="float"):
-    """The sensor's preprocessing (from the metadata) and ONNX Runtime: probabilities (the
-    graph's, temperature and any offset included), verdicts with `unknown_below`."""
+def sensor_verdicts(meta, probs, apps):
+    """Verdicts as the sensor gives them from the graph's probabilities: each app's
+    `decision` (benign offset, `unknown_below`), else the top-level `unknown_below`."""
+    rule = {a: meta.get("decision", {}).get(name) for a, name in enumerate(APPS)}
+    v = np.empty(len(probs), dtype=np.int64)
+    out = np.empty_like(probs)
+    for a in (0, 1, 2):
+        m = apps == a
+        r = rule.get(a) or {"benign_log_offset": 0.0, "unknown_below": meta["unknown_below"]}
+        q = probs[m] * np.asarray([np.exp(r["benign_log_offset"]), 1.0, 1.0])
+        q = q / np.maximum(q.sum(1, keepdims=True), 1e-30)
+        vm = q.argmax(1)
+        vm[q.max(1) < r["unknown_below"]] = UNKNOWN
+        v[m] = vm
+        out[m] = q
+    return v, out
+
+
+def score_onnx(meta_path: Path, static, seq, tokens, variant="float", chars=None):
+    """The sensor's preprocessing (from the metadata) and ONNX Runtime: the graph's
+    probabilities (temperature included), then the sensor's decision rule; returns the
+    decided probabilities, verdicts and the metadata."""
     meta = json.loads(meta_path.read_text())
     pre = Preprocessing.from_json(meta["preprocessing"])
-    probs = export.run_ort(meta_path.parent / meta["files"][variant]["path"], export.feeds(pre, static, seq, tokens))
-    v = probs.argmax(1)
-    v[probs.max(1) < meta["unknown_below"]] = UNKNOWN
-    return probs, v, meta
+    width = meta.get("chars", 0)
+    probs = export.run_ort(meta_path.parent / meta["files"][variant]["path"],
+                           export.feeds(pre, static, seq, tokens, chars=chars if width else None))
+    apps = np.where(static[:, 0] > 0.5, 0, np.where(static[:, 1] > 0.5, 1, 2))
+    v, q = sensor_verdicts(meta, probs, apps)
+    return q, v, meta

@@ -32,10 +32,14 @@ def folds_by_family(family, y, k=5):
     return np.asarray([fold_of[f] for f in family])
 
 
-def tensors(pre: Preprocessing, d, idx):
-    return (torch.from_numpy(pre.static(d["static"][idx])),
-            torch.from_numpy(pre.seq(d["seq"][idx])),
-            torch.from_numpy(pre.url([d["tokens"][i] for i in idx])))
+def tensors(pre: Preprocessing, d, idx, chars=False):
+    """The graph's inputs for flows `idx`; with `chars`, the character ids as well."""
+    x = (torch.from_numpy(pre.static(d["static"][idx])),
+         torch.from_numpy(pre.seq(d["seq"][idx])),
+         torch.from_numpy(pre.url([d["tokens"][i] for i in idx])))
+    if chars:
+        x += (torch.from_numpy(d["chars"][idx].astype(np.int64)),)
+    return x
 
 
 def make(pre, n_static, seq_cols, cfg):

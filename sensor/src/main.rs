@@ -55,8 +55,9 @@ enum Command {
     /// Replay pcap/pcapng files through the pipeline and write one JSON event per flow.
     Replay(ReplayArgs),
     /// Replay the embedded sample captures (a demo that needs nothing else).
+    /// Replay the embedded sample captures and print what was decided, one line per flow.
     Demo {
-        /// Write events here instead of stdout.
+        /// Also keep the events (one JSON line per flow) in this file.
         #[arg(long)]
         events: Option<PathBuf>,
     },
@@ -519,13 +520,14 @@ fn run_demo(cfg: &mut Config, events: Option<&Path>) -> Result<ExitCode> {
         files.push(p);
     }
     eprintln!("Replaying {} embedded sample captures (TLS 1.2/1.3 browsers, curl, HTTP/1.1).", files.len());
+    let events_path = events.map_or_else(|| dir.path().join("events.jsonl"), Path::to_path_buf);
     let args = ReplayArgs {
         files,
-        events: events.map(Path::to_path_buf),
+        events: Some(events_path.clone()),
         features: None,
         no_events: false,
         workers: None,
-        quiet: false,
+        quiet: true,
         metrics_listen: None,
         linger_secs: 0,
         feedback: None,
@@ -533,7 +535,95 @@ fn run_demo(cfg: &mut Config, events: Option<&Path>) -> Result<ExitCode> {
         summary_json: None,
         kafka: None,
     };
-    run_replay(cfg, &args)
+    let code = run_replay(cfg, &args)?;
+    let text = std::fs::read_to_string(&events_path)
+        .with_context(|| format!("cannot read the demo's events {}", events_path.display()))?;
+    print!("{}", demo_table(&text, events.is_some().then_some(&*events_path)));
+    Ok(code)
+}
+
+/// The demo's story: one line per flow (app, client, server, SNI or request line, verdict,
+/// score), the counts per class, and where to look next.
+fn demo_table(events: &str, kept: Option<&Path>) -> String {
+    use std::fmt::Write;
+    let rows: Vec<serde_json::Value> = events.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let field = |e: &serde_json::Value, path: &[&str]| -> String {
+        let mut v = e;
+        for k in path {
+            v = &v[*k];
+        }
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => String::new(),
+            other => other.to_string(),
+        }
+    };
+    let cut =
+        |s: String, n: usize| if s.chars().count() > n { s.chars().take(n - 1).collect::<String>() + "…" } else { s };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n{:<5} {:<44} {:<44} {:<8} {:>6}",
+        "app", "client -> server", "SNI / request", "verdict", "score"
+    );
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    let mut model = String::new();
+    for e in &rows {
+        let app = field(e, &["app"]);
+        let what = match app.as_str() {
+            "tls" => {
+                let sni = field(e, &["tls", "sni"]);
+                if sni.is_empty() { "(no SNI)".to_owned() } else { sni }
+            }
+            "http" => format!("{} {}", field(e, &["http", "method"]), field(e, &["http", "uri"])),
+            _ => String::new(),
+        };
+        let ends = format!(
+            "{}:{} -> {}:{}",
+            field(e, &["src_ip"]),
+            field(e, &["src_port"]),
+            field(e, &["dest_ip"]),
+            field(e, &["dest_port"])
+        );
+        let class = field(e, &["verdict", "class"]);
+        let score = e["verdict"]["score"].as_f64().map_or_else(|| "-".to_owned(), |s| format!("{s:.3}"));
+        if model.is_empty() {
+            model = field(e, &["verdict", "model"]);
+        }
+        *counts.entry(class.clone()).or_default() += 1;
+        let _ = writeln!(out, "{app:<5} {:<44} {:<44} {class:<8} {score:>6}", cut(ends, 44), cut(what, 44));
+    }
+    let per: Vec<String> = ["benign", "attack", "malware", "unknown"]
+        .iter()
+        .map(|c| format!("{c} {}", counts.get(*c).unwrap_or(&0)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\n{} flows: {}. Model {}.",
+        rows.len(),
+        per.join(", "),
+        if model.is_empty() { "none (--model none)" } else { &model }
+    );
+    let _ = writeln!(
+        out,
+        "The captures are real benign traffic (browsers, curl; sensor/tests/data/README.md): a benign verdict is the right one."
+    );
+    let _ = writeln!(out, "Next:");
+    match kept {
+        Some(p) => {
+            let _ = writeln!(
+                out,
+                "  the full events (one JSON line per flow, fields in README \"Flow events\"): {}",
+                p.display()
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  the full events (one JSON line per flow): nightjar demo --events events.jsonl");
+        }
+    }
+    let _ = writeln!(out, "  your own capture: nightjar replay --events events.jsonl capture.pcap");
+    let _ = writeln!(out, "  live capture, metrics, live page and Grafana: README \"Live capture\" and \"Metrics\"");
+    out
 }
 
 fn main() -> ExitCode {

@@ -3,7 +3,7 @@
 //! Regenerate it with `nightjar schema --output model/feature_schema.json` (and bump
 //! `SCHEMA_VERSION`) when the features change.
 
-use nightjar::features::{FEATURE_NAMES, PACKET_COLUMNS, RECORD_COLUMNS, SCHEMA_VERSION, SEQ_LEN, url};
+use nightjar::features::{CHARS, FEATURE_NAMES, PACKET_COLUMNS, RECORD_COLUMNS, SCHEMA_VERSION, SEQ_LEN, url};
 
 #[test]
 fn committed_schema_matches_the_code() {
@@ -18,4 +18,7 @@ fn committed_schema_matches_the_code() {
     assert_eq!(v["packet_columns"], serde_json::json!(PACKET_COLUMNS));
     assert_eq!(v["record_columns"], serde_json::json!(RECORD_COLUMNS));
     assert_eq!(v["url_tokens"]["max_tokens"], url::MAX_TOKENS);
+    assert_eq!(v["chars"]["max_len"], CHARS);
+    // The classifier reads a flow's app from the first two static features.
+    assert_eq!(FEATURE_NAMES[..2], ["app_tls", "app_http"]);
 }

@@ -14,8 +14,11 @@ use sha2::Digest;
 use nightjar::features::FeatureVector;
 use nightjar::inference::{Classifier, InferenceError, ModelBundle};
 
+/// The shipped model, or a candidate's directory in `NIGHTJAR_MODEL_DIR` (`train-real`
+/// writes one with its own fixture).
 fn artifacts() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/artifacts")
+    std::env::var_os("NIGHTJAR_MODEL_DIR")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/artifacts"), PathBuf::from)
 }
 
 fn fixture() -> (Vec<FeatureVector>, serde_json::Value) {
@@ -65,6 +68,49 @@ fn tract_matches_onnx_runtime_for_float_and_int8() {
     }
 }
 
+/// The verdicts the sensor reaches (each app's decision rule: benign offset and
+/// `unknown_below`) are the ones `model/` computed from ONNX Runtime's probabilities,
+/// except where a flow sits within the tolerance of a boundary.
+#[test]
+fn verdicts_follow_the_per_app_decision_rule() {
+    let (flows, j) = fixture();
+    let Some(want) = j.get("expected_verdicts") else {
+        eprintln!("SKIP: this fixture has no expected verdicts (a model before per-app decision rules)");
+        return;
+    };
+    let bundle = ModelBundle::from_path(&artifacts().join("nightjar.json"), Some("float")).expect("model loads");
+    let want: Vec<String> = serde_json::from_value(want["float"].clone()).expect("verdict names");
+    let mut c = Classifier::new(std::sync::Arc::new(bundle), 32).expect("tract loads the model");
+    let mut got = Vec::new();
+    let (mut same, mut near) = (0, 0);
+    for chunk in flows.chunks(32) {
+        let refs: Vec<&FeatureVector> = chunk.iter().collect();
+        let mut v = Vec::new();
+        c.classify(&refs, &mut v).expect("inference");
+        got.extend(v);
+    }
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        if g.class.as_str() == w {
+            same += 1;
+        } else {
+            // Only a score at a boundary may differ (1e-4: the float tolerance).
+            let score = g.score.expect("a model ran");
+            let bounds: Vec<f32> = ["tls", "http"].iter().filter_map(|a| j_decision(&artifacts(), a)).collect();
+            assert!(bounds.iter().any(|b| (score - b).abs() < 1e-3), "flow {i}: sensor {g:?}, model/ {w}");
+            near += 1;
+        }
+    }
+    assert!(same >= want.len() - 1, "{same} of {} verdicts agree", want.len());
+    eprintln!("verdicts: {same} of {} agree ({near} at a boundary)", want.len());
+}
+
+fn j_decision(dir: &Path, app: &str) -> Option<f32> {
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("nightjar.json")).ok()?).ok()?;
+    meta["decision"][app]["unknown_below"].as_f64().map(|v| v as f32)
+}
+
 fn copy_artifacts(dir: &Path) -> PathBuf {
     for name in ["nightjar.json", "nightjar-float.onnx", "nightjar-int8.onnx", "nightjar-reference.json"] {
         std::fs::copy(artifacts().join(name), dir.join(name)).expect("copy");
@@ -101,6 +147,24 @@ fn corrupt_or_mismatched_models_are_refused() {
     j["schema_version"] = 999.into();
     std::fs::write(&meta, j.to_string()).expect("write");
     assert!(matches!(ModelBundle::from_path(&meta, None), Err(InferenceError::Schema { .. })));
+
+    // A character input wider than the sensor keeps, or on a schema-1 model; a decision
+    // rule that is not a number.
+    j["schema_version"] = 2.into();
+    j["chars"] = 100_000.into();
+    std::fs::write(&meta, j.to_string()).expect("write");
+    assert!(matches!(ModelBundle::from_path(&meta, None), Err(InferenceError::Schema { .. })));
+    j["schema_version"] = 1.into();
+    j["chars"] = 256.into();
+    std::fs::write(&meta, j.to_string()).expect("write");
+    assert!(matches!(ModelBundle::from_path(&meta, None), Err(InferenceError::Schema { .. })));
+    j["schema_version"] = serde_json::from_str::<serde_json::Value>(&text).expect("JSON")["schema_version"].clone();
+    j["chars"] =
+        serde_json::from_str::<serde_json::Value>(&text).expect("JSON").get("chars").cloned().unwrap_or(0.into());
+    j["decision"] = serde_json::json!({"tls": {"benign_log_offset": 1.0, "unknown_below": 7.0}});
+    std::fs::write(&meta, j.to_string()).expect("write");
+    let err = ModelBundle::from_path(&meta, None).expect_err("bad decision rule");
+    assert!(err.to_string().contains("decision for \"tls\""), "{err}");
 
     // Not metadata at all, a missing variant, a missing file.
     std::fs::write(&meta, "{ not json").expect("write");

@@ -146,3 +146,55 @@ fn check_config_validates_and_exits() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+fn feature_lines(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let path = dir.join("features.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_nightjar"))
+        .args(["--model", "none", "replay", "--quiet", "--no-events", "--workers", "2", "--features"])
+        .arg(&path)
+        .args(fixtures())
+        .output()
+        .expect("run nightjar");
+    assert!(out.status.success(), "nightjar failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut v: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+        .expect("features written")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    v.sort_by_key(|e| e["flow_id"].as_u64());
+    v
+}
+
+/// The model's inputs of the bundled captures are pinned: a change to any feature (value,
+/// order, transform, character layout) fails here, and then needs a `SCHEMA_VERSION` bump
+/// and a retrained model, not only a new golden file. Regenerate with
+/// `nightjar --model none replay --no-events --features sensor/tests/data/fixtures.features.jsonl sensor/tests/data/*.pcap*`
+/// (lines are compared sorted by flow_id).
+#[test]
+fn features_of_the_bundled_captures_equal_the_golden_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let got = feature_lines(dir.path());
+    let mut want: Vec<serde_json::Value> = std::fs::read_to_string(data().join("fixtures.features.jsonl"))
+        .expect("golden features")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    want.sort_by_key(|e| e["flow_id"].as_u64());
+    assert_eq!(got.len(), want.len(), "feature line count");
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w, "features of flow {} differ from the golden file", w["flow_id"]);
+    }
+}
+
+/// The bundled captures are real benign traffic (browsers, curl): the shipped model must
+/// call every TLS and HTTP flow of them benign, as the demo shows a newcomer.
+#[test]
+fn the_shipped_model_calls_the_bundled_benign_captures_benign() {
+    let ev = events(1);
+    let classified: Vec<&serde_json::Value> = ev.iter().filter(|e| e["app"] != "other").collect();
+    assert!(!classified.is_empty());
+    for e in classified {
+        let what = if e["app"] == "tls" { e["tls"]["sni"].to_string() } else { e["http"]["uri"].to_string() };
+        assert_eq!(e["verdict"]["class"], "benign", "{} flow {what}: {}", e["app"], e["verdict"]);
+    }
+}

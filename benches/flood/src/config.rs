@@ -218,6 +218,13 @@ pub enum HttpSource {
         /// Glob patterns of path lists.
         files: Vec<String>,
     },
+    /// Requests of a real web server's access log (Apache combined format, relative to the
+    /// data directory): method, target, Referer and User-Agent as logged; only requests
+    /// the server answered with 2xx or 3xx (the log's probes met 4xx).
+    AccessLog {
+        /// The log file.
+        file: String,
+    },
     /// A built-in exploit or malware request template.
     Template {
         /// Template name (see `http.rs`).

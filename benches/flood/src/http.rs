@@ -110,6 +110,53 @@ pub struct HttpCorpus {
     queries: Vec<String>,
     payloads: HashMap<String, Vec<String>>,
     probes: HashMap<String, Vec<String>>,
+    logged: HashMap<String, Vec<Logged>>,
+}
+
+/// One request of an access log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Logged {
+    method: String,
+    target: String,
+    referer: Option<String>,
+    agent: String,
+}
+
+/// One line of an Apache combined log: `host - - [time] "METHOD TARGET HTTP/x" status
+/// size "referer" "agent"`. `None` for other lines, other statuses than 2xx/3xx, methods
+/// other than GET/HEAD/POST/OPTIONS, targets that are not origin-form or hold a space.
+fn parse_logged(line: &str) -> Option<Logged> {
+    let mut quoted = line.split('"');
+    let _ = quoted.next()?;
+    let request = quoted.next()?;
+    let status: u16 = quoted.next()?.split_whitespace().next()?.parse().ok()?;
+    let referer = quoted.next()?;
+    let _ = quoted.next()?;
+    let agent = quoted.next()?;
+    let mut parts = request.split(' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    let ok = (200..400).contains(&status)
+        && ["GET", "HEAD", "POST", "OPTIONS"].contains(&method)
+        && target.starts_with('/')
+        && version.starts_with("HTTP/")
+        && parts.next().is_none()
+        && !agent.is_empty()
+        && agent.len() <= 512
+        && target.len() <= 2048;
+    ok.then(|| Logged {
+        method: method.to_owned(),
+        target: target.to_owned(),
+        referer: (referer != "-" && !referer.is_empty()).then(|| header_safe(referer)),
+        agent: header_safe(agent),
+    })
+}
+
+fn load_access_log(data: &Path, file: &str) -> Result<Vec<Logged>> {
+    let path = data.join(file);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let out: Vec<Logged> = String::from_utf8_lossy(&bytes).lines().filter_map(parse_logged).collect();
+    ensure!(!out.is_empty(), "no 2xx/3xx requests in {}", path.display());
+    Ok(out)
 }
 
 fn read_lines(data: &Path, patterns: &[String]) -> Result<Vec<String>> {
@@ -152,8 +199,13 @@ fn params_rows(data: &Path, attack_type: &str) -> Result<Vec<String>> {
 impl HttpCorpus {
     /// Loads what the families of `cat` use from the shared data directory.
     pub fn load(cat: &Catalogue, data: &Path, families: &BTreeSet<String>) -> Result<Self> {
-        let mut corpus =
-            Self { csic: Vec::new(), queries: Vec::new(), payloads: HashMap::new(), probes: HashMap::new() };
+        let mut corpus = Self {
+            csic: Vec::new(),
+            queries: Vec::new(),
+            payloads: HashMap::new(),
+            probes: HashMap::new(),
+            logged: HashMap::new(),
+        };
         for f in cat.family.iter().filter(|f| families.contains(&f.name)) {
             match &f.http {
                 Some(HttpSource::Csic) if corpus.csic.is_empty() => corpus.csic = load_csic(data)?,
@@ -179,6 +231,9 @@ impl HttpCorpus {
                         .filter(|l| !l.contains(' '))
                         .collect();
                     corpus.probes.insert(f.name.clone(), lines);
+                }
+                Some(HttpSource::AccessLog { file }) => {
+                    corpus.logged.insert(f.name.clone(), load_access_log(data, file)?);
                 }
                 Some(HttpSource::Template { name }) => {
                     ensure!(TEMPLATES.contains(&name.as_str()), "family {}: unknown template {name}", f.name);
@@ -212,6 +267,14 @@ impl HttpCorpus {
             HttpSource::Probes { .. } => {
                 let p = self.probes.get(family).and_then(|v| v.choose(rng)).context("probe corpus is empty")?;
                 ("GET".to_owned(), p.clone(), String::new())
+            }
+            HttpSource::AccessLog { .. } => {
+                let r = self.logged.get(family).and_then(|v| v.choose(rng)).context("access log is empty")?;
+                headers.push(("User-Agent".into(), r.agent.clone()));
+                if let Some(referer) = &r.referer {
+                    headers.push(("Referer".into(), referer.clone()));
+                }
+                (r.method.clone(), r.target.clone(), String::new())
             }
             HttpSource::Template { name } => template(rng, name, &mut headers)?,
         };
@@ -541,6 +604,22 @@ mod tests {
             assert!(req.parse(&bytes).unwrap().is_complete(), "{place:?}");
             assert!(!req.headers.iter().any(|h| h.name == "X-Evil"), "{place:?}: header injection escaped");
         }
+    }
+
+    #[test]
+    fn access_log_lines_keep_answered_requests_only() {
+        let ok = r#"83.149.9.216 - - [17/May/2015:10:05:03 +0000] "GET /images/k.png?x=1 HTTP/1.1" 200 203023 "http://semicomplete.com/p/" "Mozilla/5.0 (Macintosh)""#;
+        let r = parse_logged(ok).expect("a 200");
+        assert_eq!((r.method.as_str(), r.target.as_str()), ("GET", "/images/k.png?x=1"));
+        assert_eq!(r.referer.as_deref(), Some("http://semicomplete.com/p/"));
+        assert_eq!(r.agent, "Mozilla/5.0 (Macintosh)");
+        let no_ref = ok.replace("\"http://semicomplete.com/p/\"", "\"-\"");
+        assert_eq!(parse_logged(&no_ref).expect("a 200").referer, None);
+        // Probes (404), proxy requests (absolute form), garbage: not kept.
+        assert!(parse_logged(&ok.replace(" 200 ", " 404 ")).is_none());
+        assert!(parse_logged(&ok.replace("GET /images", "GET http://x/images")).is_none());
+        assert!(parse_logged("not a log line").is_none());
+        assert!(parse_logged(&ok.replace("GET /images/k.png?x=1 HTTP/1.1", "\\x16\\x03\\x01")).is_none());
     }
 
     #[test]

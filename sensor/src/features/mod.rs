@@ -1,7 +1,8 @@
 //! Stage 4: features. Takes a finished [`Flow`] and yields a [`FeatureVector`]: a fixed
 //! list of static features (TLS metadata, certificate, HTTP request, flow counters), the
 //! per-packet and per-record sequences of the flow head, and the URL tokens of an HTTP
-//! request for the TF-IDF branch of the model.
+//! request for the TF-IDF branch of the model, and a few of the flow's strings (the HTTP
+//! request, or the TLS names) for its character branch ([`http_chars`], [`tls_chars`]).
 //!
 //! This module is the single definition of the features. Its layout is a versioned
 //! contract with `model/` ([`SCHEMA_VERSION`], [`FEATURE_NAMES`], the sequence columns):
@@ -23,7 +24,11 @@ use crate::decode::tls::{ClientHello, is_grease};
 use crate::flow::{Dir, Flow, TcpSeen};
 
 /// Version of the feature layout; bump on any change to names, order or transforms.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2 added [`FeatureVector::chars`]; the static features and sequences are
+/// those of version 1, so a version-1 model (no character input) still loads.
+pub const SCHEMA_VERSION: u32 = 2;
+/// Bytes of a flow's strings kept for the model's character input.
+pub const CHARS: usize = 256;
 /// Rows of each sequence (the flow head length used for training).
 pub const SEQ_LEN: usize = 32;
 /// Columns of a packet-sequence row.
@@ -64,6 +69,11 @@ pub struct FeatureVector {
     pub records: Vec<[f32; 6]>,
     /// URL tokens of the first HTTP request (empty for TLS).
     pub url_tokens: Vec<String>,
+    /// The flow's strings for the character input, at most [`CHARS`] bytes: the first HTTP
+    /// request ([`http_chars`]) or the TLS names ([`tls_chars`]); empty for other flows.
+    /// Absent in version-1 feature lines.
+    #[serde(default)]
+    pub chars: Vec<u8>,
 }
 
 /// The sensor-owned part of `model/feature_schema.json`: version, static feature
@@ -79,6 +89,16 @@ pub fn schema_json() -> String {
         "url_tokens": {
             "max_tokens": url::MAX_TOKENS,
             "method": "percent-decode twice, lowercase, words of letters/digits/_ (digit runs over 3 become <num>), each other non-space character one token",
+        },
+        "chars": {
+            "max_len": CHARS,
+            "layout": {
+                "http": "method SP uri LF body-prefix LF user-agent LF referer (raw bytes as sent)",
+                "tls": "sni LF leaf subject CN LF leaf issuer CN LF ALPN protocols joined by ',' LF server port (decimal)",
+                "other": "empty",
+                "cut": "at max_len bytes",
+            },
+            "model_input": "byte + 1 per position, 0 after the end (int64, max_len columns)",
         },
     });
     serde_json::to_string_pretty(&v).unwrap_or_default()
@@ -120,7 +140,79 @@ pub fn extract(flow: &Flow) -> FeatureVector {
         packets: packet_sequence(flow),
         records: record_sequence(flow),
         url_tokens: flow.http.as_ref().map(|h| url::tokens(&h.uri)).unwrap_or_default(),
+        chars: match (flow.http.as_deref(), flow.tls.as_deref()) {
+            (Some(h), _) => http_chars(h),
+            (None, Some(t)) => tls_chars(t, flow.server_port),
+            (None, None) => Vec::new(),
+        },
     }
+}
+
+/// The characters of a request the model reads: method, space, request target, LF, the
+/// body prefix, LF, User-Agent, LF, Referer, as raw bytes (no decoding: an encoding is a
+/// signal of its own; the URL tokens are the decoded view), cut at [`CHARS`]. Where
+/// an attacker's payload sits in a request, it is in one of these or in the URL tokens.
+pub fn http_chars(h: &crate::decode::http::HttpRequest) -> Vec<u8> {
+    cat(&[
+        h.method.as_bytes(),
+        b" ",
+        h.uri.as_bytes(),
+        b"\n",
+        &h.body_prefix,
+        b"\n",
+        h.user_agent.as_deref().unwrap_or("").as_bytes(),
+        b"\n",
+        h.referer.as_deref().unwrap_or("").as_bytes(),
+    ])
+}
+
+/// The names of a TLS flow the model reads: the SNI, the leaf certificate's subject and
+/// issuer common names, the offered ALPN protocols and the server port, LF-separated, cut
+/// at [`CHARS`]. What they say (an IP for a name, a random-looking host, a self-made
+/// issuer, a name that is not the SNI, TLS on 447) is what the certificate flags cannot.
+pub fn tls_chars(t: &crate::decode::tls::TlsInfo, server_port: u16) -> Vec<u8> {
+    let ch = t.client_hello();
+    let leaf = t.leaf.as_ref();
+    let mut alpn = Vec::new();
+    for (i, a) in ch.map_or(&[][..], |c| c.alpn.as_slice()).iter().enumerate() {
+        if i > 0 {
+            alpn.push(b',');
+        }
+        alpn.extend_from_slice(a);
+    }
+    cat(&[
+        ch.and_then(|c| c.sni.as_deref()).unwrap_or("").as_bytes(),
+        b"\n",
+        leaf.and_then(|l| l.subject_cn.as_deref()).unwrap_or("").as_bytes(),
+        b"\n",
+        leaf.and_then(|l| l.issuer_cn.as_deref()).unwrap_or("").as_bytes(),
+        b"\n",
+        &alpn,
+        b"\n",
+        itoa(server_port, &mut [0; 5]),
+    ])
+}
+
+/// Decimal digits of `v` in `buf`, without allocating.
+fn itoa(mut v: u16, buf: &mut [u8; 5]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(CHARS);
+    for p in parts {
+        let room = CHARS - out.len();
+        out.extend_from_slice(&p[..p.len().min(room)]);
+    }
+    out
 }
 
 fn dir_sign(d: Dir) -> f32 {
@@ -377,5 +469,67 @@ mod tests {
         assert_eq!(fv.static_features.len(), names.len());
         assert_eq!(fv.packets.len(), SEQ_LEN);
         assert_eq!(fv.records.len(), SEQ_LEN);
+        assert!(fv.chars.is_empty());
+    }
+
+    fn request(uri: &str, body: &[u8], ua: Option<&str>) -> crate::decode::http::HttpRequest {
+        crate::decode::http::HttpRequest {
+            method: "POST".into(),
+            uri: uri.into(),
+            version_minor: 1,
+            host: Some("h".into()),
+            user_agent: ua.map(Into::into),
+            content_type: None,
+            content_length: Some(body.len() as u64),
+            referer: Some("http://r/".into()),
+            has_cookie: false,
+            header_count: 3,
+            head_len: 60,
+            body_prefix: body.to_vec(),
+            head_truncated: false,
+        }
+    }
+
+    #[test]
+    fn http_chars_layout_and_bound() {
+        let r = request("/a?id=1%27", b"x=<b>", Some("curl/8"));
+        assert_eq!(http_chars(&r), b"POST /a?id=1%27\nx=<b>\ncurl/8\nhttp://r/");
+        let r = request("/no-ua", b"", None);
+        assert_eq!(http_chars(&r), b"POST /no-ua\n\n\nhttp://r/");
+        // A long target fills the input; what follows it is cut, never the method.
+        let long = format!("/{}", "a".repeat(400));
+        let c = http_chars(&request(&long, b"body", Some("ua")));
+        assert_eq!(c.len(), CHARS);
+        assert!(c.starts_with(b"POST /aaa"));
+        assert!(c.iter().skip(5).all(|&b| b == b'/' || b == b'a'));
+    }
+
+    #[test]
+    fn tls_chars_name_the_server_and_its_certificate() {
+        use crate::decode::tls::{ClientHello, LeafCert, TlsInfo};
+        let hello = ClientHello {
+            sni: Some("example.org".into()),
+            alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            ..ClientHello::default()
+        };
+        let mut t = TlsInfo { client_hellos: vec![hello], ..TlsInfo::default() };
+        assert_eq!(tls_chars(&t, 443), b"example.org\n\n\nh2,http/1.1\n443");
+        t.leaf = Some(LeafCert {
+            key_alg: "rsa",
+            key_bits: 2048,
+            sig_alg: "sha256WithRSAEncryption".into(),
+            self_signed: false,
+            not_before: 0,
+            not_after: 1,
+            subject_cn: Some("*.example.org".into()),
+            issuer_cn: Some("R3".into()),
+            san_count: 2,
+            sha1: String::new(),
+        });
+        assert_eq!(tls_chars(&t, 8443), b"example.org\n*.example.org\nR3\nh2,http/1.1\n8443");
+        // No ClientHello (a capture that starts mid-flow): only the certificate's names.
+        t.client_hellos.clear();
+        assert_eq!(tls_chars(&t, 0), b"\n*.example.org\nR3\n\n0");
+        assert_eq!(itoa(65535, &mut [0; 5]), b"65535");
     }
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 #[cfg(feature = "model")]
 use tract_onnx::prelude::*;
 
-use super::model::{InferenceError, ModelBundle};
-use super::preprocess::SEQ_COLUMNS;
+use super::model::{Decision, InferenceError, ModelBundle};
+use super::preprocess::{Preprocess, SEQ_COLUMNS};
 use super::{Class, Verdict};
 #[cfg(feature = "model")]
 use crate::features::FEATURE_NAMES;
@@ -30,6 +30,13 @@ pub struct Classifier {
     static_buf: Vec<f32>,
     seq_buf: Vec<f32>,
     url_buf: Vec<f32>,
+    /// Character input width (0: the graph has none).
+    chars_width: usize,
+    chars_buf: Vec<i64>,
+    /// App of each row of the last batch (index into `decisions`).
+    apps: Vec<usize>,
+    /// Decision rule per app: tls, http, other.
+    decisions: [Decision; 3],
     /// The last batch's embeddings (row-major, `embedding_dim` per flow), for online learning.
     pub embeddings: Vec<f32>,
     /// Width of one embedding.
@@ -60,6 +67,7 @@ impl Classifier {
         let batch = batch.max(1);
         let n_static = FEATURE_NAMES.len();
         let url_width = bundle.preprocess.url_width();
+        let chars_width = bundle.meta.chars;
         let load = |e: TractError| InferenceError::Load {
             version: bundle.meta.model_version.clone(),
             reason: format!("{e:#}"),
@@ -75,9 +83,13 @@ impl Classifier {
             .with_input_fact(0, f32::fact([batch, n_static]).into())
             .and_then(|m| m.with_input_fact(1, f32::fact([batch, SEQ_LEN, SEQ_COLUMNS]).into()))
             .and_then(|m| m.with_input_fact(2, f32::fact([batch, url_width]).into()))
+            .and_then(|m| {
+                if chars_width > 0 { m.with_input_fact(3, i64::fact([batch, chars_width]).into()) } else { Ok(m) }
+            })
             .map_err(load)?;
         // Type, declutter and optimise for this machine, then plan the execution.
         let plan = model.into_optimized().and_then(IntoRunnable::into_runnable).map_err(load)?;
+        let rules = decisions(&bundle);
         let mut c = Self {
             plan,
             label: bundle.label(),
@@ -88,6 +100,10 @@ impl Classifier {
             static_buf: vec![0.0; batch * n_static],
             seq_buf: vec![0.0; batch * SEQ_LEN * SEQ_COLUMNS],
             url_buf: vec![0.0; batch * url_width],
+            chars_width,
+            chars_buf: vec![0; batch * chars_width],
+            apps: vec![2; batch],
+            decisions: rules,
             embeddings: Vec::new(),
             embedding_dim: 0,
             probs: Vec::new(),
@@ -113,6 +129,10 @@ impl Classifier {
             static_buf: vec![0.0; self.static_buf.len()],
             seq_buf: vec![0.0; self.seq_buf.len()],
             url_buf: vec![0.0; self.url_buf.len()],
+            chars_width: self.chars_width,
+            chars_buf: vec![0; self.chars_buf.len()],
+            apps: vec![2; self.batch],
+            decisions: self.decisions,
             embeddings: Vec::new(),
             embedding_dim: self.embedding_dim,
             probs: Vec::new(),
@@ -135,7 +155,11 @@ impl Classifier {
         let stat = Tensor::from_shape(&[self.batch, self.n_static], &self.static_buf).map_err(run)?;
         let seq = Tensor::from_shape(&[self.batch, SEQ_LEN, SEQ_COLUMNS], &self.seq_buf).map_err(run)?;
         let url = Tensor::from_shape(&[self.batch, self.url_width], &self.url_buf).map_err(run)?;
-        let out = self.plan.run(tvec!(stat.into(), seq.into(), url.into())).map_err(run)?;
+        let mut inputs: TVec<TValue> = tvec!(stat.into(), seq.into(), url.into());
+        if self.chars_width > 0 {
+            inputs.push(Tensor::from_shape(&[self.batch, self.chars_width], &self.chars_buf).map_err(run)?.into());
+        }
+        let out = self.plan.run(inputs).map_err(run)?;
         let p = out[0].to_plain_array_view::<f32>().map_err(run)?;
         let e = out[1].to_plain_array_view::<f32>().map_err(run)?;
         let p = p.as_slice().ok_or_else(|| InferenceError::Run("probabilities not contiguous".into()))?;
@@ -152,7 +176,7 @@ impl Classifier {
     pub fn probabilities(&mut self, flows: &[&FeatureVector], probs: &mut Vec<f32>) -> Result<(), InferenceError> {
         debug_assert!(flows.len() <= self.batch);
         let rows = flows.len().min(self.batch);
-        let (ns, nq, nu) = (self.n_static, SEQ_LEN * SEQ_COLUMNS, self.url_width);
+        let (ns, nq, nu, nc) = (self.n_static, SEQ_LEN * SEQ_COLUMNS, self.url_width, self.chars_width);
         for (i, fv) in flows.iter().take(rows).enumerate() {
             self.bundle.preprocess.apply(
                 fv,
@@ -160,11 +184,16 @@ impl Classifier {
                 &mut self.seq_buf[i * nq..(i + 1) * nq],
                 &mut self.url_buf[i * nu..(i + 1) * nu],
             );
+            if nc > 0 {
+                Preprocess::chars(fv, &mut self.chars_buf[i * nc..(i + 1) * nc]);
+            }
+            self.apps[i] = app_index(fv);
         }
         // Padding rows: zeros (their outputs are discarded).
         self.static_buf[rows * ns..].fill(0.0);
         self.seq_buf[rows * nq..].fill(0.0);
         self.url_buf[rows * nu..].fill(0.0);
+        self.chars_buf[rows * nc..].fill(0);
         self.run_raw(rows, probs)
     }
 
@@ -174,7 +203,7 @@ impl Classifier {
         let res = self.probabilities(flows, &mut probs);
         out.clear();
         if res.is_ok() {
-            out.extend(probs.chunks_exact(3).map(|p| self.verdict(p)));
+            out.extend(probs.chunks_exact(3).enumerate().map(|(i, p)| self.verdict_for(p, self.apps[i])));
         }
         self.probs = probs;
         res
@@ -200,9 +229,9 @@ impl Classifier {
             )));
         }
         self.probs.clear();
-        for e in self.embeddings.chunks_exact(self.embedding_dim) {
+        for (i, e) in self.embeddings.chunks_exact(self.embedding_dim).enumerate() {
             let p = head.probs(e);
-            let mut v = self.verdict(&p);
+            let mut v = self.verdict_for(&p, self.apps[i]);
             v.head = Some(head.version);
             out.push(v);
             self.probs.extend_from_slice(&p);
@@ -223,6 +252,7 @@ impl Classifier {
         self.static_buf.fill(0.0);
         self.seq_buf.fill(0.0);
         self.url_buf.fill(0.0);
+        self.chars_buf.fill(0);
         let mut probs = Vec::new();
         let rows = self.batch;
         self.run_raw(rows, &mut probs)?;
@@ -237,15 +267,44 @@ impl Classifier {
         Ok(worst)
     }
 
-    /// The verdict for one row of probabilities.
+    /// The verdict for one row of probabilities of a flow whose app is not known (the
+    /// rule of `other`: the top-level `unknown_below`, no offset).
     pub fn verdict(&self, p: &[f32]) -> Verdict {
-        let (best, score) =
-            p.iter().copied().enumerate().fold((0, f32::MIN), |acc, (i, v)| if v > acc.1 { (i, v) } else { acc });
-        let class = if score < self.bundle.meta.unknown_below {
-            Class::Unknown
-        } else {
-            [Class::Benign, Class::Attack, Class::Malware][best]
+        self.verdict_for(p, 2)
+    }
+
+    /// The verdict for one row of probabilities under app `app`'s decision rule (0 tls,
+    /// 1 http, 2 other): the benign log-probability shifted by the app's offset, the
+    /// probabilities renormalised, then the top class unless it is below the app's
+    /// `unknown_below`. The score is the shifted probability.
+    fn verdict_for(&self, p: &[f32], app: usize) -> Verdict {
+        let d = self.decisions[app.min(2)];
+        let w = d.benign_log_offset.exp();
+        let total = p[0] * w + p[1] + p[2];
+        let q = |i: usize| {
+            let v = if i == 0 { p[0] * w } else { p[i] };
+            if total > 0.0 { v / total } else { v }
         };
+        let (best, score) =
+            (0..3).map(q).enumerate().fold((0, f32::MIN), |acc, (i, v)| if v > acc.1 { (i, v) } else { acc });
+        let class =
+            if score < d.unknown_below { Class::Unknown } else { [Class::Benign, Class::Attack, Class::Malware][best] };
         Verdict { class, score: Some(score), model: Some(self.label.clone()), head: None }
     }
+}
+
+/// Row of the app flags at the head of the static features (`app_tls`, `app_http`).
+fn app_index(fv: &FeatureVector) -> usize {
+    match fv.static_features.get(..2) {
+        Some([t, _]) if *t > 0.5 => 0,
+        Some([_, h]) if *h > 0.5 => 1,
+        _ => 2,
+    }
+}
+
+/// The decision rules of tls, http and other flows: the metadata's per-app rule, else the
+/// top-level `unknown_below` without offset.
+fn decisions(bundle: &ModelBundle) -> [Decision; 3] {
+    let base = Decision { benign_log_offset: 0.0, unknown_below: bundle.meta.unknown_below };
+    ["tls", "http", "other"].map(|app| bundle.meta.decision.get(app).copied().unwrap_or(base))
 }

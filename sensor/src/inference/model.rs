@@ -10,7 +10,11 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::preprocess::{Preprocess, PreprocessingJson, SEQ_COLUMNS};
-use crate::features::{FEATURE_NAMES, SCHEMA_VERSION, SEQ_LEN};
+use crate::features::{CHARS, FEATURE_NAMES, SCHEMA_VERSION, SEQ_LEN};
+
+/// Oldest feature schema a model may be trained on: version 1 is version 2 without the
+/// character input, so its models still load (they have three inputs).
+pub const MIN_SCHEMA_VERSION: u32 = 1;
 
 /// The model shipped in the binary (see `model/README.md` for its card).
 const EMBEDDED_META: &str = include_str!("../../../model/artifacts/nightjar.json");
@@ -110,6 +114,28 @@ pub struct ModelMeta {
     /// Labelled reference embeddings for online learning, when the export wrote them.
     #[serde(default)]
     pub reference: Option<FileRef>,
+    /// Width of the graph's fourth input, the HTTP request's characters (0: the graph has
+    /// no character input, as every schema-1 model).
+    #[serde(default)]
+    pub chars: usize,
+    /// Decision rule per app (`tls`, `http`; others use the top-level `unknown_below`):
+    /// chosen on validation data in `model/`, applied to the probabilities of the graph or
+    /// of the online-learned head.
+    #[serde(default)]
+    pub decision: BTreeMap<String, Decision>,
+}
+
+/// How one app's probabilities become a verdict: the benign class's log-probability is
+/// shifted by `benign_log_offset` (a prior shift that sets how many benign flows are
+/// flagged; the probabilities are renormalised), then the top class wins unless its
+/// probability is below `unknown_below`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct Decision {
+    /// Added to the benign log-probability before renormalising.
+    #[serde(default)]
+    pub benign_log_offset: f32,
+    /// Below this top-class probability (after the shift) the verdict is `unknown`.
+    pub unknown_below: f32,
 }
 
 /// The trained softmax layer: `weight` is classes x embedding width.
@@ -211,8 +237,24 @@ impl ModelBundle {
         let meta: ModelMeta = serde_json::from_str(meta_text)
             .map_err(|e| InferenceError::Metadata { what: what.to_owned(), reason: e.to_string() })?;
         let schema = |reason: String| InferenceError::Schema { version: meta.model_version.clone(), reason };
-        if meta.schema_version != SCHEMA_VERSION {
-            return Err(schema(format!("schema_version {} (sensor: {SCHEMA_VERSION})", meta.schema_version)));
+        if !(MIN_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&meta.schema_version) {
+            return Err(schema(format!(
+                "schema_version {} (sensor: {MIN_SCHEMA_VERSION} to {SCHEMA_VERSION})",
+                meta.schema_version
+            )));
+        }
+        if meta.chars > CHARS || (meta.chars > 0 && meta.schema_version < 2) {
+            return Err(schema(format!(
+                "chars {} with schema_version {} (sensor: at most {CHARS}, from version 2)",
+                meta.chars, meta.schema_version
+            )));
+        }
+        let finite = |d: &Decision| d.benign_log_offset.is_finite() && (0.0..=1.0).contains(&d.unknown_below);
+        if let Some((app, _)) = meta.decision.iter().find(|(_, d)| !finite(d)) {
+            return Err(InferenceError::Metadata {
+                what: what.to_owned(),
+                reason: format!("decision for {app:?}: offset must be finite and unknown_below within 0..=1"),
+            });
         }
         if meta.static_features != *FEATURE_NAMES {
             let first = meta.static_features.iter().zip(FEATURE_NAMES.iter()).position(|(a, b)| a != b);

@@ -1,6 +1,7 @@
 //! The preprocessing fitted in `model/` and stored in the model's metadata: per-column
 //! standardisation of the static features and of the packet/record sequence columns, and
-//! TF-IDF over the URL tokens. This mirrors `model/nightjar_model/schema.py`
+//! TF-IDF over the URL tokens; the HTTP characters become ids (byte + 1, 0 = padding).
+//! This mirrors `model/nightjar_model/schema.py`
 //! (`Preprocessing`) operation for operation; `tests/model_parity.rs` fails if they part.
 //!
 //! Writes straight into the batch buffers: no allocation per flow.
@@ -74,6 +75,15 @@ impl Preprocess {
     /// Width of the URL input (at least 1, as the exported graph has).
     pub fn url_width(&self) -> usize {
         self.idf.len().max(1)
+    }
+
+    /// Writes one flow's character ids into a row of the character buffer: byte + 1 for
+    /// each of the first `chars.len()` bytes, 0 after the end.
+    pub fn chars(fv: &FeatureVector, chars: &mut [i64]) {
+        chars.fill(0);
+        for (out, b) in chars.iter_mut().zip(&fv.chars) {
+            *out = i64::from(*b) + 1;
+        }
     }
 
     /// Writes one flow's inputs into row slices of the batch buffers.
