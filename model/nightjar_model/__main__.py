@@ -244,7 +244,13 @@ def cmd_check(a):
     flows = fixture["flows"]
     static = np.asarray([f["static_features"] for f in flows], dtype=np.float32)
     seq = np.asarray([[p + r for p, r in zip(f["packets"], f["records"])] for f in flows], dtype=np.float32)
-    feed = export.feeds(pre, static, seq, [f["url_tokens"] for f in flows], batch=len(flows))
+    width = meta.get("chars", 0)
+    chars = None
+    if width:
+        from .dataset import char_ids
+
+        chars = np.asarray([char_ids(f.get("chars", []), width) for f in flows])
+    feed = export.feeds(pre, static, seq, [f["url_tokens"] for f in flows], batch=len(flows), chars=chars)
     for kind, f in meta["files"].items():
         probs = export.run_ort(ART / f["path"], feed)
         err = float(np.abs(probs - np.asarray(fixture["expected"][kind])).max())
