@@ -110,6 +110,23 @@ log "nightjar-flood: unit tests, and (root) the smoke scenario through namespace
 if [[ $(id -u) -eq 0 ]]; then export NIGHTJAR_REQUIRE_FLOOD=1; fi
 cargo test --locked -p nightjar-flood
 
+# The README's quick start, exactly as the README writes it (so the two cannot drift):
+# the first indented `cargo run` line after "Run Nightjar on its embedded sample captures".
+log "README quick start, verbatim"
+quick=$(awk '/^Run Nightjar on its embedded sample captures/ {f = 1} f && /^    cargo run / {sub(/^    /, ""); print; exit}' README.md)
+if [[ -z $quick ]]; then
+  echo "README.md: no quick-start command found" >&2
+  exit 1
+fi
+echo "\$ $quick"
+demo_out=$(bash -c "$quick" 2>/dev/null)
+printf '%s\n' "$demo_out"
+if ! grep -Eq '^[0-9]+ flows: benign [0-9]+, attack [0-9]+, malware [0-9]+, unknown [0-9]+\. Model ' <<<"$demo_out" \
+  || ! grep -q '^app  *client -> server' <<<"$demo_out"; then
+  echo "the README's quick start did not print the demo's table and counts" >&2
+  exit 1
+fi
+
 if ((ebpf_ready)); then
   log "cargo clippy --features ebpf"
   cargo clippy --all-targets --locked -q -p nightjar -p nightjar-benches --features ebpf -- -D warnings
