@@ -67,6 +67,15 @@ def read_features(path: Path, width: int):
 
 
 def corpus_summary(d):
+    """Counts of the real flows; generated augmentation (`--augment`) apart."""
+    aug = d["source"] == rt.AUG_SOURCE
+    out = _counts({k: (v[~aug] if k != "tokens" else None) for k, v in d.items()})
+    if aug.any():
+        out["augmentation"] = {c: int((d["y"][aug] == i).sum()) for i, c in enumerate(CLASSES)}
+    return out
+
+
+def _counts(d):
     out = {"flows": int(len(d["y"])), "runs": int(len(set(d["run"]))),
            "per_class": {c: int((d["y"] == i).sum()) for i, c in enumerate(CLASSES)}, "per_source": {}}
     for s in sorted(set(d["source"])):
@@ -168,13 +177,9 @@ def run(a, root: Path, shipped: Path):
     with torch.no_grad():
         net.temperature.fill_(T)
     cT, cdelta, cu = rt.per_flow_rule(thr, apps[cal_idx])
-    cal_rep, *_ = rt.evaluate(d, cal_idx, cal_logits, cT, cdelta, cu)
+    cal_rep, _, _, cal_dep, _ = rt.evaluate(d, cal_idx, cal_logits, cT, cdelta, cu)
     decision = {name: {"benign_log_offset": thr["apps"][name]["benign_offset"],
                        "unknown_below": thr["apps"][name]["unknown_below"]} for name in rt.APPS}
-    cal_dep = np.empty((len(cal_idx), 3))
-    for key in set(zip(cdelta, cu)):
-        m = (cdelta == key[0]) & (cu == key[1])
-        cal_dep[m] = rt.deployed(cal_logits[m] / T, key[0], key[1])[1]
     curves["final fit, calibration runs (chose T and the rules; not a test)"] = {
         "before (T = 1)": (rt.softmax(cal_logits), d["y"][cal_idx]),
         "temperature": (rt.softmax(cal_logits / T), d["y"][cal_idx]),

@@ -584,10 +584,13 @@ def augmented(d):
     return np.where(d["source"] == AUG_SOURCE)[0]
 
 
-def app_of(d):
+def apps_of(static):
     """0 TLS, 1 HTTP, 2 other, from the static app flags (the sensor does the same)."""
-    s = d["static"]
-    return np.where(s[:, 0] > 0.5, 0, np.where(s[:, 1] > 0.5, 1, 2))
+    return np.where(static[:, 0] > 0.5, 0, np.where(static[:, 1] > 0.5, 1, 2))
+
+
+def app_of(d):
+    return apps_of(d["static"])
 
 
 def cv_splits(d, k=5, seed=1):
@@ -652,19 +655,16 @@ def strip(res):
 
 def sensor_verdicts(meta, probs, apps):
     """Verdicts as the sensor gives them from the graph's probabilities: each app's
-    `decision` (benign offset, `unknown_below`), else the top-level `unknown_below`."""
-    rule = {a: meta.get("decision", {}).get(name) for a, name in enumerate(APPS)}
+    `decision` (benign offset, `unknown_below`), else the top-level `unknown_below`; the
+    same rule as `deployed`, on log-probabilities."""
+    z = np.log(np.clip(probs, 1e-30, 1.0))
     v = np.empty(len(probs), dtype=np.int64)
     out = np.empty_like(probs)
     for a in (0, 1, 2):
         m = apps == a
-        r = rule.get(a) or {"benign_log_offset": 0.0, "unknown_below": meta["unknown_below"]}
-        q = probs[m] * np.asarray([np.exp(r["benign_log_offset"]), 1.0, 1.0])
-        q = q / np.maximum(q.sum(1, keepdims=True), 1e-30)
-        vm = q.argmax(1)
-        vm[q.max(1) < r["unknown_below"]] = UNKNOWN
-        v[m] = vm
-        out[m] = q
+        r = meta.get("decision", {}).get(APPS[a]) if a < len(APPS) else None
+        r = r or {"benign_log_offset": 0.0, "unknown_below": meta["unknown_below"]}
+        v[m], out[m] = deployed(z[m], r["benign_log_offset"], r["unknown_below"])
     return v, out
 
 
@@ -677,6 +677,5 @@ def score_onnx(meta_path: Path, static, seq, tokens, variant="float", chars=None
     width = meta.get("chars", 0)
     probs = export.run_ort(meta_path.parent / meta["files"][variant]["path"],
                            export.feeds(pre, static, seq, tokens, chars=chars if width else None))
-    apps = np.where(static[:, 0] > 0.5, 0, np.where(static[:, 1] > 0.5, 1, 2))
-    v, q = sensor_verdicts(meta, probs, apps)
+    v, q = sensor_verdicts(meta, probs, apps_of(static))
     return q, v, meta

@@ -28,13 +28,15 @@ fn events(workers: usize) -> Vec<serde_json::Value> {
         .output()
         .expect("run nightjar");
     assert!(out.status.success(), "nightjar failed: {}", String::from_utf8_lossy(&out.stderr));
-    let mut ev: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-        .collect();
-    ev.sort_by_key(|e| e["flow_id"].as_u64());
-    ev
+    by_flow_id(&String::from_utf8(out.stdout).expect("utf-8"))
+}
+
+/// JSON lines sorted by `flow_id`.
+fn by_flow_id(text: &str) -> Vec<serde_json::Value> {
+    let mut v: Vec<serde_json::Value> =
+        text.lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+    v.sort_by_key(|e| e["flow_id"].as_u64());
+    v
 }
 
 #[test]
@@ -156,13 +158,7 @@ fn feature_lines(dir: &std::path::Path) -> Vec<serde_json::Value> {
         .output()
         .expect("run nightjar");
     assert!(out.status.success(), "nightjar failed: {}", String::from_utf8_lossy(&out.stderr));
-    let mut v: Vec<serde_json::Value> = std::fs::read_to_string(&path)
-        .expect("features written")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-        .collect();
-    v.sort_by_key(|e| e["flow_id"].as_u64());
-    v
+    by_flow_id(&std::fs::read_to_string(&path).expect("features written"))
 }
 
 /// The model's inputs of the bundled captures are pinned: a change to any feature (value,
@@ -174,12 +170,7 @@ fn feature_lines(dir: &std::path::Path) -> Vec<serde_json::Value> {
 fn features_of_the_bundled_captures_equal_the_golden_file() {
     let dir = tempfile::tempdir().expect("tmp");
     let got = feature_lines(dir.path());
-    let mut want: Vec<serde_json::Value> = std::fs::read_to_string(data().join("fixtures.features.jsonl"))
-        .expect("golden features")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON"))
-        .collect();
-    want.sort_by_key(|e| e["flow_id"].as_u64());
+    let want = by_flow_id(&std::fs::read_to_string(data().join("fixtures.features.jsonl")).expect("golden features"));
     assert_eq!(got.len(), want.len(), "feature line count");
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g, w, "features of flow {} differ from the golden file", w["flow_id"]);

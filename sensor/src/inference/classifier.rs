@@ -203,7 +203,7 @@ impl Classifier {
         let res = self.probabilities(flows, &mut probs);
         out.clear();
         if res.is_ok() {
-            out.extend(probs.chunks_exact(3).enumerate().map(|(i, p)| self.verdict_for(p, self.apps[i])));
+            out.extend(probs.chunks_exact(3).enumerate().map(|(i, p)| self.verdict(p, self.apps[i])));
         }
         self.probs = probs;
         res
@@ -231,7 +231,7 @@ impl Classifier {
         self.probs.clear();
         for (i, e) in self.embeddings.chunks_exact(self.embedding_dim).enumerate() {
             let p = head.probs(e);
-            let mut v = self.verdict_for(&p, self.apps[i]);
+            let mut v = self.verdict(&p, self.apps[i]);
             v.head = Some(head.version);
             out.push(v);
             self.probs.extend_from_slice(&p);
@@ -267,17 +267,11 @@ impl Classifier {
         Ok(worst)
     }
 
-    /// The verdict for one row of probabilities of a flow whose app is not known (the
-    /// rule of `other`: the top-level `unknown_below`, no offset).
-    pub fn verdict(&self, p: &[f32]) -> Verdict {
-        self.verdict_for(p, 2)
-    }
-
     /// The verdict for one row of probabilities under app `app`'s decision rule (0 tls,
     /// 1 http, 2 other): the benign log-probability shifted by the app's offset, the
     /// probabilities renormalised, then the top class unless it is below the app's
     /// `unknown_below`. The score is the shifted probability.
-    fn verdict_for(&self, p: &[f32], app: usize) -> Verdict {
+    fn verdict(&self, p: &[f32], app: usize) -> Verdict {
         let d = self.decisions[app.min(2)];
         let w = d.benign_log_offset.exp();
         let total = p[0] * w + p[1] + p[2];
