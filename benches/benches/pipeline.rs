@@ -39,9 +39,9 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     g.sample_size(20);
     for (name, outputs, with_model) in [
-        ("events", Outputs { events: true, features: false }, false),
-        ("events_features", Outputs { events: true, features: true }, false),
-        ("events_model", Outputs { events: true, features: false }, true),
+        ("events", Outputs { events: true, ..Outputs::default() }, false),
+        ("events_features", Outputs { events: true, features: true, ..Outputs::default() }, false),
+        ("events_model", Outputs { events: true, ..Outputs::default() }, true),
     ] {
         g.throughput(Throughput::Elements(frames.len() as u64));
         g.bench_function(BenchmarkId::new("packets", name), |b| b.iter(|| run(outputs, with_model)));

@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     else {
         return;
     };
-    let mut w = Worker::new(&Config::default(), 1024, Outputs { events: true, features: true });
+    let mut w = Worker::new(&Config::default(), 1024, Outputs { events: true, features: true, ..Outputs::default() });
     while let Ok(n) = src.read_batch(64, &mut |f| w.handle_frame(f)) {
         w.finish_records(&mut |_| {});
         if n == 0 {

@@ -180,11 +180,14 @@ pub struct ModelConfig {
     /// Longest a flow waits for its batch to fill before a partial batch runs,
     /// milliseconds. Default 5.
     pub max_wait_ms: u64,
+    /// Explain every verdict that is not benign (`verdict.reasons`: occlusion over input
+    /// groups, one extra inference row per group for flagged flows only). Default true.
+    pub reasons: bool,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self { enabled: true, path: None, variant: None, batch_size: 32, max_wait_ms: 5 }
+        Self { enabled: true, path: None, variant: None, batch_size: 32, max_wait_ms: 5, reasons: true }
     }
 }
 

@@ -12,18 +12,22 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use nightjar::config::Config;
 use nightjar::decode::{DecodeError, Skip};
+use nightjar::export::eve::EveTypes;
 use nightjar::flow::EndReason;
 use nightjar::runtime::control::Control;
 use nightjar::runtime::{Sinks, Summary, replay};
 
 /// Embedded sample captures for `nightjar demo` (FoxIO and Salesforce test vectors,
 /// BSD-3-Clause; see sensor/tests/data/README.md).
-const DEMO_CAPTURES: [(&str, &[u8]); 4] = [
+const DEMO_CAPTURES: [(&str, &[u8]); 5] = [
     ("browsers-x509.pcapng", include_bytes!("../tests/data/browsers-x509.pcapng")),
     ("http1-with-cookies.pcapng", include_bytes!("../tests/data/http1-with-cookies.pcapng")),
     ("ssl-curl.pcap", include_bytes!("../tests/data/ssl-curl.pcap")),
     ("tls12.pcap", include_bytes!("../tests/data/tls12.pcap")),
+    ("demo-threats.pcap", include_bytes!("../tests/data/generated/demo-threats.pcap")),
 ];
+/// The generated threats' labels (nightjar-flood's CSV): the demo's truth column.
+const DEMO_LABELS: &str = include_str!("../tests/data/generated/demo-threats.csv");
 
 #[derive(Parser)]
 #[command(
@@ -60,6 +64,10 @@ enum Command {
         /// Also keep the events (one JSON line per flow) in this file.
         #[arg(long)]
         events: Option<PathBuf>,
+        /// Keep the live page, metrics and health up after the replay (until Ctrl-C) on
+        /// this address, and print its URL.
+        #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:9640")]
+        serve: Option<std::net::SocketAddr>,
     },
     /// Capture live on an interface: XDP pre-filter, one AF_XDP socket and one pinned
     /// worker per RX queue. Needs CAP_BPF, CAP_NET_ADMIN and CAP_NET_RAW (or root).
@@ -105,9 +113,28 @@ struct RunArgs {
     #[arg(long, default_value = "127.0.0.1:9640")]
     metrics_listen: std::net::SocketAddr,
     /// Also send every event to Kafka: `brokers=HOST:PORT[,HOST:PORT],topic=NAME`
-    /// [`,compression=lz4,queue=100000,message_timeout_ms=60000,flush_timeout_ms=10000`].
+    /// [`,eve_topic=NAME,compression=lz4,queue=100000,message_timeout_ms=60000,flush_timeout_ms=10000`];
+    /// with `eve_topic` the EVE records (`--eve-types`) go to that topic too.
     #[arg(long)]
     kafka: Option<String>,
+    #[command(flatten)]
+    eve: EveArgs,
+}
+
+/// Suricata EVE output.
+#[derive(clap::Args)]
+struct EveArgs {
+    /// Also write Suricata EVE records (JSON lines) to this file ("-" is stdout): an
+    /// `alert` for every verdict that is not benign, and the records of `--eve-types`.
+    #[arg(long)]
+    eve: Option<PathBuf>,
+    /// EVE record types: comma-separated `alert`, `tls`, `http`, `flow`, or `all`.
+    #[arg(long, default_value = "alert", value_parser = parse_eve_types)]
+    eve_types: EveTypes,
+}
+
+fn parse_eve_types(s: &str) -> Result<EveTypes, String> {
+    s.parse()
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -164,9 +191,18 @@ struct ReplayArgs {
     #[arg(long)]
     summary_json: Option<PathBuf>,
     /// Also send every event to Kafka: `brokers=HOST:PORT[,HOST:PORT],topic=NAME`
-    /// [`,compression=lz4,queue=100000,message_timeout_ms=60000,flush_timeout_ms=10000`].
+    /// [`,eve_topic=NAME,compression=lz4,queue=100000,message_timeout_ms=60000,flush_timeout_ms=10000`];
+    /// with `eve_topic` the EVE records (`--eve-types`) go to that topic too.
     #[arg(long)]
     kafka: Option<String>,
+    #[command(flatten)]
+    eve: EveArgs,
+    /// The demo's: called when the replay is done, before lingering.
+    #[arg(skip)]
+    on_done: Option<Box<dyn Fn()>>,
+    /// The demo's `--serve`: linger until SIGINT or SIGTERM.
+    #[arg(skip)]
+    serve_until_signal: bool,
 }
 
 /// Installs the Prometheus recorder (with the histogram buckets) and serves it.
@@ -256,6 +292,22 @@ fn events_sink(file: Option<Box<dyn Write + Send>>, kafka: Option<KafkaHandle>) 
     }
     let _ = kafka;
     file
+}
+
+/// The EVE writer: the `--eve` file, and Kafka's `eve_topic`.
+#[cfg_attr(not(feature = "kafka"), expect(clippy::needless_pass_by_value, reason = "same signature"))]
+fn eve_sink(args: &EveArgs, kafka: Option<KafkaHandle>) -> Result<Option<(Box<dyn Write + Send>, EveTypes)>> {
+    let file = args.eve.as_deref().map(|p| open_out(Some(p))).transpose()?;
+    #[cfg(feature = "kafka")]
+    if let Some(kw) = kafka.and_then(nightjar::export::kafka::KafkaWriter::eve) {
+        let w: Box<dyn Write + Send> = match file {
+            Some(f) => Box::new(nightjar::export::kafka::Tee(f, kw)),
+            None => Box::new(kw),
+        };
+        return Ok(Some((w, args.eve_types)));
+    }
+    let _ = kafka;
+    Ok(file.map(|f| (f, args.eve_types)))
 }
 
 /// Delivery counters of the Kafka export, for summaries.
@@ -375,6 +427,7 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
     let sinks = Sinks {
         events: events_sink(if args.no_events { None } else { Some(open_out(args.events.as_deref())?) }, kafka.clone()),
         features: args.features.as_deref().map(|p| open_out(Some(p))).transpose()?,
+        eve: eve_sink(&args.eve, kafka.clone())?,
     };
     let total: u64 = args.files.iter().map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum();
     let bar = if args.quiet || !std::io::stderr().is_terminal() {
@@ -399,7 +452,7 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
         (Some(addr), Some(handle)) => {
             let (e, health) = serve_metrics(addr, handle, api_of(cfg, control.as_ref()))?;
             health.ready.store(true, std::sync::atomic::Ordering::Relaxed);
-            Some(e)
+            Some((e, health))
         }
         _ => None,
     };
@@ -407,13 +460,30 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
         bar.set_position(pos);
     })?;
     bar.finish_and_clear();
-    if endpoint.is_some() {
+    if let Some((_, health)) = &endpoint {
+        // Ready means "reading traffic": a finished replay is not.
+        health.ready.store(false, std::sync::atomic::Ordering::Relaxed);
         nightjar::export::metrics::StatsPublisher::new(0).publish(
             &summary.stats,
             0,
             nightjar::capture::KernelDrops::default(),
         );
-        std::thread::sleep(std::time::Duration::from_secs(args.linger_secs));
+    }
+    if let Some(done) = &args.on_done {
+        done();
+    }
+    if endpoint.is_some() {
+        if args.serve_until_signal {
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, std::sync::Arc::clone(&stop)).context("installing signal handlers")?;
+            }
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        } else {
+            std::thread::sleep(std::time::Duration::from_secs(args.linger_secs));
+        }
     }
     if let Some(c) = control {
         c.finish();
@@ -468,6 +538,7 @@ fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
     let sinks = Sinks {
         events: events_sink(Some(open_out(args.events.as_deref())?), kafka.clone()),
         features: args.features.as_deref().map(|p| open_out(Some(p))).transpose()?,
+        eve: eve_sink(&args.eve, kafka.clone())?,
     };
     let mode = match args.mode {
         ModeArg::Span => Mode::Span,
@@ -511,7 +582,7 @@ fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_demo(cfg: &mut Config, events: Option<&Path>) -> Result<ExitCode> {
+fn run_demo(cfg: &mut Config, events: Option<&Path>, serve: Option<std::net::SocketAddr>) -> Result<ExitCode> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let mut files = Vec::new();
     for (name, bytes) in DEMO_CAPTURES {
@@ -519,7 +590,10 @@ fn run_demo(cfg: &mut Config, events: Option<&Path>) -> Result<ExitCode> {
         std::fs::write(&p, bytes).with_context(|| format!("cannot write {}", p.display()))?;
         files.push(p);
     }
-    eprintln!("Replaying {} embedded sample captures (TLS 1.2/1.3 browsers, curl, HTTP/1.1).", files.len());
+    eprintln!(
+        "Replaying {} embedded sample captures: real benign TLS 1.2/1.3 browsers, curl and HTTP/1.1, and generated attacks and malware.",
+        files.len()
+    );
     let events_path = events.map_or_else(|| dir.path().join("events.jsonl"), Path::to_path_buf);
     let args = ReplayArgs {
         files,
@@ -528,29 +602,60 @@ fn run_demo(cfg: &mut Config, events: Option<&Path>) -> Result<ExitCode> {
         no_events: false,
         workers: None,
         quiet: true,
-        metrics_listen: None,
+        metrics_listen: serve,
         linger_secs: 0,
         feedback: None,
         state_dir: None,
         summary_json: None,
         kafka: None,
+        eve: EveArgs { eve: None, eve_types: EveTypes::default() },
+        on_done: None,
+        serve_until_signal: serve.is_some(),
     };
-    let code = run_replay(cfg, &args)?;
-    let text = std::fs::read_to_string(&events_path)
-        .with_context(|| format!("cannot read the demo's events {}", events_path.display()))?;
-    print!("{}", demo_table(&text, events.is_some().then_some(&*events_path)));
-    Ok(code)
+    let kept = events.map(Path::to_path_buf);
+    let shown = events_path.clone();
+    let on_done = move || match std::fs::read_to_string(&shown) {
+        Ok(text) => {
+            print!("{}", demo_table(&text, kept.as_deref()));
+            if let Some(addr) = serve {
+                println!("  the live page of this run: http://{addr}/ (metrics: http://{addr}/metrics); Ctrl-C stops");
+            }
+            let _ = std::io::stdout().flush();
+        }
+        Err(e) => eprintln!("error: cannot read the demo's events {}: {e}", shown.display()),
+    };
+    let args = ReplayArgs { on_done: Some(Box::new(on_done)), ..args };
+    run_replay(cfg, &args)
+}
+
+/// What the demo knows of a flow: real benign (the bundled real captures) or the
+/// generated label (class/family) of nightjar-flood's CSV.
+fn demo_truth(labels: &str) -> std::collections::HashMap<(String, String, String, String), String> {
+    labels
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (c.len() >= 7)
+                .then(|| ((c[0].into(), c[1].into(), c[2].into(), c[3].into()), format!("{}/{} (gen)", c[5], c[6])))
+        })
+        .collect()
 }
 
 /// The demo's story: one line per flow (app, client, server, SNI or request line, verdict,
-/// score), the counts per class, and where to look next.
+/// score, the main reason, and what the flow really is), the counts per class, how the
+/// verdicts compare with the truth, and where to look next.
 fn demo_table(events: &str, kept: Option<&Path>) -> String {
     use std::fmt::Write;
+    let truth = demo_truth(DEMO_LABELS);
     let rows: Vec<serde_json::Value> = events.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let field = |e: &serde_json::Value, path: &[&str]| -> String {
         let mut v = e;
         for k in path {
-            v = &v[*k];
+            v = match k.parse::<usize>() {
+                Ok(i) => &v[i],
+                Err(_) => &v[*k],
+            };
         }
         match v {
             serde_json::Value::String(s) => s.clone(),
@@ -563,11 +668,14 @@ fn demo_table(events: &str, kept: Option<&Path>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n{:<5} {:<44} {:<44} {:<8} {:>6}",
-        "app", "client -> server", "SNI / request", "verdict", "score"
+        "\n{:<5} {:<38} {:<36} {:<8} {:>6}  {:<30} why (top reason)",
+        "app", "client -> server", "SNI / request", "verdict", "score", "truth"
     );
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
     let mut model = String::new();
+    // (flows, right) for the real benign flows; (flows, flagged, named) for generated threats.
+    let (mut real, mut real_right) = (0, 0);
+    let (mut threats, mut flagged, mut named) = (0, 0, 0);
     for e in &rows {
         let app = field(e, &["app"]);
         let what = match app.as_str() {
@@ -578,20 +686,33 @@ fn demo_table(events: &str, kept: Option<&Path>) -> String {
             "http" => format!("{} {}", field(e, &["http", "method"]), field(e, &["http", "uri"])),
             _ => String::new(),
         };
-        let ends = format!(
-            "{}:{} -> {}:{}",
-            field(e, &["src_ip"]),
-            field(e, &["src_port"]),
-            field(e, &["dest_ip"]),
-            field(e, &["dest_port"])
-        );
+        let key = (field(e, &["src_ip"]), field(e, &["src_port"]), field(e, &["dest_ip"]), field(e, &["dest_port"]));
+        let ends = format!("{}:{} -> {}:{}", key.0, key.1, key.2, key.3);
         let class = field(e, &["verdict", "class"]);
         let score = e["verdict"]["score"].as_f64().map_or_else(|| "-".to_owned(), |s| format!("{s:.3}"));
+        let why = field(e, &["verdict", "reasons", "0", "label"]);
         if model.is_empty() {
             model = field(e, &["verdict", "model"]);
         }
         *counts.entry(class.clone()).or_default() += 1;
-        let _ = writeln!(out, "{app:<5} {:<44} {:<44} {class:<8} {score:>6}", cut(ends, 44), cut(what, 44));
+        let truth = if let Some(t) = truth.get(&key) {
+            threats += 1;
+            flagged += usize::from(class != "benign");
+            named += usize::from(t.starts_with(&format!("{class}/")));
+            t.clone()
+        } else {
+            real += 1;
+            real_right += usize::from(class == "benign");
+            "benign (real)".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "{app:<5} {:<38} {:<36} {class:<8} {score:>6}  {:<30} {}",
+            cut(ends, 38),
+            cut(what, 36),
+            cut(truth, 30),
+            cut(why, 40)
+        );
     }
     let per: Vec<String> = ["benign", "attack", "malware", "unknown"]
         .iter()
@@ -606,8 +727,22 @@ fn demo_table(events: &str, kept: Option<&Path>) -> String {
     );
     let _ = writeln!(
         out,
-        "The captures are real benign traffic (browsers, curl; sensor/tests/data/README.md): a benign verdict is the right one."
+        "Real benign flows (browsers, curl; sensor/tests/data/README.md): {real_right} of {real} called benign."
     );
+    let _ = writeln!(
+        out,
+        "Generated threats (nightjar-flood, benches/flood/scenarios/demo.toml): {flagged} of {threats} flagged \
+         (attack, malware or unknown), {named} named by their class. Generated traffic says little about real \
+         traffic: model/README.md has the real-traffic figures."
+    );
+    out.push_str(&demo_next(kept));
+    out
+}
+
+/// Where the demo's reader looks next.
+fn demo_next(kept: Option<&Path>) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
     let _ = writeln!(out, "Next:");
     match kept {
         Some(p) => {
@@ -621,8 +756,9 @@ fn demo_table(events: &str, kept: Option<&Path>) -> String {
             let _ = writeln!(out, "  the full events (one JSON line per flow): nightjar demo --events events.jsonl");
         }
     }
-    let _ = writeln!(out, "  your own capture: nightjar replay --events events.jsonl capture.pcap");
-    let _ = writeln!(out, "  live capture, metrics, live page and Grafana: README \"Live capture\" and \"Metrics\"");
+    let _ = writeln!(out, "  your own capture: nightjar replay --events events.jsonl --eve eve.json capture.pcap");
+    let _ = writeln!(out, "  the live page of this run: nightjar demo --serve (http://127.0.0.1:9640/)");
+    let _ = writeln!(out, "  live capture, metrics and Grafana: README \"Live capture\" and \"Metrics\"");
     out
 }
 
@@ -653,7 +789,7 @@ fn main() -> ExitCode {
         };
         match command {
             Command::Replay(args) => run_replay(&mut cfg, args),
-            Command::Demo { events } => run_demo(&mut cfg, events.as_deref()),
+            Command::Demo { events, serve } => run_demo(&mut cfg, events.as_deref(), *serve),
             Command::Run(args) => run_live(&cfg, args),
             Command::Schema { output } => {
                 let mut out = open_out(output.as_deref())?;

@@ -228,7 +228,7 @@ fn scenario(
         let pipeline = matches!(reader, Reader::Pipeline);
         handle = Some(std::thread::spawn(move || {
             let cfg = Config::default();
-            let mut w = Worker::new(&cfg, 1 << 20, Outputs { events: true, features: false });
+            let mut w = Worker::new(&cfg, 1 << 20, Outputs { events: true, ..Outputs::default() });
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let got = if pipeline {

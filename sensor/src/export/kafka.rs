@@ -26,6 +26,8 @@ pub struct KafkaOptions {
     pub brokers: String,
     /// Topic of the events.
     pub topic: String,
+    /// Topic of the Suricata EVE records (`--eve`), when they go to Kafka too.
+    pub eve_topic: Option<String>,
     /// `compression.type`: none, gzip, snappy, lz4, zstd.
     pub compression: String,
     /// Messages librdkafka may queue (bounded memory while the broker is away).
@@ -39,13 +41,14 @@ pub struct KafkaOptions {
 impl std::str::FromStr for KafkaOptions {
     type Err = String;
 
-    /// `brokers=a:9092,b:9092,topic=events[,compression=lz4][,queue=100000]
+    /// `brokers=a:9092,b:9092,topic=events[,eve_topic=eve][,compression=lz4][,queue=100000]
     /// [,message_timeout_ms=60000][,flush_timeout_ms=10000]`: a comma-separated list
     /// of key=value; items without `=` continue the broker list.
     fn from_str(s: &str) -> Result<Self, String> {
         let mut o = KafkaOptions {
             brokers: String::new(),
             topic: String::new(),
+            eve_topic: None,
             compression: "lz4".into(),
             queue: 100_000,
             message_timeout_ms: 60_000,
@@ -66,6 +69,7 @@ impl std::str::FromStr for KafkaOptions {
                     o.brokers.push_str(v);
                 }
                 "topic" => v.clone_into(&mut o.topic),
+                "eve_topic" if !v.is_empty() => o.eve_topic = Some(v.to_owned()),
                 "compression" if ["none", "gzip", "snappy", "lz4", "zstd"].contains(&v) => {
                     v.clone_into(&mut o.compression);
                 }
@@ -117,6 +121,7 @@ impl ProducerContext for Ctx {
 pub struct KafkaSink {
     producer: ThreadedProducer<Ctx>,
     topic: String,
+    eve_topic: Option<String>,
     flush_timeout: Duration,
     /// Delivery counters.
     pub counts: Arc<KafkaCounts>,
@@ -163,19 +168,30 @@ impl KafkaSink {
         Ok(Self {
             producer,
             topic: o.topic.clone(),
+            eve_topic: o.eve_topic.clone(),
             flush_timeout: Duration::from_millis(u64::from(o.flush_timeout_ms)),
             counts,
         })
     }
 
-    /// Queues one message per JSON line of `buf`; never blocks.
+    /// The topic of the EVE records, if they go to Kafka.
+    pub fn eve_topic(&self) -> Option<&str> {
+        self.eve_topic.as_deref()
+    }
+
+    /// Queues one message per JSON line of `buf` to the events topic; never blocks.
     pub fn send_lines(&self, buf: &[u8]) {
+        self.send_lines_to(&self.topic, buf);
+    }
+
+    /// Queues one message per JSON line of `buf` to `topic`; never blocks.
+    pub fn send_lines_to(&self, topic: &str, buf: &[u8]) {
         for line in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             let Some(key) = community_id(line) else {
                 self.drop_one("malformed");
                 continue;
             };
-            let record = BaseRecord::to(&self.topic).key(key).payload(line);
+            let record = BaseRecord::to(topic).key(key).payload(line);
             if let Err((e, _)) = self.producer.send(record) {
                 let reason = match e.rdkafka_error_code() {
                     Some(RDKafkaErrorCode::QueueFull) => "queue_full",
@@ -205,13 +221,21 @@ impl KafkaSink {
 /// every buffer); dropping the writer waits up to the flush timeout for delivery.
 pub struct KafkaWriter {
     sink: Arc<KafkaSink>,
+    topic: String,
     partial: Vec<u8>,
 }
 
 impl KafkaWriter {
-    /// A writer into `sink`.
+    /// A writer into `sink`'s events topic.
     pub fn new(sink: Arc<KafkaSink>) -> Self {
-        Self { sink, partial: Vec::new() }
+        let topic = sink.topic.clone();
+        Self { sink, topic, partial: Vec::new() }
+    }
+
+    /// A writer into `sink`'s EVE topic, if it has one.
+    pub fn eve(sink: Arc<KafkaSink>) -> Option<Self> {
+        let topic = sink.eve_topic.clone()?;
+        Some(Self { sink, topic, partial: Vec::new() })
     }
 }
 
@@ -219,10 +243,10 @@ impl std::io::Write for KafkaWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let end = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         if self.partial.is_empty() {
-            self.sink.send_lines(&buf[..end]);
+            self.sink.send_lines_to(&self.topic, &buf[..end]);
         } else if end > 0 {
             self.partial.extend_from_slice(&buf[..end]);
-            self.sink.send_lines(&self.partial);
+            self.sink.send_lines_to(&self.topic, &self.partial);
             self.partial.clear();
         }
         self.partial.extend_from_slice(&buf[end..]);
@@ -238,7 +262,7 @@ impl Drop for KafkaWriter {
     fn drop(&mut self) {
         if !self.partial.is_empty() {
             self.partial.push(b'\n');
-            self.sink.send_lines(&self.partial);
+            self.sink.send_lines_to(&self.topic, &self.partial);
         }
         self.sink.flush();
     }
@@ -271,6 +295,9 @@ mod tests {
         assert_eq!(o.topic, "events");
         assert_eq!(o.queue, 10);
         assert_eq!(o.compression, "lz4");
+        assert_eq!(o.eve_topic, None);
+        let e: KafkaOptions = "brokers=a:9092,topic=events,eve_topic=eve".parse().expect("parse");
+        assert_eq!(e.eve_topic.as_deref(), Some("eve"));
         assert!("topic=x".parse::<KafkaOptions>().is_err());
         assert!("brokers=a:1,topic=x,compression=brotli".parse::<KafkaOptions>().is_err());
         assert!("brokers=a:1,topic=x,colour=red".parse::<KafkaOptions>().is_err());

@@ -3,6 +3,7 @@
 //! flow ([`features_line`]). Serialisation runs on the workers into reusable buffers;
 //! a single writer thread only copies bytes to the file.
 
+pub mod eve;
 pub mod event;
 pub mod http;
 #[cfg(feature = "kafka")]

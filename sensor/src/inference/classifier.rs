@@ -10,9 +10,10 @@ use std::sync::Arc;
 #[cfg(feature = "model")]
 use tract_onnx::prelude::*;
 
+use super::explain::{self, Group, MIN_DELTA};
 use super::model::{Decision, InferenceError, ModelBundle};
 use super::preprocess::{Preprocess, SEQ_COLUMNS};
-use super::{Class, Verdict};
+use super::{Class, MAX_REASONS, Reason, Verdict};
 #[cfg(feature = "model")]
 use crate::features::FEATURE_NAMES;
 use crate::features::{FeatureVector, SEQ_LEN};
@@ -42,6 +43,11 @@ pub struct Classifier {
     /// Width of one embedding.
     pub embedding_dim: usize,
     probs: Vec<f32>,
+    /// Occlusion groups of [`Self::explain`].
+    groups: Arc<Vec<Group>>,
+    /// (flow, group) rows of an explanation, and their probabilities.
+    jobs: Vec<(usize, usize)>,
+    job_probs: Vec<f32>,
 }
 
 impl Classifier {
@@ -107,6 +113,9 @@ impl Classifier {
             embeddings: Vec::new(),
             embedding_dim: 0,
             probs: Vec::new(),
+            groups: Arc::new(explain::groups()),
+            jobs: Vec::new(),
+            job_probs: Vec::new(),
         };
         // One run on zeros: proves the graph runs and learns the embedding width.
         let mut probs = Vec::new();
@@ -136,6 +145,9 @@ impl Classifier {
             embeddings: Vec::new(),
             embedding_dim: self.embedding_dim,
             probs: Vec::new(),
+            groups: Arc::clone(&self.groups),
+            jobs: Vec::new(),
+            job_probs: Vec::new(),
         }
     }
 
@@ -176,24 +188,10 @@ impl Classifier {
     pub fn probabilities(&mut self, flows: &[&FeatureVector], probs: &mut Vec<f32>) -> Result<(), InferenceError> {
         debug_assert!(flows.len() <= self.batch);
         let rows = flows.len().min(self.batch);
-        let (ns, nq, nu, nc) = (self.n_static, SEQ_LEN * SEQ_COLUMNS, self.url_width, self.chars_width);
         for (i, fv) in flows.iter().take(rows).enumerate() {
-            self.bundle.preprocess.apply(
-                fv,
-                &mut self.static_buf[i * ns..(i + 1) * ns],
-                &mut self.seq_buf[i * nq..(i + 1) * nq],
-                &mut self.url_buf[i * nu..(i + 1) * nu],
-            );
-            if nc > 0 {
-                Preprocess::chars(fv, &mut self.chars_buf[i * nc..(i + 1) * nc]);
-            }
-            self.apps[i] = app_index(fv);
+            self.fill_row(i, fv, None);
         }
-        // Padding rows: zeros (their outputs are discarded).
-        self.static_buf[rows * ns..].fill(0.0);
-        self.seq_buf[rows * nq..].fill(0.0);
-        self.url_buf[rows * nu..].fill(0.0);
-        self.chars_buf[rows * nc..].fill(0);
+        self.pad_from(rows);
         self.run_raw(rows, probs)
     }
 
@@ -272,6 +270,21 @@ impl Classifier {
     /// probabilities renormalised, then the top class unless it is below the app's
     /// `unknown_below`. The score is the shifted probability.
     fn verdict(&self, p: &[f32], app: usize) -> Verdict {
+        let q = self.shifted(p, app);
+        let (best, score) =
+            q.into_iter().enumerate().fold((0, f32::MIN), |acc, (i, v)| if v > acc.1 { (i, v) } else { acc });
+        let class = if score < self.decisions[app.min(2)].unknown_below {
+            Class::Unknown
+        } else {
+            [Class::Benign, Class::Attack, Class::Malware][best]
+        };
+        Verdict { class, score: Some(score), model: Some(self.label.clone()), head: None, reasons: Vec::new() }
+    }
+}
+
+impl Classifier {
+    /// Probabilities under app `app`'s benign offset, renormalised.
+    fn shifted(&self, p: &[f32], app: usize) -> [f32; 3] {
         let d = self.decisions[app.min(2)];
         let w = d.benign_log_offset.exp();
         let total = p[0] * w + p[1] + p[2];
@@ -279,11 +292,186 @@ impl Classifier {
             let v = if i == 0 { p[0] * w } else { p[i] };
             if total > 0.0 { v / total } else { v }
         };
-        let (best, score) =
-            (0..3).map(q).enumerate().fold((0, f32::MIN), |acc, (i, v)| if v > acc.1 { (i, v) } else { acc });
-        let class =
-            if score < d.unknown_below { Class::Unknown } else { [Class::Benign, Class::Attack, Class::Malware][best] };
-        Verdict { class, score: Some(score), model: Some(self.label.clone()), head: None }
+        [q(0), q(1), q(2)]
+    }
+
+    /// What an explanation measures for a verdict of `class`: its class probability
+    /// (attack, malware), or the probability of not being benign (unknown).
+    fn target(&self, p: &[f32], app: usize, class: Class) -> f32 {
+        let q = self.shifted(p, app);
+        match class {
+            Class::Attack => q[1],
+            Class::Malware => q[2],
+            _ => 1.0 - q[0],
+        }
+    }
+
+    /// Names of the occlusion groups.
+    pub fn group_names(&self) -> Vec<&'static str> {
+        self.groups.iter().map(|g| g.name).collect()
+    }
+
+    /// Writes `fv`'s inputs into row `row` of the batch buffers with group `group`
+    /// (index into the groups) replaced by its neutral value.
+    fn fill_row(&mut self, row: usize, fv: &FeatureVector, group: Option<usize>) {
+        let (ns, nq, nu, nc) = (self.n_static, SEQ_LEN * SEQ_COLUMNS, self.url_width, self.chars_width);
+        let (stat, seq, url) = (
+            &mut self.static_buf[row * ns..(row + 1) * ns],
+            &mut self.seq_buf[row * nq..(row + 1) * nq],
+            &mut self.url_buf[row * nu..(row + 1) * nu],
+        );
+        self.bundle.preprocess.apply(fv, stat, seq, url);
+        let chars = &mut self.chars_buf[row * nc..(row + 1) * nc];
+        if nc > 0 {
+            Preprocess::chars(fv, chars);
+        }
+        self.apps[row] = app_index(fv);
+        let Some(g) = group.and_then(|g| self.groups.get(g)) else { return };
+        // Standardised features: 0 is the training mean.
+        for &i in &g.statics {
+            stat[i] = 0.0;
+        }
+        if !g.seq_cols.is_empty() {
+            for t in 0..SEQ_LEN {
+                seq[t * SEQ_COLUMNS + g.seq_cols.start..t * SEQ_COLUMNS + g.seq_cols.end].fill(0.0);
+            }
+        }
+        if g.url {
+            url.fill(0.0);
+        }
+        if g.chars {
+            chars.fill(0);
+        }
+    }
+
+    /// Zeroes the batch rows from `rows` on (their outputs are discarded).
+    fn pad_from(&mut self, rows: usize) {
+        let (ns, nq, nu, nc) = (self.n_static, SEQ_LEN * SEQ_COLUMNS, self.url_width, self.chars_width);
+        self.static_buf[rows * ns..].fill(0.0);
+        self.seq_buf[rows * nq..].fill(0.0);
+        self.url_buf[rows * nu..].fill(0.0);
+        self.chars_buf[rows * nc..].fill(0);
+    }
+
+    /// Class probabilities of `fv` with the group named `group` occluded (`None`: as it
+    /// is), from the graph or from `head` on its embeddings. What [`Self::explain`] measures,
+    /// one flow at a time (for tests and tools).
+    pub fn probabilities_without(
+        &mut self,
+        fv: &FeatureVector,
+        group: Option<&str>,
+        head: Option<&Head>,
+    ) -> Result<[f32; 3], InferenceError> {
+        let g = match group {
+            Some(name) => Some(
+                self.groups
+                    .iter()
+                    .position(|g| g.name == name)
+                    .ok_or_else(|| InferenceError::Run(format!("no occlusion group {name:?}")))?,
+            ),
+            None => None,
+        };
+        self.fill_row(0, fv, g);
+        self.pad_from(1);
+        let mut probs = Vec::new();
+        self.run_raw(1, &mut probs)?;
+        let p = match head {
+            Some(h) => h.probs(&self.embeddings[..self.embedding_dim]),
+            None => [probs[0], probs[1], probs[2]],
+        };
+        Ok(p)
+    }
+
+    /// The score [`Self::explain`] measures for a verdict of `class` on `fv` of its app,
+    /// from probabilities `p`.
+    pub fn explained_score(&self, fv: &FeatureVector, p: &[f32], class: Class) -> f32 {
+        self.target(p, app_index(fv), class)
+    }
+
+    /// Adds reasons to every verdict of `verdicts` that is not benign (and came from the
+    /// model): the groups whose occlusion lowers the verdict's probability by at least
+    /// [`MIN_DELTA`], strongest first, at most [`MAX_REASONS`]. `flows` and `verdicts`
+    /// are those of the last [`Self::classify`] / [`Self::classify_head`] (same order);
+    /// `head` is the head that decided, if any. Overwrites [`Self::embeddings`]: take
+    /// what online learning needs first.
+    pub fn explain(
+        &mut self,
+        flows: &[&FeatureVector],
+        verdicts: &mut [Verdict],
+        head: Option<&Head>,
+    ) -> Result<(), InferenceError> {
+        let base: Vec<f32> = std::mem::take(&mut self.probs);
+        let mut jobs = std::mem::take(&mut self.jobs);
+        jobs.clear();
+        for (i, (fv, v)) in flows.iter().zip(verdicts.iter()).enumerate() {
+            if v.class == Class::Benign || v.score.is_none() {
+                continue;
+            }
+            let app = app_index(fv);
+            jobs.extend(self.groups.iter().enumerate().filter(|(_, g)| g.applies(fv, app)).map(|(g, _)| (i, g)));
+        }
+        let mut res = Ok(());
+        let mut deltas = std::mem::take(&mut self.job_probs);
+        deltas.clear();
+        let mut probs = Vec::new();
+        for chunk in jobs.chunks(self.batch) {
+            for (r, &(i, g)) in chunk.iter().enumerate() {
+                self.fill_row(r, flows[i], Some(g));
+            }
+            self.pad_from(chunk.len());
+            if let Err(e) = self.run_raw(chunk.len(), &mut probs) {
+                res = Err(e);
+                break;
+            }
+            for (r, &(i, _)) in chunk.iter().enumerate() {
+                let p = match head {
+                    Some(h) => h.probs(&self.embeddings[r * self.embedding_dim..(r + 1) * self.embedding_dim]),
+                    None => [probs[r * 3], probs[r * 3 + 1], probs[r * 3 + 2]],
+                };
+                let app = app_index(flows[i]);
+                let class = verdicts[i].class;
+                let full = base.get(i * 3..i * 3 + 3).map_or(0.0, |b| self.target(b, app, class));
+                deltas.push(full - self.target(&p, app, class));
+            }
+        }
+        if res.is_ok() {
+            let mut k = 0;
+            while k < jobs.len() {
+                let i = jobs[k].0;
+                let end = k + jobs[k..].iter().take_while(|j| j.0 == i).count();
+                let mut ranked: Vec<(usize, f32)> = (k..end).map(|j| (jobs[j].1, deltas[j])).collect();
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+                let tokens = self.top_tokens(flows[i]);
+                let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+                verdicts[i].reasons = ranked
+                    .into_iter()
+                    .filter(|(_, d)| *d >= MIN_DELTA)
+                    .take(MAX_REASONS)
+                    .map(|(g, delta)| {
+                        let name = self.groups[g].name;
+                        Reason { group: name, label: explain::label(name, flows[i], &tokens), delta }
+                    })
+                    .collect();
+                k = end;
+            }
+        }
+        self.probs = base;
+        self.jobs = jobs;
+        self.job_probs = deltas;
+        res
+    }
+
+    /// The flow's URI tokens of the model's vocabulary that weigh most (TF-IDF), words
+    /// before punctuation, at most three.
+    fn top_tokens(&self, fv: &FeatureVector) -> Vec<String> {
+        let mut t: Vec<(&String, f32)> =
+            fv.url_tokens.iter().filter_map(|t| self.bundle.preprocess.idf_of(t).map(|w| (t, w))).collect();
+        t.sort_by(|a, b| {
+            let word = |s: &str| s.chars().any(char::is_alphanumeric);
+            word(b.0).cmp(&word(a.0)).then(b.1.total_cmp(&a.1))
+        });
+        t.dedup_by(|a, b| a.0 == b.0);
+        t.into_iter().take(3).map(|(s, _)| s.chars().take(20).collect()).collect()
     }
 }
 

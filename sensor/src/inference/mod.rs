@@ -7,6 +7,7 @@
 use serde::Serialize;
 
 pub mod classifier;
+pub mod explain;
 pub mod model;
 pub mod preprocess;
 
@@ -53,11 +54,33 @@ pub struct Verdict {
     /// Version of the online-learned head that decided (0: as trained), when learning runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub head: Option<u64>,
+    /// What drove a verdict that is not `benign`: the input groups whose removal lowers
+    /// the score the most, strongest first (at most [`MAX_REASONS`]). Empty for benign
+    /// verdicts and without a model.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<Reason>,
+}
+
+/// Most reasons one verdict carries.
+pub const MAX_REASONS: usize = 3;
+
+/// One input group that drove a verdict (occlusion: the group replaced by its neutral
+/// value, the model run again).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Reason {
+    /// The group, a bounded name (`tls_certificate`, `uri_tokens`, ...).
+    pub group: &'static str,
+    /// What the analyst reads: the group and the flow's own values in it
+    /// (`"certificate: self-signed"`, `"URI tokens: union, select"`), bounded.
+    pub label: String,
+    /// How much the verdict's class probability falls when the group is removed
+    /// (positive: the group pushed towards the verdict).
+    pub delta: f32,
 }
 
 impl Verdict {
     /// The verdict when no model is loaded.
     pub fn unknown() -> Self {
-        Self { class: Class::Unknown, score: None, model: None, head: None }
+        Self { class: Class::Unknown, score: None, model: None, head: None, reasons: Vec::new() }
     }
 }

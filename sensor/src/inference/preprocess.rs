@@ -72,6 +72,11 @@ impl Preprocess {
         })
     }
 
+    /// IDF weight of a vocabulary token, `None` outside the vocabulary.
+    pub fn idf_of(&self, token: &str) -> Option<f32> {
+        self.vocab.get(token).map(|&j| self.idf[j])
+    }
+
     /// Width of the URL input (at least 1, as the exported graph has).
     pub fn url_width(&self) -> usize {
         self.idf.len().max(1)

@@ -24,7 +24,7 @@ use crate::capture::{KernelDrops, ifindex};
 use crate::config::Config;
 use crate::error::{LiveError, PipelineError};
 use crate::export::metrics::{self, StatsPublisher};
-use crate::runtime::{Outputs, Sinks, Worker};
+use crate::runtime::{Sinks, Stream, Worker};
 use crate::stats::Stats;
 
 /// Frames read per ring poll.
@@ -202,18 +202,16 @@ pub fn run(
     let attach = filter.as_ref().map(|f| f.mode);
     drop_capabilities();
 
-    let outputs = Outputs { events: sinks.events.is_some(), features: sinks.features.is_some() };
-    let (out_tx, out_rx) = bounded::<(bool, Vec<u8>)>(OUTPUT_QUEUE);
+    let outputs = sinks.outputs();
+    let (out_tx, out_rx) = bounded::<(Stream, Vec<u8>)>(OUTPUT_QUEUE);
     let dropped = Arc::new(AtomicU64::new(0));
     let writer = std::thread::Builder::new()
         .name("nightjar-writer".into())
         .spawn(move || -> Result<(), PipelineError> {
-            for (is_event, buf) in out_rx {
-                let (sink, what) =
-                    if is_event { (sinks.events.as_mut(), "events") } else { (sinks.features.as_mut(), "features") };
-                if let Some(s) = sink {
-                    s.write_all(&buf).map_err(|source| PipelineError::Output { what, source })?;
-                    s.flush().map_err(|source| PipelineError::Output { what, source })?;
+            for (stream, buf) in out_rx {
+                sinks.write(stream, &buf)?;
+                if let Some(s) = sinks.get_mut(stream) {
+                    s.flush().map_err(|source| PipelineError::Output { what: stream.as_str(), source })?;
                 }
             }
             Ok(())
@@ -276,14 +274,14 @@ pub fn run(
     Ok(summary)
 }
 
-fn hand_out(w: &mut Worker, out: &Sender<(bool, Vec<u8>)>, dropped: &AtomicU64, threshold: usize) {
-    for is_event in [true, false] {
-        let buf = if is_event { &mut w.events_buf } else { &mut w.features_buf };
+fn hand_out(w: &mut Worker, out: &Sender<(Stream, Vec<u8>)>, dropped: &AtomicU64, threshold: usize) {
+    for stream in Stream::ALL {
+        let buf = w.buf_mut(stream);
         if buf.is_empty() || buf.len() < threshold {
             continue;
         }
         let b = std::mem::replace(buf, Vec::with_capacity(OUTPUT_FLUSH_BYTES));
-        if out.try_send((is_event, b)).is_err() {
+        if out.try_send((stream, b)).is_err() {
             // The writer is behind: drop this output rather than stall capture.
             dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -295,7 +293,7 @@ fn run_worker(
     mut w: Worker,
     mut sock: Box<dyn PacketSource + Send>,
     stop: &AtomicBool,
-    out: &Sender<(bool, Vec<u8>)>,
+    out: &Sender<(Stream, Vec<u8>)>,
     dropped: &AtomicU64,
 ) -> (Stats, KernelDrops) {
     let mut last_tick = Instant::now();

@@ -21,6 +21,7 @@ use crate::capture::{Frame, LinkType, PacketSource, PcapFileSource};
 use crate::config::Config;
 use crate::decode::{Decoded, decode_frame};
 use crate::error::{CaptureError, PipelineError};
+use crate::export::eve::{EveTypes, write_eve};
 use crate::export::event::{community_id, write_event};
 use crate::export::features_line;
 use crate::features::{FeatureVector, extract};
@@ -44,6 +45,33 @@ pub struct Outputs {
     pub events: bool,
     /// Serialise feature lines.
     pub features: bool,
+    /// Serialise Suricata EVE records of these types.
+    pub eve: Option<EveTypes>,
+}
+
+/// The serialised outputs of a worker, each with its buffer and sink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Flow events (JSON lines).
+    Events,
+    /// Feature lines.
+    Features,
+    /// Suricata EVE records.
+    Eve,
+}
+
+impl Stream {
+    /// Every stream.
+    pub const ALL: [Stream; 3] = [Stream::Events, Stream::Features, Stream::Eve];
+
+    /// Name in errors.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Events => "events",
+            Stream::Features => "features",
+            Stream::Eve => "eve",
+        }
+    }
 }
 
 /// A finished flow waiting for its verdict (flows keep their order: those that need no
@@ -66,8 +94,12 @@ pub struct Worker {
     pub events_buf: Vec<u8>,
     /// Serialised feature lines not yet handed out.
     pub features_buf: Vec<u8>,
+    /// Serialised EVE records not yet handed out.
+    pub eve_buf: Vec<u8>,
     classifier: Option<Classifier>,
     max_wait: Duration,
+    /// Explain verdicts that are not benign (`model.reasons`).
+    reasons: bool,
     pending: Vec<Pending>,
     queued: usize,
     oldest: Option<Instant>,
@@ -152,8 +184,10 @@ impl Worker {
             outputs,
             events_buf: Vec::new(),
             features_buf: Vec::new(),
+            eve_buf: Vec::new(),
             classifier: None,
             max_wait: Duration::ZERO,
+            reasons: cfg.model.reasons,
             pending: Vec::new(),
             queued: 0,
             oldest: None,
@@ -268,7 +302,11 @@ impl Worker {
             each(&rec);
             // Without outputs, flows are still classified when a model runs: the detection
             // counters are an output too.
-            if !(self.outputs.events || self.outputs.features || self.classifier.is_some()) {
+            if !(self.outputs.events
+                || self.outputs.features
+                || self.outputs.eve.is_some()
+                || self.classifier.is_some())
+            {
                 continue;
             }
             let classify = self.classifier.is_some() && rec.flow.app_name() != "other";
@@ -328,12 +366,39 @@ impl Worker {
                 {
                     feed_learner(learn, classifier, self.generation, &self.pending);
                 }
+                if self.reasons {
+                    self.explain(head.as_ref().map(|s| &s.head));
+                }
             }
             Err(_) => self.stats.inference_errors += 1,
         }
         self.queued = 0;
         self.oldest = None;
         self.write_pending();
+    }
+
+    /// Adds reasons to the verdicts of this batch that are not benign (after the learner
+    /// took the batch's embeddings: explaining runs the graph again).
+    fn explain(&mut self, head: Option<&Head>) {
+        let Some(classifier) = self.classifier.as_mut() else { return };
+        let mut flows: Vec<&FeatureVector> = Vec::new();
+        let mut verdicts: Vec<Verdict> = Vec::new();
+        for p in self.pending.iter_mut().filter(|p| p.classify) {
+            if let Some(fv) = p.features.as_ref() {
+                flows.push(fv);
+                verdicts.push(std::mem::replace(&mut p.verdict, Verdict::unknown()));
+            }
+        }
+        if classifier.explain(&flows, &mut verdicts, head).is_err() {
+            self.stats.inference_errors += 1;
+        }
+        drop(flows);
+        let mut verdicts = verdicts.into_iter();
+        for p in self.pending.iter_mut().filter(|p| p.classify && p.features.is_some()) {
+            if let Some(v) = verdicts.next() {
+                p.verdict = v;
+            }
+        }
     }
 
     fn write_pending(&mut self) {
@@ -346,13 +411,16 @@ impl Worker {
                     self.history_delta.entry(f.last_ts / 60_000_000_000).or_default()[p.verdict.class as usize] += 1;
                 }
             }
-            if !(self.outputs.events || self.outputs.features) {
+            if !(self.outputs.events || self.outputs.features || self.outputs.eve.is_some()) {
                 continue;
             }
             let cid = community_id(f.client_ip, f.client_port, f.server_ip, f.server_port);
             if self.outputs.events {
                 write_event(&p.rec, &cid, &p.verdict, &mut self.events_buf);
                 self.stats.events += 1;
+            }
+            if let Some(types) = self.outputs.eve {
+                write_eve(&p.rec, &cid, &p.verdict, types, &mut self.eve_buf);
             }
             if self.outputs.features
                 && let Some(fv) = &p.features
@@ -541,17 +609,71 @@ impl FrameBatch {
     }
 }
 
-enum Output {
-    Events(Vec<u8>),
-    Features(Vec<u8>),
-}
-
 /// Where serialised lines go.
+#[derive(Default)]
 pub struct Sinks {
     /// Event lines.
     pub events: Option<Box<dyn Write + Send>>,
     /// Feature lines.
     pub features: Option<Box<dyn Write + Send>>,
+    /// Suricata EVE records, of these types.
+    pub eve: Option<(Box<dyn Write + Send>, EveTypes)>,
+}
+
+impl Sinks {
+    /// The sink of `stream`, if any.
+    pub fn get_mut(&mut self, stream: Stream) -> Option<&mut Box<dyn Write + Send>> {
+        match stream {
+            Stream::Events => self.events.as_mut(),
+            Stream::Features => self.features.as_mut(),
+            Stream::Eve => self.eve.as_mut().map(|(w, _)| w),
+        }
+    }
+
+    /// What the workers should produce for these sinks.
+    pub fn outputs(&self) -> Outputs {
+        Outputs {
+            events: self.events.is_some(),
+            features: self.features.is_some(),
+            eve: self.eve.as_ref().map(|e| e.1),
+        }
+    }
+
+    /// Writes `bytes` to the sink of `stream` (nothing without one).
+    pub fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), PipelineError> {
+        if let Some(s) = self.get_mut(stream)
+            && !bytes.is_empty()
+        {
+            s.write_all(bytes).map_err(|source| PipelineError::Output { what: stream.as_str(), source })?;
+        }
+        Ok(())
+    }
+
+    /// Flushes every sink.
+    pub fn flush(&mut self) -> Result<(), PipelineError> {
+        for stream in Stream::ALL {
+            if let Some(s) = self.get_mut(stream) {
+                s.flush().map_err(|source| PipelineError::Output { what: stream.as_str(), source })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Worker {
+    /// The output buffer of `stream`.
+    pub fn buf_mut(&mut self, stream: Stream) -> &mut Vec<u8> {
+        match stream {
+            Stream::Events => &mut self.events_buf,
+            Stream::Features => &mut self.features_buf,
+            Stream::Eve => &mut self.eve_buf,
+        }
+    }
+
+    /// Whether any output buffer holds at least `bytes`.
+    fn any_buf_over(&self, bytes: usize) -> bool {
+        [&self.events_buf, &self.features_buf, &self.eve_buf].iter().any(|b| b.len() >= bytes)
+    }
 }
 
 /// Replays pcap files through `workers` shards and writes events and features.
@@ -601,10 +723,6 @@ fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map_or(0, |m| m.len())
 }
 
-fn outputs_of(sinks: &Sinks) -> Outputs {
-    Outputs { events: sinks.events.is_some(), features: sinks.features.is_some() }
-}
-
 /// One worker on the calling thread: no queues at all.
 /// How a replay's workers get their model and learner.
 struct Setup<'a> {
@@ -646,7 +764,7 @@ fn replay_inline(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Summary, PipelineError> {
     let mut summary = Summary::default();
-    let mut w = setup.worker(cfg, cfg.flow.max_flows, outputs_of(&sinks))?;
+    let mut w = setup.worker(cfg, cfg.flow.max_flows, sinks.outputs())?;
     let mut progress = |pos| {
         setup.poll();
         progress(pos);
@@ -663,8 +781,8 @@ fn replay_inline(
     w.flush();
     w.finish_records(&mut |_| {});
     w.poll_batch(true);
-    write_out(&mut sinks, &mut w.events_buf, &mut w.features_buf)?;
-    flush_sinks(&mut sinks)?;
+    write_out(&mut sinks, &mut w)?;
+    sinks.flush()?;
     if let Some(mut pq) = w.take_prequential() {
         crate::learn::save_checkpoint(&mut pq.learner);
         summary.learning = Some(LearningSummary::of(&pq));
@@ -687,9 +805,9 @@ fn replay_sharded(
         setup.poll();
         progress(pos);
     };
-    let outputs = outputs_of(&sinks);
+    let outputs = sinks.outputs();
     let capacity = cfg.flow.max_flows.div_ceil(workers);
-    let (out_tx, out_rx) = bounded::<Output>(workers * QUEUE_DEPTH);
+    let (out_tx, out_rx) = bounded::<(Stream, Vec<u8>)>(workers * QUEUE_DEPTH);
     let (free_tx, free_rx) = bounded::<FrameBatch>(workers * (QUEUE_DEPTH + 2));
     let mut txs: Vec<Sender<FrameBatch>> = Vec::with_capacity(workers);
     let mut handles = Vec::with_capacity(workers);
@@ -712,13 +830,10 @@ fn replay_sharded(
     let writer = std::thread::Builder::new()
         .name("nightjar-writer".into())
         .spawn(move || -> Result<(), PipelineError> {
-            for out in out_rx {
-                match out {
-                    Output::Events(b) => write_sink(sinks.events.as_mut(), &b, "events")?,
-                    Output::Features(b) => write_sink(sinks.features.as_mut(), &b, "features")?,
-                }
+            for (stream, b) in out_rx {
+                sinks.write(stream, &b)?;
             }
-            flush_sinks(&mut sinks)
+            sinks.flush()
         })
         .map_err(|source| PipelineError::Output { what: "writer thread", source })?;
 
@@ -808,7 +923,12 @@ fn shard_files(
     stats
 }
 
-fn run_worker(mut w: Worker, rx: &Receiver<FrameBatch>, out: &Sender<Output>, free: &Sender<FrameBatch>) -> Stats {
+fn run_worker(
+    mut w: Worker,
+    rx: &Receiver<FrameBatch>,
+    out: &Sender<(Stream, Vec<u8>)>,
+    free: &Sender<FrameBatch>,
+) -> Stats {
     for mut batch in rx {
         for &(off, len, ts_ns, wire_len, link) in &batch.frames {
             let frame = Frame { ts_ns, link, wire_len, data: &batch.data[off..off + len] };
@@ -826,14 +946,13 @@ fn run_worker(mut w: Worker, rx: &Receiver<FrameBatch>, out: &Sender<Output>, fr
     w.stats
 }
 
-fn hand_out(w: &mut Worker, out: &Sender<Output>, threshold: usize) {
-    if !w.events_buf.is_empty() && w.events_buf.len() >= threshold {
-        let b = std::mem::replace(&mut w.events_buf, Vec::with_capacity(OUTPUT_FLUSH_BYTES));
-        let _ = out.send(Output::Events(b));
-    }
-    if !w.features_buf.is_empty() && w.features_buf.len() >= threshold {
-        let b = std::mem::replace(&mut w.features_buf, Vec::with_capacity(OUTPUT_FLUSH_BYTES));
-        let _ = out.send(Output::Features(b));
+fn hand_out(w: &mut Worker, out: &Sender<(Stream, Vec<u8>)>, threshold: usize) {
+    for stream in Stream::ALL {
+        let buf = w.buf_mut(stream);
+        if !buf.is_empty() && buf.len() >= threshold {
+            let b = std::mem::replace(buf, Vec::with_capacity(OUTPUT_FLUSH_BYTES));
+            let _ = out.send((stream, b));
+        }
     }
 }
 
@@ -847,8 +966,8 @@ fn replay_file_inline(
     loop {
         let res = src.read_batch(BATCH_FRAMES, &mut |f| w.handle_frame(f));
         w.finish_records(&mut |_| {});
-        if w.events_buf.len() >= OUTPUT_FLUSH_BYTES || w.features_buf.len() >= OUTPUT_FLUSH_BYTES {
-            write_out(sinks, &mut w.events_buf, &mut w.features_buf)?;
+        if w.any_buf_over(OUTPUT_FLUSH_BYTES) {
+            write_out(sinks, w)?;
         }
         progress(src.position());
         if res? == 0 {
@@ -857,29 +976,11 @@ fn replay_file_inline(
     }
 }
 
-fn write_out(sinks: &mut Sinks, events: &mut Vec<u8>, features: &mut Vec<u8>) -> Result<(), PipelineError> {
-    write_sink(sinks.events.as_mut(), events, "events")?;
-    write_sink(sinks.features.as_mut(), features, "features")?;
-    events.clear();
-    features.clear();
-    Ok(())
-}
-
-fn write_sink(sink: Option<&mut Box<dyn Write + Send>>, bytes: &[u8], what: &'static str) -> Result<(), PipelineError> {
-    if let Some(s) = sink
-        && !bytes.is_empty()
-    {
-        s.write_all(bytes).map_err(|source| PipelineError::Output { what, source })?;
-    }
-    Ok(())
-}
-
-fn flush_sinks(sinks: &mut Sinks) -> Result<(), PipelineError> {
-    if let Some(s) = sinks.events.as_mut() {
-        s.flush().map_err(|source| PipelineError::Output { what: "events", source })?;
-    }
-    if let Some(s) = sinks.features.as_mut() {
-        s.flush().map_err(|source| PipelineError::Output { what: "features", source })?;
+fn write_out(sinks: &mut Sinks, w: &mut Worker) -> Result<(), PipelineError> {
+    for stream in Stream::ALL {
+        let buf = w.buf_mut(stream);
+        sinks.write(stream, buf)?;
+        buf.clear();
     }
     Ok(())
 }
