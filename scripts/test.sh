@@ -6,7 +6,30 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '\n==> %s\n' "$*"; }
+# Each `log` line starts a stage; the time of every stage is printed at the end (also
+# when a stage fails), so a slow CI run shows where the time went.
+stage_names=() stage_secs=() stage_name="setup" stage_t0=$SECONDS
+end_stage() {
+  stage_names+=("$stage_name")
+  stage_secs+=($((SECONDS - stage_t0)))
+}
+log() {
+  end_stage
+  stage_name=$*
+  stage_t0=$SECONDS
+  printf '\n==> %s\n' "$*"
+}
+print_stages() {
+  local rc=$?
+  end_stage
+  printf '\n==> time per stage (%s)\n' "$([[ $rc == 0 ]] && echo passed || echo "failed, exit $rc")"
+  local i
+  for i in "${!stage_names[@]}"; do
+    printf '%6d s  %s\n' "${stage_secs[$i]}" "${stage_names[$i]}"
+  done
+  printf '%6d s  total\n' "$SECONDS"
+}
+trap print_stages EXIT
 
 install_debs() {
   local missing=()

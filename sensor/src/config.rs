@@ -183,11 +183,29 @@ pub struct ModelConfig {
     /// Explain every verdict that is not benign (`verdict.reasons`: occlusion over input
     /// groups, one extra inference row per group for flagged flows only). Default true.
     pub reasons: bool,
+    /// Inference rows the explanations may add, as a share of the flows classified
+    /// (a token bucket with a burst of [`REASONS_BURST_ROWS`]): beyond it flagged verdicts go
+    /// without reasons, counted, so a flood of flagged flows cannot multiply the cost of
+    /// inference. Default 0.05 (`benches/reasons_cost.sh`: 7 % more replay time when
+    /// nearly half the flows are flagged; README "Performance").
+    pub reasons_budget: f64,
 }
+
+/// Explanation rows available at once (16 batches of 32: at least 16 flagged flows, about
+/// 64 when they come four to a batch).
+pub const REASONS_BURST_ROWS: f64 = 512.0;
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self { enabled: true, path: None, variant: None, batch_size: 32, max_wait_ms: 5, reasons: true }
+        Self {
+            enabled: true,
+            path: None,
+            variant: None,
+            batch_size: 32,
+            max_wait_ms: 5,
+            reasons: true,
+            reasons_budget: 0.05,
+        }
     }
 }
 
@@ -279,6 +297,11 @@ impl Config {
         let m = &self.model;
         check((1..=1024).contains(&m.batch_size), "model.batch_size", "must be 1..=1024")?;
         check(m.max_wait_ms <= 10_000, "model.max_wait_ms", "must be at most 10000")?;
+        check(
+            (0.0..=100.0).contains(&m.reasons_budget),
+            "model.reasons_budget",
+            "must be 0..=100 (rows per classified flow)",
+        )?;
         check(
             m.variant.as_deref().is_none_or(|v| v == "float" || v == "int8"),
             "model.variant",

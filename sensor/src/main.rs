@@ -197,9 +197,10 @@ struct ReplayArgs {
     kafka: Option<String>,
     #[command(flatten)]
     eve: EveArgs,
-    /// The demo's: called when the replay is done, before lingering.
+    /// The demo's: called when the replay is done, before lingering, with the address
+    /// the endpoint serves on (if any).
     #[arg(skip)]
-    on_done: Option<Box<dyn Fn()>>,
+    on_done: Option<Box<dyn Fn(Option<std::net::SocketAddr>)>>,
     /// The demo's `--serve`: linger until SIGINT or SIGTERM.
     #[arg(skip)]
     serve_until_signal: bool,
@@ -367,13 +368,15 @@ fn print_summary(s: &Summary) {
     if st.inference_batches > 0 || st.inference_errors > 0 {
         let _ = writeln!(
             e,
-            "  verdicts       benign {} · attack {} · malware {} · unknown {}  ({} batches, {} failed)",
+            "  verdicts       benign {} · attack {} · malware {} · unknown {}  ({} batches, {} failed; reasons for {} flagged, {} over budget)",
             st.detections[0],
             st.detections[1],
             st.detections[2],
             st.detections[3],
             st.inference_batches,
-            st.inference_errors
+            st.inference_errors,
+            st.explained,
+            st.reasons_skipped
         );
     }
     for (i, r) in EndReason::ALL.iter().enumerate() {
@@ -470,7 +473,7 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
         );
     }
     if let Some(done) = &args.on_done {
-        done();
+        done(endpoint.as_ref().map(|(e, _)| e.addr));
     }
     if endpoint.is_some() {
         if args.serve_until_signal {
@@ -499,6 +502,7 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
             "events": st.events,
             "detections": {"benign": st.detections[0], "attack": st.detections[1], "malware": st.detections[2], "unknown": st.detections[3]},
             "inference_errors": st.inference_errors,
+            "reasons": {"explained": st.explained, "skipped_budget": st.reasons_skipped},
             "learning": summary.learning,
             "kafka": kafka_summary(kafka.as_ref()),
             "elapsed_secs": summary.elapsed.as_secs_f64(),
@@ -614,10 +618,10 @@ fn run_demo(cfg: &mut Config, events: Option<&Path>, serve: Option<std::net::Soc
     };
     let kept = events.map(Path::to_path_buf);
     let shown = events_path.clone();
-    let on_done = move || match std::fs::read_to_string(&shown) {
+    let on_done = move |bound: Option<std::net::SocketAddr>| match std::fs::read_to_string(&shown) {
         Ok(text) => {
             print!("{}", demo_table(&text, kept.as_deref()));
-            if let Some(addr) = serve {
+            if let Some(addr) = bound {
                 println!("  the live page of this run: http://{addr}/ (metrics: http://{addr}/metrics); Ctrl-C stops");
             }
             let _ = std::io::stdout().flush();
@@ -757,7 +761,7 @@ fn demo_next(kept: Option<&Path>) -> String {
         }
     }
     let _ = writeln!(out, "  your own capture: nightjar replay --events events.jsonl --eve eve.json capture.pcap");
-    let _ = writeln!(out, "  the live page of this run: nightjar demo --serve (http://127.0.0.1:9640/)");
+    let _ = writeln!(out, "  keep the live page of the run up: nightjar demo --serve [ADDR] (default 127.0.0.1:9640)");
     let _ = writeln!(out, "  live capture, metrics and Grafana: README \"Live capture\" and \"Metrics\"");
     out
 }

@@ -54,6 +54,10 @@ pub struct Stats {
     pub inferred_flows: u64,
     /// Batches that failed (their flows keep the `unknown` verdict).
     pub inference_errors: u64,
+    /// Flagged verdicts explained (`verdict.reasons`).
+    pub explained: u64,
+    /// Flagged verdicts left without reasons: the explanation budget was spent.
+    pub reasons_skipped: u64,
 }
 
 impl Stats {
@@ -90,6 +94,8 @@ impl Stats {
         self.inference_batches += o.inference_batches;
         self.inferred_flows += o.inferred_flows;
         self.inference_errors += o.inference_errors;
+        self.explained += o.explained;
+        self.reasons_skipped += o.reasons_skipped;
     }
 
     /// Counts a skipped frame.

@@ -64,15 +64,18 @@ fn schema() -> Option<jsonschema::Validator> {
     Some(jsonschema::validator_for(&s).expect("schema compiles"))
 }
 
-/// Replays `files` with events and EVE (all record types); returns (events, EVE records).
-fn replay(files: &[PathBuf]) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+/// Replays `files` with events and EVE (all record types); returns (events, EVE records,
+/// flagged verdicts left without reasons by the explanation budget).
+fn replay(files: &[PathBuf]) -> (Vec<serde_json::Value>, Vec<serde_json::Value>, u64) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ev, eve) = (dir.path().join("events.jsonl"), dir.path().join("eve.json"));
+    let (ev, eve, sum) = (dir.path().join("events.jsonl"), dir.path().join("eve.json"), dir.path().join("s.json"));
     let out = Command::new(env!("CARGO_BIN_EXE_nightjar"))
         .args(["replay", "--quiet", "--eve-types", "all", "--events"])
         .arg(&ev)
         .arg("--eve")
         .arg(&eve)
+        .arg("--summary-json")
+        .arg(&sum)
         .args(files)
         .output()
         .expect("run nightjar");
@@ -84,11 +87,14 @@ fn replay(files: &[PathBuf]) -> (Vec<serde_json::Value>, Vec<serde_json::Value>)
             .map(|l| serde_json::from_str(l).expect("every line is JSON"))
             .collect()
     };
-    (read(&ev), read(&eve))
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&sum).expect("summary")).expect("summary JSON");
+    let skipped = summary["reasons"]["skipped_budget"].as_u64().expect("reasons counters");
+    (read(&ev), read(&eve), skipped)
 }
 
 fn check(name: &str, files: &[PathBuf], v: &jsonschema::Validator) -> BTreeMap<String, usize> {
-    let (events, eve) = replay(files);
+    let (events, eve, skipped) = replay(files);
     let mut types = BTreeMap::new();
     let mut errors = Vec::new();
     for r in &eve {
@@ -107,12 +113,17 @@ fn check(name: &str, files: &[PathBuf], v: &jsonschema::Validator) -> BTreeMap<S
     let alerted: BTreeSet<u64> =
         eve.iter().filter(|r| r["event_type"] == "alert").filter_map(|r| r["flow_id"].as_u64()).collect();
     assert_eq!(flagged, alerted, "{name}: alerts must be exactly the non-benign verdicts");
+    let mut without_reasons = 0;
     for r in eve.iter().filter(|r| r["event_type"] == "alert") {
         let class = r["alert"]["metadata"]["nightjar_class"][0].as_str().expect("class");
         assert!(["attack", "malware", "unknown"].contains(&class));
         assert!(r["alert"]["signature"].as_str().is_some_and(|s| s.contains(class)), "signature names the class");
-        assert!(r["alert"]["metadata"]["nightjar_reasons"].as_array().is_some_and(|a| !a.is_empty()), "reasons");
+        if r["alert"]["metadata"]["nightjar_reasons"].as_array().is_none_or(Vec::is_empty) {
+            without_reasons += 1;
+        }
     }
+    // Every alert has its reasons, but those the explanation budget left out (counted).
+    assert_eq!(without_reasons, skipped, "{name}: alerts without reasons must be the counted ones");
     // One flow record per event; tls/http records for their apps.
     assert_eq!(types.get("flow").copied().unwrap_or(0), events.len(), "{name}: flow records");
     // (an `http` flow whose request could not be parsed has no `http` object to log)
@@ -127,6 +138,7 @@ fn check(name: &str, files: &[PathBuf], v: &jsonschema::Validator) -> BTreeMap<S
 fn eve_records_validate_against_suricatas_schema() {
     let Some(v) = schema() else { return };
     let types = check("bundled and generated", &bundled(), &v);
+    assert_eq!(replay(&bundled()).2, 0, "the bundled captures fit in the explanation burst");
     assert!(types.get("alert").copied().unwrap_or(0) >= 8, "the generated threats raise alerts: {types:?}");
     let shared = common::shared_data().expect("shared data");
     let real = real_captures(&shared);
@@ -139,7 +151,7 @@ fn eve_records_validate_against_suricatas_schema() {
 fn the_schema_catches_a_broken_record() {
     // The validator is not vacuous: a record with a field EVE does not have fails.
     let Some(v) = schema() else { return };
-    let (_, eve) = replay(&bundled());
+    let (_, eve, _) = replay(&bundled());
     let mut r = eve.into_iter().find(|r| r["event_type"] == "alert").expect("an alert");
     assert!(v.is_valid(&r));
     r["alert"]["nightjar_score"] = serde_json::json!(0.9);

@@ -75,7 +75,10 @@ fn tract_matches_onnx_runtime_for_float_and_int8() {
 fn verdicts_follow_the_per_app_decision_rule() {
     let (flows, j) = fixture();
     let Some(want) = j.get("expected_verdicts") else {
-        eprintln!("SKIP: this fixture has no expected verdicts (a model before per-app decision rules)");
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"SKIP model_parity: this fixture has no expected verdicts (a model before per-app decision rules)\n",
+        );
         return;
     };
     let bundle = ModelBundle::from_path(&artifacts().join("nightjar.json"), Some("float")).expect("model loads");

@@ -51,7 +51,7 @@ fn every_flagged_verdict_has_reasons_and_removing_the_top_one_lowers_its_score()
         let refs: Vec<&FeatureVector> = chunk.iter().collect();
         let mut verdicts: Vec<Verdict> = Vec::new();
         c.classify(&refs, &mut verdicts).expect("classify");
-        c.explain(&refs, &mut verdicts, None).expect("explain");
+        c.explain(&refs, &mut verdicts, None, usize::MAX).expect("explain");
         for (fv, v) in chunk.iter().zip(&verdicts) {
             if v.class == Class::Benign {
                 assert!(v.reasons.is_empty(), "a benign verdict has no reasons");
@@ -89,4 +89,28 @@ fn every_flagged_verdict_has_reasons_and_removing_the_top_one_lowers_its_score()
     // The demo's generated threats: most come out flagged (the shipped model's figures on
     // them are in the demo's output), so the check above ran on a good number of verdicts.
     assert!(flagged >= 8, "only {flagged} flagged verdicts to explain");
+}
+
+#[test]
+fn the_row_budget_bounds_the_explanations_and_counts_the_rest() {
+    let flows = features();
+    let bundle = std::sync::Arc::new(ModelBundle::embedded(None).expect("shipped model"));
+    let mut c = Classifier::new(bundle, 32).expect("classifier");
+    let refs: Vec<&FeatureVector> = flows.iter().take(c.batch_size()).collect();
+    let mut verdicts: Vec<Verdict> = Vec::new();
+    c.classify(&refs, &mut verdicts).expect("classify");
+    let flagged = verdicts.iter().filter(|v| v.class != Class::Benign).count();
+    assert!(flagged > 4, "need flagged flows, got {flagged}");
+    // One batch of rows: at most 4 flows of 8 groups; the others are counted, unexplained.
+    let done = c.explain(&refs, &mut verdicts, None, c.batch_size()).expect("explain");
+    assert_eq!(done.rows, c.batch_size());
+    assert!(done.explained >= 1 && done.explained <= 4, "{done:?}");
+    assert_eq!(done.explained + done.skipped, flagged);
+    let with = verdicts.iter().filter(|v| !v.reasons.is_empty()).count();
+    assert!(with <= done.explained);
+    // No rows at all: nothing explained, every flagged verdict counted.
+    c.classify(&refs, &mut verdicts).expect("classify");
+    let none = c.explain(&refs, &mut verdicts, None, 0).expect("explain");
+    assert_eq!((none.rows, none.explained, none.skipped), (0, 0, flagged));
+    assert!(verdicts.iter().all(|v| v.reasons.is_empty()));
 }

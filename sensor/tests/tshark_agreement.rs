@@ -17,7 +17,9 @@ fn tshark_available() -> bool {
     let ok = Command::new("tshark").arg("--version").output().is_ok_and(|o| o.status.success());
     assert!(ok || std::env::var_os("NIGHTJAR_REQUIRE_TOOLS").is_none(), "tshark is required but not on PATH");
     if !ok {
-        eprintln!("skipping: tshark not on PATH");
+        // Written to the real stderr: the test harness shows it even when the test passes.
+        let _ =
+            std::io::Write::write_all(&mut std::io::stderr(), "SKIP tshark_agreement: tshark not on PATH\n".as_bytes());
     }
     ok
 }

@@ -54,6 +54,9 @@ pub const INFERENCE_SECONDS: &str = "nightjar_inference_duration_seconds";
 pub const INFERENCE_BATCH: &str = "nightjar_inference_batch_size";
 /// Counter: inference batches that failed.
 pub const INFERENCE_ERRORS: &str = "nightjar_inference_errors_total";
+/// Counter: flagged verdicts explained (`verdict.reasons`), and left unexplained because
+/// the explanation budget (`model.reasons_budget`) was spent.
+pub const REASONS: &str = "nightjar_verdict_reasons_total";
 /// Gauge: 1 for the loaded model, labelled with its version.
 pub const MODEL_INFO: &str = "nightjar_model_info";
 /// Gauge: when the loaded model was exported (Unix seconds).
@@ -124,6 +127,10 @@ pub fn describe() {
     metrics::describe_histogram!(INFERENCE_SECONDS, metrics::Unit::Seconds, "Wall time of one inference batch.");
     metrics::describe_histogram!(INFERENCE_BATCH, "Flows per inference batch.");
     describe_counter!(INFERENCE_ERRORS, "Inference batches that failed (their flows stay unknown).");
+    describe_counter!(
+        REASONS,
+        "Flagged verdicts explained (result=explained) or left without reasons (result=skipped_budget)."
+    );
     describe_gauge!(MODEL_INFO, "Always 1; the version label names the loaded model.");
     describe_gauge!(MODEL_CREATED, metrics::Unit::Seconds, "When the loaded model was exported (Unix time).");
     describe_counter!(LEARN_FEEDBACK, "Feedback labels by source and outcome.");
@@ -204,6 +211,8 @@ impl StatsPublisher {
             counter!(DETECTIONS, "class" => c.as_str()).increment(s.detections[c as usize] - l.detections[c as usize]);
         }
         counter!(INFERENCE_ERRORS).increment(s.inference_errors - l.inference_errors);
+        counter!(REASONS, "result" => "explained").increment(s.explained - l.explained);
+        counter!(REASONS, "result" => "skipped_budget").increment(s.reasons_skipped - l.reasons_skipped);
         let d = &self.last_drops;
         for (reason, now, before) in [
             ("ring_full", drops.rx_ring_full, d.rx_ring_full),

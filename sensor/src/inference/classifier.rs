@@ -389,27 +389,39 @@ impl Classifier {
     }
 
     /// Adds reasons to every verdict of `verdicts` that is not benign (and came from the
-    /// model): the groups whose occlusion lowers the verdict's probability by at least
-    /// [`MIN_DELTA`], strongest first, at most [`MAX_REASONS`]. `flows` and `verdicts`
-    /// are those of the last [`Self::classify`] / [`Self::classify_head`] (same order);
-    /// `head` is the head that decided, if any. Overwrites [`Self::embeddings`]: take
-    /// what online learning needs first.
+    /// model), in order, as long as their occlusion rows fit in `max_rows`: the groups
+    /// whose occlusion lowers the verdict's probability by at least [`MIN_DELTA`],
+    /// strongest first, at most [`MAX_REASONS`]. `flows` and `verdicts` are those of the
+    /// last [`Self::classify`] / [`Self::classify_head`] (same order); `head` is the head
+    /// that decided, if any. Overwrites [`Self::embeddings`]: take what online learning
+    /// needs first. Returns the rows run, the verdicts explained and those left without
+    /// reasons for want of rows.
     pub fn explain(
         &mut self,
         flows: &[&FeatureVector],
         verdicts: &mut [Verdict],
         head: Option<&Head>,
-    ) -> Result<(), InferenceError> {
+        max_rows: usize,
+    ) -> Result<Explained, InferenceError> {
         let base: Vec<f32> = std::mem::take(&mut self.probs);
         let mut jobs = std::mem::take(&mut self.jobs);
         jobs.clear();
+        let mut done = Explained::default();
         for (i, (fv, v)) in flows.iter().zip(verdicts.iter()).enumerate() {
             if v.class == Class::Benign || v.score.is_none() {
                 continue;
             }
             let app = app_index(fv);
+            let n = self.groups.iter().filter(|g| g.applies(fv, app)).count();
+            // Batches have a fixed shape: a partial one costs a full one.
+            if (jobs.len() + n).div_ceil(self.batch) * self.batch > max_rows {
+                done.skipped += 1;
+                continue;
+            }
+            done.explained += 1;
             jobs.extend(self.groups.iter().enumerate().filter(|(_, g)| g.applies(fv, app)).map(|(g, _)| (i, g)));
         }
+        done.rows = jobs.len().div_ceil(self.batch) * self.batch;
         let mut res = Ok(());
         let mut deltas = std::mem::take(&mut self.job_probs);
         deltas.clear();
@@ -458,7 +470,7 @@ impl Classifier {
         self.probs = base;
         self.jobs = jobs;
         self.job_probs = deltas;
-        res
+        res.map(|()| done)
     }
 
     /// The flow's URI tokens of the model's vocabulary that weigh most (TF-IDF), words
@@ -475,6 +487,17 @@ impl Classifier {
     }
 }
 
+/// What one [`Classifier::explain`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Explained {
+    /// Occlusion rows run, counted in whole batches (what they cost).
+    pub rows: usize,
+    /// Verdicts explained.
+    pub explained: usize,
+    /// Flagged verdicts left without reasons (no rows left).
+    pub skipped: usize,
+}
+
 /// Row of the app flags at the head of the static features (`app_tls`, `app_http`).
 fn app_index(fv: &FeatureVector) -> usize {
     match fv.static_features.get(..2) {
@@ -484,6 +507,7 @@ fn app_index(fv: &FeatureVector) -> usize {
     }
 }
 
+#[cfg(feature = "model")]
 /// The decision rules of tls, http and other flows: the metadata's per-app rule, else the
 /// top-level `unknown_below` without offset.
 fn decisions(bundle: &ModelBundle) -> [Decision; 3] {

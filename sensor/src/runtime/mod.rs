@@ -100,6 +100,10 @@ pub struct Worker {
     max_wait: Duration,
     /// Explain verdicts that are not benign (`model.reasons`).
     reasons: bool,
+    /// `model.reasons_budget`.
+    cfg_reasons_budget: f64,
+    /// Explanation rows available (token bucket).
+    reason_rows: f64,
     pending: Vec<Pending>,
     queued: usize,
     oldest: Option<Instant>,
@@ -188,6 +192,8 @@ impl Worker {
             classifier: None,
             max_wait: Duration::ZERO,
             reasons: cfg.model.reasons,
+            cfg_reasons_budget: cfg.model.reasons_budget,
+            reason_rows: crate::config::REASONS_BURST_ROWS,
             pending: Vec::new(),
             queued: 0,
             oldest: None,
@@ -389,8 +395,15 @@ impl Worker {
                 verdicts.push(std::mem::replace(&mut p.verdict, Verdict::unknown()));
             }
         }
-        if classifier.explain(&flows, &mut verdicts, head).is_err() {
-            self.stats.inference_errors += 1;
+        let budget = self.cfg_reasons_budget;
+        self.reason_rows = (self.reason_rows + budget * flows.len() as f64).min(crate::config::REASONS_BURST_ROWS);
+        match classifier.explain(&flows, &mut verdicts, head, self.reason_rows as usize) {
+            Ok(done) => {
+                self.reason_rows -= done.rows as f64;
+                self.stats.explained += done.explained as u64;
+                self.stats.reasons_skipped += done.skipped as u64;
+            }
+            Err(_) => self.stats.inference_errors += 1,
         }
         drop(flows);
         let mut verdicts = verdicts.into_iter();
