@@ -320,6 +320,7 @@ fn kafka_summary(k: Option<&KafkaHandle>) -> serde_json::Value {
             "delivered": k.counts.delivered.load(Relaxed),
             "failed": k.counts.failed.load(Relaxed),
             "dropped": k.counts.dropped.load(Relaxed),
+            "unsent_at_exit": k.counts.unsent.load(Relaxed),
         })
     })
 }
@@ -419,6 +420,9 @@ fn print_summary(s: &Summary) {
     for err in &s.file_errors {
         let _ = writeln!(e, "  file error: {err}");
     }
+    if s.interrupted {
+        let _ = writeln!(e, "  interrupted    by SIGINT/SIGTERM before the files ended (the flows read were written)");
+    }
     let _ = writeln!(e, "  elapsed        {secs:>12.3} s");
 }
 
@@ -459,9 +463,18 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
         }
         _ => None,
     };
-    let summary = replay(cfg, &args.files, sinks, args.feedback.as_deref(), control.as_ref(), &mut |pos, _| {
-        bar.set_position(pos);
-    })?;
+    // SIGINT/SIGTERM: stop reading, end and write every flow, print the summary; a second
+    // signal exits at once.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, std::sync::Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(sig, std::sync::Arc::clone(&stop)))
+            .context("installing signal handlers")?;
+    }
+    let summary =
+        replay(cfg, &args.files, sinks, args.feedback.as_deref(), control.as_ref(), Some(&stop), &mut |pos, _| {
+            bar.set_position(pos);
+        })?;
     bar.finish_and_clear();
     if let Some((_, health)) = &endpoint {
         // Ready means "reading traffic": a finished replay is not.
@@ -477,10 +490,6 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
     }
     if endpoint.is_some() {
         if args.serve_until_signal {
-            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                signal_hook::flag::register(sig, std::sync::Arc::clone(&stop)).context("installing signal handlers")?;
-            }
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
@@ -506,10 +515,14 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
             "learning": summary.learning,
             "kafka": kafka_summary(kafka.as_ref()),
             "elapsed_secs": summary.elapsed.as_secs_f64(),
+            "interrupted": summary.interrupted,
         });
         std::fs::write(p, j.to_string()).with_context(|| format!("cannot write {}", p.display()))?;
     }
-    if summary.file_errors.is_empty() {
+    if summary.interrupted && !args.serve_until_signal {
+        eprintln!("interrupted: stopped reading on a signal; every flow read so far was ended and written");
+        Ok(ExitCode::from(130))
+    } else if summary.file_errors.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
         for e in &summary.file_errors {

@@ -203,6 +203,18 @@ fn events_from_kafka_equal_the_json_file_and_survive_a_broker_outage() {
         n,
         "every event accounted for: {s}"
     );
+
+    // 4. No broker, a delivery timeout longer than the run and a short flush at exit: the
+    // events still queued when the sensor exits are counted as unsent, not lost silently.
+    let port = free_port();
+    let (ev, sum) = (dir.path().join("d.jsonl"), dir.path().join("d.json"));
+    replay(&format!("brokers=127.0.0.1:{port},topic=none,message_timeout_ms=120000,flush_timeout_ms=500"), &ev, &sum);
+    let n = lines(&ev).len() as u64;
+    let s = summary(&sum);
+    let k = &s["kafka"];
+    let count = |f: &str| k[f].as_u64().unwrap_or(0);
+    assert_eq!(count("unsent_at_exit"), n, "queued at exit: {s}");
+    assert_eq!(count("delivered") + count("failed") + count("dropped") + count("unsent_at_exit"), n, "{s}");
 }
 
 #[test]

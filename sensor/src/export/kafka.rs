@@ -97,6 +97,9 @@ pub struct KafkaCounts {
     pub failed: AtomicU64,
     /// Never queued: librdkafka's queue was full (broker away) or the event was malformed.
     pub dropped: AtomicU64,
+    /// Still queued when the sink was closed and the flush timeout had passed: lost with
+    /// the process (the metric counts them as dropped, reason `unsent_at_exit`).
+    pub unsent: AtomicU64,
 }
 
 struct Ctx(Arc<KafkaCounts>);
@@ -214,6 +217,17 @@ impl KafkaSink {
         let _ = self.producer.flush(self.flush_timeout);
         u64::try_from(self.producer.in_flight_count()).unwrap_or(0)
     }
+
+    /// Flushes and counts what is still queued as unsent (the sink is closing).
+    fn close(&self) {
+        let left = self.flush();
+        // Counted as the difference to what was already counted (a sink closes once per
+        // writer: events and EVE).
+        let before = self.counts.unsent.swap(left, Ordering::Relaxed);
+        if left > before {
+            metrics::counter!(m::KAFKA_DROPPED, "reason" => "unsent_at_exit").increment(left - before);
+        }
+    }
 }
 
 /// The sink as an events writer (for [`crate::runtime::Sinks`]): complete lines are sent,
@@ -264,7 +278,7 @@ impl Drop for KafkaWriter {
             self.partial.push(b'\n');
             self.sink.send_lines_to(&self.topic, &self.partial);
         }
-        self.sink.flush();
+        self.sink.close();
     }
 }
 

@@ -532,6 +532,9 @@ pub struct Summary {
     pub workers: usize,
     /// What online learning did (when it ran).
     pub learning: Option<LearningSummary>,
+    /// SIGINT or SIGTERM stopped the reading before the files ended (every flow read so
+    /// far was still ended and written).
+    pub interrupted: bool,
 }
 
 /// Online learning in a replay.
@@ -704,6 +707,7 @@ pub fn replay(
     sinks: Sinks,
     feedback: Option<&Path>,
     control: Option<&control::Control>,
+    stop: Option<&std::sync::atomic::AtomicBool>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Summary, PipelineError> {
     let start = Instant::now();
@@ -721,7 +725,7 @@ pub fn replay(
     let control = control.filter(|_| feedback.is_none());
     // Prequential learning is sequential by definition: one worker.
     let workers = if feedback.is_some() { 1 } else { cfg.worker_count().max(1) };
-    let setup = Setup { model: model.as_ref(), learn, control };
+    let setup = Setup { model: model.as_ref(), learn, control, stop };
     let mut summary = if workers == 1 {
         replay_inline(cfg, setup, files, sinks, &mut |pos| progress(pos, total))?
     } else {
@@ -742,6 +746,8 @@ struct Setup<'a> {
     model: Option<&'a Arc<ModelBundle>>,
     learn: Option<ReplayLearn>,
     control: Option<&'a control::Control>,
+    /// Set by SIGINT/SIGTERM: stop reading, then end every flow as at the end of input.
+    stop: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 impl Setup<'_> {
@@ -783,14 +789,21 @@ fn replay_inline(
         progress(pos);
     };
     let mut done_bytes = 0;
+    let stop = setup.stop;
+    let stopped = || stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed));
     for path in files {
-        match replay_file_inline(path, &mut w, &mut sinks, &mut |pos| progress(done_bytes + pos)) {
+        if stopped() {
+            summary.interrupted = true;
+            break;
+        }
+        match replay_file_inline(path, &mut w, &mut sinks, &stopped, &mut |pos| progress(done_bytes + pos)) {
             Ok(()) => {}
             Err(PipelineError::Capture(c)) => summary.file_errors.push(c.to_string()),
             Err(other) => return Err(other),
         }
         done_bytes += file_len(path);
     }
+    summary.interrupted |= stopped();
     w.flush();
     w.finish_records(&mut |_| {});
     w.poll_batch(true);
@@ -851,7 +864,10 @@ fn replay_sharded(
         .map_err(|source| PipelineError::Output { what: "writer thread", source })?;
 
     let mut summary = Summary::default();
-    summary.stats = shard_files(files, &txs, &free_rx, &mut summary.file_errors, &mut progress);
+    let stop = setup.stop;
+    let stopped = || stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed));
+    summary.stats = shard_files(files, &txs, &free_rx, &mut summary.file_errors, &stopped, &mut progress);
+    summary.interrupted = stopped();
     drop(txs);
     for (i, h) in handles.into_iter().enumerate() {
         let stats = h.join().map_err(|_| PipelineError::WorkerPanic(i))?;
@@ -868,6 +884,7 @@ fn shard_files(
     txs: &[Sender<FrameBatch>],
     free_rx: &Receiver<FrameBatch>,
     file_errors: &mut Vec<String>,
+    stopped: &dyn Fn() -> bool,
     progress: &mut dyn FnMut(u64),
 ) -> Stats {
     let workers = txs.len();
@@ -875,7 +892,10 @@ fn shard_files(
     let mut batches: Vec<FrameBatch> = (0..workers).map(|_| FrameBatch::new()).collect();
     let mut full: Vec<usize> = Vec::new();
     let mut done_bytes = 0;
-    for path in files {
+    'files: for path in files {
+        if stopped() {
+            break;
+        }
         let mut src = match PcapFileSource::open(path) {
             Ok(s) => s,
             Err(e) => {
@@ -917,6 +937,9 @@ fn shard_files(
                 }
             }
             progress(done_bytes + src.position());
+            if stopped() {
+                break 'files;
+            }
             match res {
                 Ok(0) => break,
                 Ok(_) => {}
@@ -973,6 +996,7 @@ fn replay_file_inline(
     path: &Path,
     w: &mut Worker,
     sinks: &mut Sinks,
+    stopped: &dyn Fn() -> bool,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), PipelineError> {
     let mut src = PcapFileSource::open(path)?;
@@ -983,7 +1007,7 @@ fn replay_file_inline(
             write_out(sinks, w)?;
         }
         progress(src.position());
-        if res? == 0 {
+        if res? == 0 || stopped() {
             return Ok(());
         }
     }
