@@ -37,6 +37,8 @@ pub struct PcapFileSource {
     legacy: Option<(LinkType, u64)>,
     /// Interfaces of the current pcapng section.
     interfaces: Vec<Interface>,
+    /// The current pcapng section is big-endian.
+    big_endian: bool,
     done: bool,
 }
 
@@ -55,7 +57,14 @@ impl PcapFileSource {
             offset: 0,
             reason: format_pcap_error(&e),
         })?;
-        Ok(Self { path: label.to_path_buf(), reader, legacy: None, interfaces: Vec::new(), done: false })
+        Ok(Self {
+            path: label.to_path_buf(),
+            reader,
+            legacy: None,
+            interfaces: Vec::new(),
+            big_endian: false,
+            done: false,
+        })
     }
 
     /// The file this source reads.
@@ -79,6 +88,45 @@ fn format_pcap_error<I>(e: &PcapError<I>) -> String {
             format!("malformed record ({kind:?})")
         }
     }
+}
+
+/// The fields of an obsolete Packet Block's body.
+struct ObsoletePacket<'a> {
+    if_id: u16,
+    ts: u64,
+    len: u32,
+    data: &'a [u8],
+}
+
+/// Parses an obsolete Packet Block's body: interface id (16 bits), drops count (16),
+/// timestamp high and low (32 each), captured and original length (32 each), data.
+fn obsolete_packet(body: &[u8], big_endian: bool) -> Option<ObsoletePacket<'_>> {
+    let u16_at = |o: usize| -> Option<u16> {
+        let b: [u8; 2] = body.get(o..o + 2)?.try_into().ok()?;
+        Some(if big_endian { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) })
+    };
+    let u32_at = |o: usize| -> Option<u32> {
+        let b: [u8; 4] = body.get(o..o + 4)?.try_into().ok()?;
+        Some(if big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
+    };
+    let caplen = usize::try_from(u32_at(12)?).ok()?;
+    Some(ObsoletePacket {
+        if_id: u16_at(0)?,
+        ts: (u64::from(u32_at(4)?) << 32) | u64::from(u32_at(8)?),
+        len: u32_at(16)?,
+        data: body.get(20..20usize.checked_add(caplen)?)?,
+    })
+}
+
+/// The frame of an obsolete Packet Block (type 2, pcapng draft; old Wireshark and WinPcap
+/// tools still write it; pcap-parser leaves it unknown), or why it is malformed.
+fn obsolete_frame<'a>(interfaces: &[Interface], body: &'a [u8], big_endian: bool) -> Result<Frame<'a>, String> {
+    let p = obsolete_packet(body, big_endian).ok_or("malformed obsolete Packet Block")?;
+    let ifc = interfaces
+        .get(usize::from(p.if_id))
+        .copied()
+        .ok_or_else(|| format!("packet for undeclared interface {}", p.if_id))?;
+    Ok(Frame { ts_ns: to_nanos(p.ts, ifc.resolution, ifc.offset_secs), link: ifc.link, wire_len: p.len, data: p.data })
 }
 
 /// Converts a timestamp in `resolution` units per second to nanoseconds.
@@ -109,7 +157,10 @@ impl PacketSource for PcapFileSource {
                             sink(&Frame { ts_ns: to_nanos(units, res, 0), link, wire_len: b.origlen, data: b.data });
                             n += 1;
                         }
-                        PcapBlockOwned::NG(Block::SectionHeader(_)) => self.interfaces.clear(),
+                        PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
+                            self.interfaces.clear();
+                            self.big_endian = shb.big_endian();
+                        }
                         PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
                             self.interfaces.push(Interface {
                                 link: LinkType::from_linktype(idb.linktype.0),
@@ -141,6 +192,22 @@ impl PacketSource for PcapFileSource {
                             sink(&Frame { ts_ns: 0, link, wire_len: spb.origlen, data: spb.data });
                             n += 1;
                         }
+                        // The obsolete Packet Block (type 2, pcapng draft; old Wireshark and
+                        // WinPcap tools still write it): pcap-parser leaves it unknown.
+                        PcapBlockOwned::NG(Block::Unknown(u)) if u.block_type == 2 || u.block_type == 0x0200_0000 => {
+                            match obsolete_frame(&self.interfaces, u.data, self.big_endian) {
+                                Ok(frame) => {
+                                    sink(&frame);
+                                    n += 1;
+                                }
+                                Err(reason) => {
+                                    self.done = true;
+                                    return Err(self.corrupt(reason));
+                                }
+                            }
+                        }
+                        // Other blocks (statistics, name resolution, custom, decryption
+                        // secrets) carry no packets.
                         PcapBlockOwned::NG(_) => {}
                     }
                     self.reader.consume(len);
@@ -204,6 +271,72 @@ mod tests {
         }
         v.extend_from_slice(&[1, 2, 3, 4]);
         v
+    }
+
+    /// A pcapng block: type, total length, body padded to 4 bytes, total length.
+    fn block(typ: u32, body: &[u8]) -> Vec<u8> {
+        let pad = (4 - body.len() % 4) % 4;
+        let total = u32::try_from(12 + body.len() + pad).expect("small");
+        let mut v = Vec::new();
+        v.extend_from_slice(&typ.to_le_bytes());
+        v.extend_from_slice(&total.to_le_bytes());
+        v.extend_from_slice(body);
+        v.extend_from_slice(&vec![0; pad]);
+        v.extend_from_slice(&total.to_le_bytes());
+        v
+    }
+
+    /// A pcapng file: section header, one Ethernet interface (microseconds), then `rest`.
+    fn pcapng_with(rest: &[u8]) -> Vec<u8> {
+        let mut shb = Vec::new();
+        shb.extend_from_slice(&0x1a2b_3c4d_u32.to_le_bytes());
+        shb.extend_from_slice(&1u16.to_le_bytes());
+        shb.extend_from_slice(&0u16.to_le_bytes());
+        shb.extend_from_slice(&(-1i64).to_le_bytes());
+        let mut idb = Vec::new();
+        idb.extend_from_slice(&1u16.to_le_bytes()); // Ethernet
+        idb.extend_from_slice(&0u16.to_le_bytes());
+        idb.extend_from_slice(&65535u32.to_le_bytes());
+        let mut v = block(0x0a0d_0d0a, &shb);
+        v.extend(block(1, &idb));
+        v.extend_from_slice(rest);
+        v
+    }
+
+    fn obsolete_block(if_id: u16, ts_us: u64, data: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&if_id.to_le_bytes());
+        b.extend_from_slice(&0u16.to_le_bytes());
+        b.extend_from_slice(&u32::try_from(ts_us >> 32).expect("high").to_le_bytes());
+        b.extend_from_slice(&u32::try_from(ts_us & 0xffff_ffff).expect("low").to_le_bytes());
+        let len = u32::try_from(data.len()).expect("small");
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(data);
+        block(2, &b)
+    }
+
+    #[test]
+    fn reads_the_obsolete_packet_block() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("old.pcapng");
+        let frame = [7u8; 60];
+        let mut rest = obsolete_block(0, 1_700_000_000_000_001, &frame);
+        rest.extend(obsolete_block(0, 1_700_000_000_000_002, &frame[..42]));
+        std::fs::write(&p, pcapng_with(&rest)).expect("write");
+        let (frames, err) = read_all(&p);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(frames, vec![(1_700_000_000_000_001_000, 60), (1_700_000_000_000_002_000, 42)]);
+        // A block for an interface the section never declared is an error, not a guess.
+        std::fs::write(&p, pcapng_with(&obsolete_block(3, 1, &frame))).expect("write");
+        let (frames, err) = read_all(&p);
+        assert!(frames.is_empty() && err.is_some());
+        // A captured length past the block is malformed.
+        let mut bad = obsolete_block(0, 1, &frame);
+        bad[8 + 12..8 + 16].copy_from_slice(&1000u32.to_le_bytes());
+        std::fs::write(&p, pcapng_with(&bad)).expect("write");
+        let (frames, err) = read_all(&p);
+        assert!(frames.is_empty() && err.is_some(), "{err:?}");
     }
 
     fn read_all(path: &Path) -> (Vec<(u64, usize)>, Option<CaptureError>) {

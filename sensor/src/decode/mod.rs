@@ -284,6 +284,13 @@ fn decode_sliced<'a>(s: &LaxSlicedPacket<'a>, ts_ns: u64, wire_len: u32, depth: 
     let (src, dst, payload) = match net {
         LaxNetSlice::Ipv4(v4) => {
             let h = v4.header();
+            // A total length shorter than the header itself is malformed (counted, as
+            // Suricata and tshark flag it); 0 is what segmentation offload writes and the
+            // length then comes from the capture.
+            let total = h.total_len();
+            if total != 0 && usize::from(total) < h.slice().len() {
+                return Decoded::Error(DecodeError::BadIpHeader);
+            }
             (IpAddr::from(h.source_addr()), IpAddr::from(h.destination_addr()), v4.payload())
         }
         LaxNetSlice::Ipv6(v6) => {
@@ -584,6 +591,20 @@ mod tests {
         let mut out = Vec::new();
         b.write(&mut out, b"x").expect("build");
         out
+    }
+
+    #[test]
+    fn ipv4_total_length_under_its_header_is_a_counted_error() {
+        // (0 is what segmentation offload writes: the length comes from the capture, decoded.)
+        for total in [1u16, 10, 19] {
+            let mut ip = ip_tcp();
+            ip[2..4].copy_from_slice(&total.to_be_bytes());
+            let f = eth(0x0800, &ip);
+            let got = decode_frame(LinkType::Ethernet, 0, 0, &f);
+            assert!(matches!(got, Decoded::Error(DecodeError::BadIpHeader)), "total length {total}: {got:?}");
+            let got = decode_frame(LinkType::Raw, 0, 0, &ip);
+            assert!(matches!(got, Decoded::Error(DecodeError::BadIpHeader)), "raw, total length {total}: {got:?}");
+        }
     }
 
     fn expect_tcp(f: &[u8]) {
