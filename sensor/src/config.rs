@@ -109,8 +109,12 @@ pub struct LearningConfig {
     pub on_drift: DriftAction,
     /// Seed of the head's residual layer and of replay sampling (updates are reproducible).
     pub seed: u64,
-    /// Label sources by name. Defaults: `file` (weight 1), `intel` (weight 0.2, 600/h),
-    /// `api` (weight 1, no token: the API refuses feedback until one is set).
+    /// Label sources by name. Defaults: `file` (weight 1, 3600/h), `intel` (weight 0.2,
+    /// 600/h), `api` (weight 1, 1200/h, no token: the API refuses feedback until one is
+    /// set). A file's `[learning.sources.NAME]` changes only the fields it names: the
+    /// other fields keep that source's defaults (a new source starts from `file`'s), and
+    /// the sources it does not name stay.
+    #[serde(deserialize_with = "sources_over_defaults")]
     pub sources: std::collections::BTreeMap<String, SourceConfig>,
     /// Threat-intel fingerprint lists turned into weak `malware` labels (source `intel`).
     pub intel: IntelConfig,
@@ -129,12 +133,49 @@ pub struct IntelConfig {
     pub cert_sha1: Vec<std::path::PathBuf>,
 }
 
+/// The built-in label sources with their defaults.
+fn default_sources() -> std::collections::BTreeMap<String, SourceConfig> {
+    let mut sources = std::collections::BTreeMap::new();
+    sources.insert("file".to_owned(), SourceConfig::default());
+    sources.insert("intel".to_owned(), SourceConfig { weight: 0.2, labels_per_hour: 600, burst: 100, token: None });
+    sources.insert("api".to_owned(), SourceConfig { labels_per_hour: 1200, burst: 200, ..SourceConfig::default() });
+    sources
+}
+
+/// A source as a file writes it: only the fields it names.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceOverride {
+    weight: Option<f32>,
+    labels_per_hour: Option<u32>,
+    burst: Option<u32>,
+    token: Option<String>,
+}
+
+/// `learning.sources`: the file's fields over each source's defaults.
+fn sources_over_defaults<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, SourceConfig>, D::Error> {
+    let given: std::collections::BTreeMap<String, SourceOverride> = Deserialize::deserialize(d)?;
+    let mut sources = default_sources();
+    for (name, o) in given {
+        let base = sources.get(&name).cloned().unwrap_or_default();
+        sources.insert(
+            name,
+            SourceConfig {
+                weight: o.weight.unwrap_or(base.weight),
+                labels_per_hour: o.labels_per_hour.unwrap_or(base.labels_per_hour),
+                burst: o.burst.unwrap_or(base.burst),
+                token: o.token.or(base.token),
+            },
+        );
+    }
+    Ok(sources)
+}
+
 impl Default for LearningConfig {
     fn default() -> Self {
-        let mut sources = std::collections::BTreeMap::new();
-        sources.insert("file".to_owned(), SourceConfig::default());
-        sources.insert("intel".to_owned(), SourceConfig { weight: 0.2, labels_per_hour: 600, burst: 100, token: None });
-        sources.insert("api".to_owned(), SourceConfig { labels_per_hour: 1200, burst: 200, ..SourceConfig::default() });
+        let sources = default_sources();
         Self {
             enabled: true,
             state_dir: None,
@@ -189,6 +230,39 @@ pub struct ModelConfig {
     /// inference. Default 0.05 (`benches/reasons_cost.sh`: 7 % more replay time when
     /// nearly half the flows are flagged; README "Performance").
     pub reasons_budget: f64,
+}
+
+/// Longest configuration file read, bytes.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// Longest model metadata file (`nightjar.json`) read, bytes.
+pub const MAX_MODEL_META_BYTES: u64 = 16 << 20;
+/// Longest model file beside the metadata (ONNX graph, reference flows) read, bytes.
+pub const MAX_MODEL_FILE_BYTES: u64 = 256 << 20;
+/// Longest learner checkpoint read, bytes.
+pub const MAX_CHECKPOINT_BYTES: u64 = 256 << 20;
+/// Longest threat-intel list read, bytes.
+pub const MAX_INTEL_BYTES: u64 = 256 << 20;
+
+/// Reads a whole file the operator points at (configuration, model, checkpoint, intel
+/// list), refusing one larger than `max` bytes instead of growing without bound (a
+/// device such as `/dev/urandom`, a runaway file).
+pub fn read_bounded(path: &std::path::Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    std::fs::File::open(path)?.take(max + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes: not a file this sensor reads"),
+        ));
+    }
+    Ok(out)
+}
+
+/// [`read_bounded`] as UTF-8 text.
+pub fn read_bounded_text(path: &std::path::Path, max: u64) -> std::io::Result<String> {
+    String::from_utf8(read_bounded(path, max)?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not UTF-8 text: {e}")))
 }
 
 /// Explanation rows available at once (16 batches of 32: at least 16 flagged flows, about
@@ -271,8 +345,8 @@ pub struct RuntimeConfig {
 impl Config {
     /// Reads and validates a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = read_bounded_text(path, MAX_CONFIG_BYTES)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let cfg: Config =
             toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })?;
         cfg.validate()?;
@@ -364,5 +438,36 @@ mod tests {
         let cfg: Config = toml::from_str("[flow]\nhead_packets = 0\n").expect("parse");
         let err = cfg.validate().expect_err("must fail").to_string();
         assert!(err.contains("flow.head_packets"), "{err}");
+    }
+
+    #[test]
+    fn files_are_read_within_a_bound() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("f");
+        std::fs::write(&p, vec![b'x'; 100]).expect("write");
+        assert_eq!(read_bounded(&p, 100).expect("fits").len(), 100);
+        let e = read_bounded(&p, 99).expect_err("too large");
+        assert!(e.to_string().contains("larger than 99 bytes"), "{e}");
+        // A device that never ends is refused after the bound, not read forever.
+        assert!(read_bounded(std::path::Path::new("/dev/urandom"), 4096).is_err());
+        assert!(read_bounded_text(std::path::Path::new("/dev/zero"), 4096).is_err());
+    }
+
+    #[test]
+    fn a_source_in_a_file_changes_only_the_fields_it_names() {
+        // Only a token for `api`: its limits stay api's (1200/h, burst 200), not file's,
+        // and `file` and `intel` are still there.
+        let cfg: Config = toml::from_str("[learning.sources.api]\ntoken = \"0123456789abcdef\"\n").expect("parse");
+        let api = &cfg.learning.sources["api"];
+        assert_eq!((api.labels_per_hour, api.burst, api.weight), (1200, 200, 1.0));
+        assert_eq!(api.token.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(cfg.learning.sources["intel"].labels_per_hour, 600);
+        assert!(cfg.learning.sources.contains_key("file"));
+        // A new source starts from file's defaults.
+        let cfg: Config = toml::from_str("[learning.sources.soc]\nweight = 0.5\n").expect("parse");
+        let soc = &cfg.learning.sources["soc"];
+        assert_eq!((soc.weight, soc.labels_per_hour, soc.burst), (0.5, 3600, 600));
+        assert_eq!(cfg.learning.sources.len(), 4);
+        assert!(toml::from_str::<Config>("[learning.sources.api]\ncolour = 1\n").is_err());
     }
 }

@@ -426,6 +426,19 @@ fn print_summary(s: &Summary) {
     let _ = writeln!(e, "  elapsed        {secs:>12.3} s");
 }
 
+/// After a replay with an endpoint: keeps serving `--linger-secs` (or, for `demo --serve`,
+/// until a signal) while still answering the control plane: a reload asked for now runs.
+fn linger(args: &ReplayArgs, stop: &std::sync::atomic::AtomicBool, control: Option<&Control>) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(args.linger_secs);
+    let stopped = || stop.load(std::sync::atomic::Ordering::Relaxed);
+    while if args.serve_until_signal { !stopped() } else { std::time::Instant::now() < until && !stopped() } {
+        if let Some(c) = control {
+            c.poll();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
     if let Some(w) = args.workers {
         cfg.runtime.workers = w;
@@ -489,13 +502,7 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
         done(endpoint.as_ref().map(|(e, _)| e.addr));
     }
     if endpoint.is_some() {
-        if args.serve_until_signal {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-        } else {
-            std::thread::sleep(std::time::Duration::from_secs(args.linger_secs));
-        }
+        linger(args, &stop, control.as_ref());
     }
     if let Some(c) = control {
         c.finish();

@@ -298,12 +298,15 @@ fn feedback_api_validates_and_applies_labels() {
     let (code, body) = post(Some(&bearer), &good);
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("applied") || body.contains("held_back") || body.contains("shadow"), "{body}");
-    // By 5-tuple as well.
+    // By 5-tuple as well ...
     let by_tuple = format!(
         "{{\"client_ip\": {}, \"client_port\": {}, \"server_ip\": {}, \"server_port\": {}, \"class\": 0}}",
         flow["src_ip"], flow["src_port"], flow["dest_ip"], flow["dest_port"]
     );
-    assert_eq!(post(Some(&bearer), &by_tuple).0, 200);
+    // ... which names the same flow: one label per flow per source, the repeat is refused.
+    let (code, body) = post(Some(&bearer), &by_tuple);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("duplicate"), "{body}");
     let st: serde_json::Value =
         ureq::get(&format!("{base}/learning")).call().expect("status").into_json().expect("JSON");
     assert_eq!(st["labels_seen"].as_u64(), Some(2), "{st}");

@@ -2,8 +2,8 @@
 //! format, rendered from the installed recorder), `/healthz` (the process serves) and
 //! `/readyz` (capture is attached and the workers run; 503 before and after). With online
 //! learning: `POST /feedback` and `POST /model/reload` (bearer token of a configured
-//! source) and `GET /learning` (the learner's status). One thread, blocking I/O; nothing
-//! here is on the packet path.
+//! source) and `GET /learning` (the learner's status). A thread per request (bounded),
+//! blocking I/O; nothing here is on the packet path.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -118,6 +118,7 @@ impl Api {
                 use crate::learn::Outcome;
                 let code = match o {
                     Outcome::RateLimited => 429,
+                    Outcome::Duplicate => 409,
                     Outcome::Invalid | Outcome::UnknownSource => 400,
                     _ => 200,
                 };
@@ -163,55 +164,90 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Binds `addr` and serves until dropped.
+    /// Binds `addr` and serves until dropped. GETs that neither read a body nor wait
+    /// (health, readiness, metrics, the live page) are answered on the accepting thread;
+    /// the others (feedback, reload, learning status) each on a thread of its own. A
+    /// client that sends its body slowly, or never, holds one thread of its own and delays
+    /// no probe or scrape.
     pub fn start(addr: SocketAddr, metrics: PrometheusHandle, health: Arc<Health>, api: Api) -> std::io::Result<Self> {
         let server = Arc::new(tiny_http::Server::http(addr).map_err(std::io::Error::other)?);
         let bound = server.server_addr().to_ip().unwrap_or(addr);
         let srv = Arc::clone(&server);
         let thread = std::thread::Builder::new().name("nightjar-http".into()).spawn(move || {
-            for mut req in srv.incoming_requests() {
-                let post = *req.method() == tiny_http::Method::Post;
-                let (code, body, ctype) = match (req.url(), post) {
-                    ("/" | "/index.html", false) => (200, super::live::PAGE.to_owned(), "text/html; charset=utf-8"),
-                    ("/assets/echarts.min.js", false) => {
-                        let mut resp = tiny_http::Response::from_data(super::live::ECHARTS);
-                        for (k, v) in [("Content-Type", "application/javascript"), ("Cache-Control", "max-age=86400")] {
-                            if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-                                resp = resp.with_header(h);
-                            }
-                        }
-                        let _ = req.respond(resp);
-                        continue;
-                    }
-                    ("/api/live", false) => match &api.history {
-                        Some(h) => (200, h.snapshot_json(), "application/json"),
-                        None => error(503, "no verdict history in this mode"),
-                    },
-                    ("/metrics", false) => (200, metrics.render(), "text/plain; version=0.0.4"),
-                    ("/healthz", false) => (200, "ok\n".to_owned(), "text/plain"),
-                    ("/readyz", false) if health.ready.load(Ordering::Relaxed) => {
-                        (200, "ready\n".to_owned(), "text/plain")
-                    }
-                    ("/readyz", false) => (503, "not ready\n".to_owned(), "text/plain"),
-                    ("/feedback", true) => api.feedback(&mut req),
-                    ("/learning", false) => api.status(),
-                    ("/model/reload", true) => api.reload(&req),
-                    ("/feedback" | "/model/reload", false)
-                    | ("/metrics" | "/healthz" | "/readyz" | "/learning", true) => {
-                        (405, "method not allowed\n".to_owned(), "text/plain")
-                    }
-                    _ => (404, "not found\n".to_owned(), "text/plain"),
-                };
-                let mut resp = tiny_http::Response::from_string(body).with_status_code(code);
-                if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes()) {
-                    resp = resp.with_header(h);
+            for req in srv.incoming_requests() {
+                // Requests without a body or a wait (health, readiness, metrics, the live
+                // page) are answered here at once: nothing a client does can hold them up.
+                let waits = *req.method() != tiny_http::Method::Get || req.url() == "/learning";
+                if !waits {
+                    handle(req, &metrics, &health, &api);
+                    continue;
                 }
-                // A client that went away is not our problem.
-                let _ = req.respond(resp);
+                // The rest read a body or wait for the learner: a thread each (tiny_http
+                // already holds one per connection, so this adds no new way to pile up
+                // threads). A request is never answered or dropped here: dropping one
+                // whose body was not read would read it, and block this loop.
+                let (metrics, health, api) = (metrics.clone(), Arc::clone(&health), api.clone());
+                let (tx, rx) = crossbeam_channel::bounded::<tiny_http::Request>(1);
+                let spawned = std::thread::Builder::new().name("nightjar-http-req".into()).spawn(move || {
+                    if let Ok(req) = rx.recv() {
+                        handle(req, &metrics, &health, &api);
+                    }
+                });
+                if spawned.is_ok() {
+                    let _ = tx.send(req);
+                } else {
+                    // The system gives no more threads: refused here and counted (this may
+                    // wait for the request's body; nothing better is left).
+                    metrics::counter!(super::metrics::HTTP_REFUSED).increment(1);
+                    respond(req, error(503, "no thread to serve this request; retry"));
+                }
             }
         })?;
         Ok(Self { server, thread: Some(thread), addr: bound })
     }
+}
+
+fn respond(req: tiny_http::Request, (code, body, ctype): Reply) {
+    let mut resp = tiny_http::Response::from_string(body).with_status_code(code);
+    if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes()) {
+        resp = resp.with_header(h);
+    }
+    // A client that went away is not our problem.
+    let _ = req.respond(resp);
+}
+
+/// Answers one request.
+fn handle(mut req: tiny_http::Request, metrics: &PrometheusHandle, health: &Health, api: &Api) {
+    let post = *req.method() == tiny_http::Method::Post;
+    let reply = match (req.url(), post) {
+        ("/" | "/index.html", false) => (200, super::live::PAGE.to_owned(), "text/html; charset=utf-8"),
+        ("/assets/echarts.min.js", false) => {
+            let mut resp = tiny_http::Response::from_data(super::live::ECHARTS);
+            for (k, v) in [("Content-Type", "application/javascript"), ("Cache-Control", "max-age=86400")] {
+                if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+                    resp = resp.with_header(h);
+                }
+            }
+            let _ = req.respond(resp);
+            return;
+        }
+        ("/api/live", false) => match &api.history {
+            Some(h) => (200, h.snapshot_json(), "application/json"),
+            None => error(503, "no verdict history in this mode"),
+        },
+        ("/metrics", false) => (200, metrics.render(), "text/plain; version=0.0.4"),
+        ("/healthz", false) => (200, "ok\n".to_owned(), "text/plain"),
+        ("/readyz", false) if health.ready.load(Ordering::Relaxed) => (200, "ready\n".to_owned(), "text/plain"),
+        ("/readyz", false) => (503, "not ready\n".to_owned(), "text/plain"),
+        ("/feedback", true) => api.feedback(&mut req),
+        ("/learning", false) => api.status(),
+        ("/model/reload", true) => api.reload(&req),
+        ("/feedback" | "/model/reload", false) | ("/metrics" | "/healthz" | "/readyz" | "/learning", true) => {
+            (405, "method not allowed\n".to_owned(), "text/plain")
+        }
+        _ => (404, "not found\n".to_owned(), "text/plain"),
+    };
+    respond(req, reply);
 }
 
 impl Drop for Endpoint {
@@ -234,6 +270,36 @@ mod tests {
         let mut out = String::new();
         s.read_to_string(&mut out).expect("read");
         out
+    }
+
+    #[test]
+    fn a_client_that_never_sends_its_body_delays_no_probe() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let api = Api { learn: Some(tx), tokens: vec![("0123456789abcdef".into(), "api".into())], ..Api::default() };
+        let ep = Endpoint::start("127.0.0.1:0".parse().expect("addr"), recorder.handle(), Arc::default(), api)
+            .expect("bind");
+        // Slow clients: a feedback POST that declares 60,000 bytes and sends none.
+        let mut slow = Vec::new();
+        for _ in 0..40 {
+            let mut s = std::net::TcpStream::connect(ep.addr).expect("connect");
+            write!(
+                s,
+                "POST /feedback HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer 0123456789abcdef\r\nContent-Length: 60000\r\n\r\n"
+            )
+            .expect("send");
+            slow.push(s);
+        }
+        // Health, readiness and metrics still answer (the reads would block forever if not).
+        for path in ["/healthz", "/readyz", "/metrics", "/healthz"] {
+            let mut s = std::net::TcpStream::connect(ep.addr).expect("connect");
+            s.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+            write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").expect("send");
+            let mut out = String::new();
+            s.read_to_string(&mut out).expect("answered while slow clients hang");
+            assert!(out.starts_with("HTTP/1."), "{path}: {out}");
+        }
+        drop(slow);
     }
 
     #[test]

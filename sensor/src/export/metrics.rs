@@ -57,6 +57,8 @@ pub const INFERENCE_ERRORS: &str = "nightjar_inference_errors_total";
 /// Counter: flagged verdicts explained (`verdict.reasons`), and left unexplained because
 /// the explanation budget (`model.reasons_budget`) was spent.
 pub const REASONS: &str = "nightjar_verdict_reasons_total";
+/// Counter: HTTP requests refused because no thread could be started for them.
+pub const HTTP_REFUSED: &str = "nightjar_http_refused_total";
 /// Gauge: 1 for the loaded model, labelled with its version.
 pub const MODEL_INFO: &str = "nightjar_model_info";
 /// Gauge: when the loaded model was exported (Unix seconds).
@@ -127,6 +129,7 @@ pub fn describe() {
     metrics::describe_histogram!(INFERENCE_SECONDS, metrics::Unit::Seconds, "Wall time of one inference batch.");
     metrics::describe_histogram!(INFERENCE_BATCH, "Flows per inference batch.");
     describe_counter!(INFERENCE_ERRORS, "Inference batches that failed (their flows stay unknown).");
+    describe_counter!(HTTP_REFUSED, "Requests to the sensor's HTTP endpoint refused: no thread could be started.");
     describe_counter!(
         REASONS,
         "Flagged verdicts explained (result=explained) or left without reasons (result=skipped_budget)."
@@ -284,7 +287,7 @@ mod tests {
         assert_eq!(get(FLOWS_ENDED, Some(("reason", "fin"))), Some(&DebugValue::Counter(1)));
         assert_eq!(get(CAPTURE_DROPPED, Some(("reason", "ring_full"))), Some(&DebugValue::Counter(3)));
         // Every label value comes from a fixed set.
-        let allowed = ["queue", "reason", "kind", "error_code", "outcome", "class", "decision", "version"];
+        let allowed = ["queue", "reason", "kind", "error_code", "outcome", "class", "decision", "version", "result"];
         for (k, _, _, _) in &values {
             for l in k.key().labels() {
                 assert!(allowed.contains(&l.key()), "unbounded label {}", l.key());

@@ -2,7 +2,11 @@
 //!
 //! Takes segments (sequence number, payload) in capture order and hands the bytes to a
 //! consumer in stream order, as soon as they are contiguous. Retransmissions and overlaps
-//! keep the first copy seen (the bytes the consumer already had). Segments that arrive
+//! keep the first copy seen of every byte: bytes already delivered, and bytes already
+//! buffered ahead of a gap (a later segment only fills the holes between them, whether it
+//! arrives in order or out of order, whatever its start): the policy Suricata calls
+//! `first`. One policy for every target, so an evader's second copy of a byte is never
+//! what Nightjar parses (target-specific policies are not modelled). Segments that arrive
 //! ahead of a gap are buffered, up to a byte budget per direction; past the budget they
 //! are dropped and counted. Nothing is stored once delivered: consumers keep what they
 //! need (a bounded handshake or request buffer).
@@ -77,7 +81,18 @@ impl Reassembler {
         if skip >= data.len() {
             return SegmentOutcome::Duplicate;
         }
-        self.deliver(&data[skip..], sink);
+        let data = &data[skip..];
+        // New up to the first buffered segment; beyond it the buffered first copies win
+        // and this segment only fills the holes between them.
+        let limit = self
+            .pending
+            .first()
+            .map_or(usize::MAX, |(s, _)| usize::try_from(seq_diff(*s, next).max(0)).unwrap_or(usize::MAX));
+        let head = data.len().min(limit);
+        self.deliver(&data[..head], sink);
+        if head < data.len() {
+            self.fill_holes(next.wrapping_add(head as u32), &data[head..], false);
+        }
         self.drain(sink);
         SegmentOutcome::InOrder
     }
@@ -89,14 +104,52 @@ impl Reassembler {
     }
 
     fn buffer(&mut self, seq: u32, data: &[u8]) -> SegmentOutcome {
-        if self.pending_bytes + data.len() > self.budget {
+        self.fill_holes(seq, data, true)
+    }
+
+    /// Buffers the bytes of `data` (at `seq`, ahead of `next`) that no buffered segment
+    /// holds yet: the first copy of every byte stays. With `enforce_budget`, refuses the
+    /// whole segment when its new bytes do not fit (an in-order segment's tail is always
+    /// kept: it is one segment, and dropping it would lose bytes already acknowledged).
+    fn fill_holes(&mut self, seq: u32, data: &[u8], enforce_budget: bool) -> SegmentOutcome {
+        let next = self.next.unwrap_or(seq);
+        let start = seq_diff(seq, next);
+        let end = start + data.len() as i64;
+        // The holes of [start, end) between the buffered segments, in order.
+        let mut holes: Vec<(i64, i64)> = Vec::new();
+        let mut cur = start;
+        for (s, seg) in &self.pending {
+            let (ps, pe) = (seq_diff(*s, next), seq_diff(*s, next) + seg.len() as i64);
+            if pe <= cur {
+                continue;
+            }
+            if ps >= end {
+                break;
+            }
+            if ps > cur {
+                holes.push((cur, ps));
+            }
+            cur = cur.max(pe);
+            if cur >= end {
+                break;
+            }
+        }
+        if cur < end {
+            holes.push((cur, end));
+        }
+        let new_bytes: i64 = holes.iter().map(|(a, b)| b - a).sum();
+        if new_bytes == 0 {
+            return SegmentOutcome::Duplicate;
+        }
+        if enforce_budget && self.pending_bytes + new_bytes as usize > self.budget {
             return SegmentOutcome::Dropped;
         }
-        let next = self.next.unwrap_or(seq);
-        let key = seq_diff(seq, next);
-        let at = self.pending.partition_point(|(s, _)| seq_diff(*s, next) <= key);
-        self.pending.insert(at, (seq, data.to_vec()));
-        self.pending_bytes += data.len();
+        for (a, b) in holes {
+            let piece = &data[(a - start) as usize..(b - start) as usize];
+            let at = self.pending.partition_point(|(s, _)| seq_diff(*s, next) <= a);
+            self.pending.insert(at, (next.wrapping_add(a as u32), piece.to_vec()));
+            self.pending_bytes += piece.len();
+        }
         SegmentOutcome::Buffered
     }
 
@@ -148,6 +201,37 @@ mod tests {
             ]
         );
         assert_eq!(r.pending_bytes(), 0);
+    }
+
+    #[test]
+    fn overlaps_keep_the_first_copy_of_every_byte() {
+        // Out of order: "AAAA" at 10..14 first, then "bbbbbb" at 8..14 (a later copy that
+        // starts earlier), then the gap 0..8: bytes 10..14 are the first copy's.
+        let mut r = Reassembler::new(1024);
+        r.syn(u32::MAX);
+        let (out, oc) = run(&mut r, &[(10, b"AAAA"), (8, b"bbbbbb"), (0, b"01234567")]);
+        assert_eq!(out, b"01234567bbAAAA");
+        assert_eq!(oc[1], SegmentOutcome::Buffered);
+        assert_eq!(r.pending_bytes(), 0);
+        // In order: "AAAA" buffered at 10..14, then "cccccccc" at 8..16 arriving in order:
+        // its bytes fill 8..10 and 14..16 only.
+        let mut r = Reassembler::new(1024);
+        r.syn(u32::MAX);
+        let (out, _) = run(&mut r, &[(0, b"01234567"), (10, b"AAAA"), (8, b"cccccccc")]);
+        assert_eq!(out, b"01234567ccAAAAcc");
+        // A later copy wholly inside a buffered one is a duplicate; one spanning two
+        // buffered segments fills only the hole between them.
+        let mut r = Reassembler::new(1024);
+        r.syn(u32::MAX);
+        let (out, oc) = run(&mut r, &[(4, b"EE"), (8, b"GG"), (4, b"ee"), (2, b"xxxxxxxxxx"), (0, b"01")]);
+        assert_eq!(oc[2], SegmentOutcome::Duplicate);
+        assert_eq!(out, b"01xxEExxGGxx");
+        // Delivered bytes are never replaced (retransmission with other content).
+        let mut r = Reassembler::new(1024);
+        r.syn(u32::MAX);
+        let (out, oc) = run(&mut r, &[(0, b"GET /"), (0, b"XXXXX"), (5, b"a")]);
+        assert_eq!(out, b"GET /a");
+        assert_eq!(oc[1], SegmentOutcome::Duplicate);
     }
 
     #[test]

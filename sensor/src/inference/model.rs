@@ -219,12 +219,13 @@ impl ModelBundle {
 
     /// A model from its metadata file; the ONNX files sit beside it.
     pub fn from_path(meta_path: &Path, variant: Option<&str>) -> Result<Self, InferenceError> {
-        let text = std::fs::read_to_string(meta_path)
+        use crate::config::{MAX_MODEL_FILE_BYTES, MAX_MODEL_META_BYTES, read_bounded, read_bounded_text};
+        let text = read_bounded_text(meta_path, MAX_MODEL_META_BYTES)
             .map_err(|source| InferenceError::Read { path: meta_path.to_owned(), source })?;
         let dir = meta_path.parent().unwrap_or(Path::new(".")).to_owned();
         Self::from_parts(&meta_path.display().to_string(), &text, variant, |name| {
             let p = dir.join(name);
-            std::fs::read(&p).map_err(|source| InferenceError::Read { path: p, source })
+            read_bounded(&p, MAX_MODEL_FILE_BYTES).map_err(|source| InferenceError::Read { path: p, source })
         })
     }
 

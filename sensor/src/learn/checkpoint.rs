@@ -83,7 +83,7 @@ pub fn save(dir: &Path, state: &LearnerState) -> Result<(), CheckpointError> {
 
 /// Reads and verifies one checkpoint file.
 pub fn read(path: &Path) -> Result<LearnerState, CheckpointError> {
-    let bytes = fs::read(path).map_err(io(path))?;
+    let bytes = crate::config::read_bounded(path, crate::config::MAX_CHECKPOINT_BYTES).map_err(io(path))?;
     let corrupt = |reason: String| CheckpointError::Corrupt { path: path.to_path_buf(), reason };
     let env: Envelope =
         serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not a checkpoint envelope: {e}")))?;

@@ -37,6 +37,13 @@ pub struct Head {
     pub version: u64,
 }
 
+/// Largest weight a head may hold: trained weights are L2-regularised (a few units) and
+/// online updates are capped, so anything near this is forged or broken (and would
+/// overflow the logits).
+pub const MAX_WEIGHT: f32 = 1.0e4;
+/// Largest softmax temperature.
+pub const MAX_TEMPERATURE: f32 = 1.0e3;
+
 /// Why a head could not be built from the model metadata.
 #[derive(Debug, thiserror::Error)]
 #[error("model head: {0}")]
@@ -69,7 +76,7 @@ impl Head {
         let mut rng = StdRng::seed_from_u64(seed);
         let a = (3.0 / dim as f32).sqrt();
         let u = (0..hidden * dim).map(|_| rng.random_range(-a..a)).collect();
-        Ok(Self {
+        let h = Self {
             dim,
             hidden,
             temperature,
@@ -79,7 +86,9 @@ impl Head {
             c: vec![0.0; hidden],
             v: vec![0.0; CLASSES * hidden],
             version: 0,
-        })
+        };
+        h.check()?;
+        Ok(h)
     }
 
     /// Checks the shapes (a checkpoint read from disk).
@@ -90,8 +99,15 @@ impl Head {
             && self.c.len() == self.hidden
             && self.v.len() == CLASSES * self.hidden
             && self.temperature > 0.0
-            && self.params().all(f32::is_finite);
-        if ok { Ok(()) } else { Err(HeadError("inconsistent shapes or non-finite weights".into())) }
+            && self.temperature <= MAX_TEMPERATURE
+            && self.params().all(|p| p.is_finite() && p.abs() <= MAX_WEIGHT);
+        if ok {
+            Ok(())
+        } else {
+            Err(HeadError(format!(
+                "inconsistent shapes, or weights that are not finite or beyond +-{MAX_WEIGHT} (temperature in (0, {MAX_TEMPERATURE}])"
+            )))
+        }
     }
 
     fn params(&self) -> impl Iterator<Item = f32> + '_ {
@@ -246,6 +262,11 @@ mod tests {
         h.check().expect("shapes");
         h.v.pop();
         assert!(h.check().is_err());
+        // A forged head: finite, but weights that overflow the logits.
+        let mut forged = head();
+        forged.w[0] = 3.4e38;
+        assert!(forged.check().is_err());
+        assert!(Head::from_trained(&[vec![3.4e38, 0.0], vec![0.0; 2], vec![0.0; 2]], &[0.0; 3], 1.0, 2, 0).is_err());
         assert!(Head::from_trained(&[vec![1.0]], &[0.0], 1.0, 2, 0).is_err());
     }
 }

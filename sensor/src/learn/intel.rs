@@ -27,8 +27,8 @@ pub struct IntelError {
 /// First CSV column of every line that is not a comment or a header, lower-cased; only
 /// values that `valid` accepts are kept.
 fn read_list(path: &Path, valid: fn(&str) -> bool) -> Result<HashSet<String>, IntelError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| IntelError { path: path.display().to_string(), source })?;
+    let text = crate::config::read_bounded_text(path, crate::config::MAX_INTEL_BYTES)
+        .map_err(|source| IntelError { path: path.display().to_string(), source })?;
     Ok(text
         .lines()
         .map(|l| l.trim_start_matches('\u{feff}').trim())

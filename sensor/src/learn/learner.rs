@@ -86,6 +86,8 @@ pub enum Outcome {
     MoveCap,
     /// The candidate update made an evaluation pool worse.
     Shadow,
+    /// The source had labelled this flow already.
+    Duplicate,
 }
 
 impl Outcome {
@@ -99,6 +101,7 @@ impl Outcome {
             Outcome::Invalid => "invalid",
             Outcome::MoveCap => "move_cap",
             Outcome::Shadow => "shadow",
+            Outcome::Duplicate => "duplicate",
         }
     }
 }
@@ -166,6 +169,16 @@ pub struct Learner {
     pub unsaved: u64,
     /// `feedback.csv` in the state directory, opened on the first accepted label.
     log: Option<std::io::BufWriter<std::fs::File>>,
+    /// Flows each source already labelled (hash of source, 5-tuple and start), the most
+    /// recent `cache_flows`: one label per flow per source.
+    labelled: lru::LruCache<u64, ()>,
+}
+
+/// The identity of one source's label of one flow.
+fn label_key(source: &str, flow: &(super::Tuple, f64)) -> u64 {
+    let ((a, p, b, q), start) = flow;
+    let text = format!("{source}|{a}|{p}|{b}|{q}|{}", start.to_bits());
+    xxhash_rust::xxh3::xxh3_64(text.as_bytes())
 }
 
 /// Benign precision, malware recall and macro F1 of `head` on `pool`.
@@ -219,7 +232,18 @@ impl Learner {
             since_check: 0,
             rollbacks: 0,
         };
-        Self { cfg: cfg.clone(), state, reference_pool, anchors, initial_norm, trained_floor, unsaved: 0, log: None }
+        let cap = std::num::NonZeroUsize::new(cfg.cache_flows.max(1)).unwrap_or(std::num::NonZeroUsize::MIN);
+        Self {
+            cfg: cfg.clone(),
+            state,
+            reference_pool,
+            anchors,
+            initial_norm,
+            trained_floor,
+            unsaved: 0,
+            log: None,
+            labelled: lru::LruCache::new(cap),
+        }
     }
 
     /// A learner resumed from a checkpoint's state (the reference pool comes from the
@@ -353,6 +377,17 @@ impl Learner {
         let dim = self.state.head.dim;
         if fb.label >= CLASSES || fb.embedding.len() != dim || !fb.embedding.iter().all(|v| v.is_finite()) {
             return Outcome::Invalid;
+        }
+        if !self.cfg.sources.contains_key(&fb.source) {
+            return Outcome::UnknownSource;
+        }
+        // One label per flow per source: a repeated label would count the flow again (in
+        // updates and the reservoir) and spend the source's budget for nothing.
+        if let Some(flow) = &fb.flow {
+            let key = label_key(&fb.source, flow);
+            if self.labelled.put(key, ()).is_some() {
+                return Outcome::Duplicate;
+            }
         }
         match self.rate_ok(&fb.source, fb.now) {
             None => return Outcome::UnknownSource,
@@ -671,6 +706,30 @@ mod tests {
         assert_eq!(l.apply(&fb(e.clone(), 3, "analyst", 0.0)), Outcome::Invalid);
         assert_eq!(l.apply(&fb(vec![f32::NAN; DIM], 0, "analyst", 0.0)), Outcome::Invalid);
         assert_eq!(l.apply(&fb(vec![0.0; DIM + 1], 0, "analyst", 0.0)), Outcome::Invalid);
+    }
+
+    #[test]
+    fn one_label_per_flow_per_source() {
+        let mut rng = StdRng::seed_from_u64(10);
+        let refs = reference(&mut rng);
+        let mut c = cfg();
+        c.sources.insert("feed".into(), SourceConfig::default());
+        let mut l = Learner::new(&c, "sha", trained(), &refs);
+        let e = point(&mut rng, centers()[2]);
+        let ip = |x: u8| std::net::IpAddr::from([198, 18, 0, x]);
+        let flow = ((ip(1), 40000, ip(2), 443), 1.5);
+        let label = |source: &str, now: f64| Feedback { flow: Some(flow), ..fb(e.clone(), 2, source, now) };
+        // The same flow posted 600 times by one source: one label counts, 599 are duplicates.
+        let outs: Vec<Outcome> = (0..600).map(|i| l.apply(&label("analyst", f64::from(i)))).collect();
+        assert_ne!(outs[0], Outcome::Duplicate);
+        assert!(outs[1..].iter().all(|o| *o == Outcome::Duplicate), "{:?}", &outs[..5]);
+        assert!(l.state.reservoir[2].len() + l.holdout_len() <= 1, "one copy at most");
+        // Another source may label the same flow once.
+        assert_ne!(l.apply(&label("feed", 700.0)), Outcome::Duplicate);
+        assert_eq!(l.apply(&label("feed", 701.0)), Outcome::Duplicate);
+        // Another flow of the same source is not a duplicate.
+        let other = Feedback { flow: Some((flow.0, 2.5)), ..fb(e.clone(), 2, "analyst", 800.0) };
+        assert_ne!(l.apply(&other), Outcome::Duplicate);
     }
 
     #[test]
