@@ -401,6 +401,7 @@ fn print_summary(s: &Summary) {
         ("reassembly dropped", st.reassembly_dropped),
         ("reassembly duplicates", st.reassembly_duplicates),
         ("tls handshake truncated", st.tls_handshake_truncated),
+        ("tls oversized hellos", st.tls_oversized_hello),
         ("tls parse errors", st.tls_parse_errors),
         ("http oversized", st.http_oversized),
         ("http too many headers", st.http_too_many_headers),

@@ -36,6 +36,8 @@ pub struct Stats {
     pub reassembly_duplicates: u64,
     /// TLS handshake messages skipped because they exceeded the buffer.
     pub tls_handshake_truncated: u64,
+    /// ClientHellos larger than `handshake_bytes` (parsed up to 64 KiB, flagged).
+    pub tls_oversized_hello: u64,
     /// TLS handshake messages that failed to parse.
     pub tls_parse_errors: u64,
     /// HTTP request heads over the buffer.
@@ -83,6 +85,7 @@ impl Stats {
         self.reassembly_dropped += o.reassembly_dropped;
         self.reassembly_duplicates += o.reassembly_duplicates;
         self.tls_handshake_truncated += o.tls_handshake_truncated;
+        self.tls_oversized_hello += o.tls_oversized_hello;
         self.tls_parse_errors += o.tls_parse_errors;
         self.http_oversized += o.http_oversized;
         self.proxy_headers += o.proxy_headers;

@@ -26,6 +26,11 @@ pub const CONTENT_ALERT: u8 = 21;
 /// Largest record body accepted: TLSCiphertext of TLS 1.2 may carry 2^14 + 2048 bytes
 /// (RFC 5246 6.2.3); anything larger means the stream is not TLS.
 pub const MAX_RECORD_BYTES: usize = (1 << 14) + 2048;
+/// A ClientHello may be buffered up to this size whatever `handshake_bytes` says: real
+/// ones stay under 2 KiB (8 KiB with post-quantum key shares), and padding one past the
+/// handshake buffer would otherwise blind the sensor to its fingerprints. One larger than
+/// `handshake_bytes` is still parsed, and flagged ([`TlsInfo::oversized_client_hello`]).
+pub const MAX_CLIENT_HELLO_BYTES: usize = 64 * 1024;
 /// At most this many ClientHellos are kept per flow (a HelloRetryRequest makes two).
 pub const MAX_CLIENT_HELLOS: usize = 2;
 /// At most this many certificates of a chain are parsed.
@@ -157,6 +162,9 @@ pub struct TlsInfo {
     pub alerts: u32,
     /// A handshake message did not fit the buffer and was skipped.
     pub handshake_truncated: bool,
+    /// A ClientHello larger than `handshake_bytes` (parsed all the same, up to
+    /// [`MAX_CLIENT_HELLO_BYTES`]): an evasion signal in itself.
+    pub oversized_client_hello: bool,
     /// Handshake messages that tls-parser refused.
     pub parse_errors: u32,
 }
@@ -320,8 +328,14 @@ impl TlsStream {
         while self.hs.len() - pos >= 4 {
             let m = &self.hs[pos..];
             let msg_len = 4 + ((usize::from(m[1]) << 16) | (usize::from(m[2]) << 8) | usize::from(m[3]));
+            // A ClientHello gets a larger buffer (see MAX_CLIENT_HELLO_BYTES).
+            let cap =
+                if side == Side::Client && m[0] == 1 { self.hs_cap.max(MAX_CLIENT_HELLO_BYTES) } else { self.hs_cap };
+            if side == Side::Client && m[0] == 1 && msg_len > self.hs_cap {
+                info.oversized_client_hello = true;
+            }
             if m.len() < msg_len {
-                if msg_len > self.hs_cap {
+                if msg_len > cap {
                     // Too large to buffer: keep what it tells, drop the rest.
                     info.handshake_truncated = true;
                     if m[0] == 11 && side == Side::Server {
@@ -675,6 +689,54 @@ mod tests {
         assert_eq!(ch.sni.as_deref(), Some("a.b"));
         assert_eq!(ch.extensions, vec![ExtensionMeta { typ: 0, len: 8 }, ExtensionMeta { typ: 16, len: 0 }]);
         assert!(!s.desynced());
+    }
+
+    /// A ClientHello with SNI "a.b" and a padding extension of `pad` bytes, in records of
+    /// at most 16 KiB.
+    fn padded_hello(pad: usize) -> Vec<u8> {
+        let mut body = vec![0x03, 0x03];
+        body.extend_from_slice(&[0; 32]);
+        body.push(0);
+        body.extend_from_slice(&[0x00, 0x04, 0x13, 0x01, 0xc0, 0x2f, 0x01, 0x00]);
+        let mut ext = vec![0x00, 0x00, 0x00, 0x08, 0x00, 0x06, 0x00, 0x00, 0x03, b'a', b'.', b'b', 0x00, 0x15];
+        ext.extend_from_slice(&u16::try_from(pad).expect("pad").to_be_bytes());
+        ext.extend(std::iter::repeat_n(0u8, pad));
+        body.extend_from_slice(&u16::try_from(ext.len()).expect("ext").to_be_bytes());
+        body.extend_from_slice(&ext);
+        let mut msg = vec![0x01];
+        msg.extend_from_slice(&u32::try_from(body.len()).expect("len").to_be_bytes()[1..]);
+        msg.extend_from_slice(&body);
+        let mut out = Vec::new();
+        for chunk in msg.chunks(16384) {
+            out.extend_from_slice(&[0x16, 0x03, 0x01]);
+            out.extend_from_slice(&u16::try_from(chunk.len()).expect("rec").to_be_bytes());
+            out.extend_from_slice(chunk);
+        }
+        out
+    }
+
+    #[test]
+    fn a_client_hello_padded_past_the_buffer_is_parsed_and_flagged() {
+        // 30,000 bytes of padding: two records, past the 16 KiB handshake buffer.
+        let mut info = TlsInfo::default();
+        let mut s = TlsStream::new(16384);
+        s.feed(Side::Client, &padded_hello(30_000), &mut info, &mut |_| {});
+        let ch = info.client_hello().expect("parsed despite its size");
+        assert_eq!(ch.sni.as_deref(), Some("a.b"));
+        assert_eq!(ch.extensions.last().map(|e| (e.typ, e.len)), Some((21, 30_000)));
+        assert!(info.oversized_client_hello && !info.handshake_truncated);
+        // An ordinary one is not flagged.
+        let mut info = TlsInfo::default();
+        TlsStream::new(16384).feed(Side::Client, &padded_hello(100), &mut info, &mut |_| {});
+        assert!(info.client_hello().is_some() && !info.oversized_client_hello);
+        // Past 64 KiB it is skipped, flagged and counted as truncated, never buffered.
+        let mut info = TlsInfo::default();
+        let mut s = TlsStream::new(16384);
+        let mut big = padded_hello(65_000);
+        // Declare a 100 KiB message: more than any buffer takes.
+        big[6..9].copy_from_slice(&(100u32 * 1024).to_be_bytes()[1..]);
+        s.feed(Side::Client, &big, &mut info, &mut |_| {});
+        assert!(info.handshake_truncated && info.oversized_client_hello && info.client_hello().is_none());
     }
 
     #[test]

@@ -115,6 +115,9 @@ struct TlsEvent<'a> {
     certs_encrypted: bool,
     cert: Option<CertEvent<'a>>,
     client_hellos: usize,
+    /// Present (true) only when the ClientHello was larger than `handshake_bytes`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    oversized_client_hello: bool,
 }
 
 #[derive(Serialize)]
@@ -184,6 +187,7 @@ fn tls_event(t: &TlsInfo) -> TlsEvent<'_> {
             sha1: &l.sha1,
         }),
         client_hellos: t.client_hellos.len(),
+        oversized_client_hello: t.oversized_client_hello,
     }
 }
 

@@ -120,7 +120,7 @@ pub fn describe() {
     describe_counter!(REASSEMBLY_SEGMENTS, "TCP segments by reassembly outcome (buffered, dropped, duplicate).");
     describe_counter!(
         PARSE_ERRORS,
-        "Parser problems by kind (tls_handshake_truncated, tls_parse_error, http_oversized, http_too_many_headers)."
+        "Parser problems by kind (tls_handshake_truncated, tls_oversized_hello, tls_parse_error, http_oversized, http_too_many_headers)."
     );
     describe_counter!(PROXY_HEADERS, "PROXY protocol (v1/v2) headers skipped before a client's TLS or HTTP.");
     describe_counter!(EVENTS, "Flow events written.");
@@ -202,6 +202,7 @@ impl StatsPublisher {
         }
         for (kind, now, before) in [
             ("tls_handshake_truncated", s.tls_handshake_truncated, l.tls_handshake_truncated),
+            ("tls_oversized_hello", s.tls_oversized_hello, l.tls_oversized_hello),
             ("tls_parse_error", s.tls_parse_errors, l.tls_parse_errors),
             ("http_oversized", s.http_oversized, l.http_oversized),
             ("http_too_many_headers", s.http_too_many_headers, l.http_too_many_headers),

@@ -627,6 +627,7 @@ fn count_app(flow: &Flow, stats: &mut Stats) {
     }
     if let Some(t) = &flow.tls {
         stats.tls_handshake_truncated += u64::from(t.handshake_truncated);
+        stats.tls_oversized_hello += u64::from(t.oversized_client_hello);
         stats.tls_parse_errors += u64::from(t.parse_errors);
     }
 }
