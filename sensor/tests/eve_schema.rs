@@ -11,15 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn bundled() -> Vec<PathBuf> {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&data)
-        .expect("tests/data")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
-        .collect();
-    v.sort();
-    v.push(data.join("generated/demo-threats.pcap"));
+    let mut v = nightjar_benches::fixture_paths();
+    v.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/generated/demo-threats.pcap"));
     v
 }
 

@@ -92,14 +92,7 @@ fn consume(port: u16, topic: &str, want: usize, wait: Duration) -> Vec<(String, 
 }
 
 fn fixtures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("data")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
-        .collect();
-    v.sort();
-    v
+    nightjar_benches::fixture_paths()
 }
 
 fn replay(kafka: &str, events: &Path, summary: &Path) -> std::process::Output {

@@ -11,14 +11,7 @@ fn data() -> PathBuf {
 }
 
 fn fixtures() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(data())
-        .expect("tests/data")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
-        .collect();
-    v.sort();
-    v
+    nightjar_benches::fixture_paths()
 }
 
 fn events(workers: usize) -> Vec<serde_json::Value> {

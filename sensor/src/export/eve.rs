@@ -71,29 +71,9 @@ impl std::str::FromStr for EveTypes {
 /// 1,000,000) + 10 x app (1 TLS, 2 HTTP) + class (1 attack, 2 malware, 3 unknown).
 pub const SID_BASE: u32 = 1_990_000;
 
-/// EVE's timestamp: RFC 3339 with microseconds and a `+0000` offset.
-pub fn eve_timestamp(ts_ns: u64) -> String {
-    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ts_ns)).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+/// `2019-01-01T00:00:00` (UTC, to the second).
+fn date_time(t: OffsetDateTime) -> String {
     format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+0000",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    )
-}
-
-/// A certificate date as EVE writes it (`2019-01-01T00:00:00`, UTC, no zone).
-fn tls_date(secs: i64) -> Option<String> {
-    let t = OffsetDateTime::from_unix_timestamp(secs).ok()?;
-    // EVE's pattern wants a four-digit year from 1000 to 2999.
-    if !(1000..=2999).contains(&t.year()) {
-        return None;
-    }
-    Some(format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
         t.year(),
         u8::from(t.month()),
@@ -101,7 +81,20 @@ fn tls_date(secs: i64) -> Option<String> {
         t.hour(),
         t.minute(),
         t.second()
-    ))
+    )
+}
+
+/// EVE's timestamp: RFC 3339 with microseconds and a `+0000` offset.
+pub fn eve_timestamp(ts_ns: u64) -> String {
+    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ts_ns)).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    format!("{}.{:06}+0000", date_time(t), t.microsecond())
+}
+
+/// A certificate date as EVE writes it (`2019-01-01T00:00:00`, UTC, no zone).
+fn tls_date(secs: i64) -> Option<String> {
+    let t = OffsetDateTime::from_unix_timestamp(secs).ok()?;
+    // EVE's pattern wants a four-digit year from 1000 to 2999.
+    (1000..=2999).contains(&t.year()).then(|| date_time(t))
 }
 
 /// Suricata's names of TLS versions.

@@ -187,19 +187,13 @@ impl Endpoint {
                 // threads). A request is never answered or dropped here: dropping one
                 // whose body was not read would read it, and block this loop.
                 let (metrics, health, api) = (metrics.clone(), Arc::clone(&health), api.clone());
-                let (tx, rx) = crossbeam_channel::bounded::<tiny_http::Request>(1);
-                let spawned = std::thread::Builder::new().name("nightjar-http-req".into()).spawn(move || {
-                    if let Ok(req) = rx.recv() {
-                        handle(req, &metrics, &health, &api);
-                    }
-                });
-                if spawned.is_ok() {
-                    let _ = tx.send(req);
-                } else {
-                    // The system gives no more threads: refused here and counted (this may
-                    // wait for the request's body; nothing better is left).
+                let spawned = std::thread::Builder::new()
+                    .name("nightjar-http-req".into())
+                    .spawn(move || handle(req, &metrics, &health, &api));
+                if spawned.is_err() {
+                    // The system gives no more threads: the request was dropped here (tiny_http
+                    // answers 500, which may wait for its body; nothing better is left), counted.
                     metrics::counter!(super::metrics::HTTP_REFUSED).increment(1);
-                    respond(req, error(503, "no thread to serve this request; retry"));
                 }
             }
         })?;

@@ -387,6 +387,10 @@ impl Worker {
     /// took the batch's embeddings: explaining runs the graph again).
     fn explain(&mut self, head: Option<&Head>) {
         let Some(classifier) = self.classifier.as_mut() else { return };
+        // Most batches have nothing flagged: nothing to gather then.
+        if !self.pending.iter().any(|p| p.classify && p.verdict.class != crate::inference::Class::Benign) {
+            return;
+        }
         let mut flows: Vec<&FeatureVector> = Vec::new();
         let mut verdicts: Vec<Verdict> = Vec::new();
         for p in self.pending.iter_mut().filter(|p| p.classify) {
