@@ -75,6 +75,55 @@ pub fn template_flows(frames: &[OwnedFrame]) -> Vec<TemplateFlow> {
     flows.into_iter().map(|(_, f)| f).collect()
 }
 
+impl TemplateFlow {
+    /// The same flow with the client's first payload segment cut in two: the first `at`
+    /// bytes, then the rest 1 µs later (sequence numbers and IP lengths rewritten,
+    /// checksums stale as in `synth`): the evasion of a ClientHello or request line whose
+    /// first segment is too short to recognise. A flow without client payload, or whose
+    /// first payload is not longer than `at`, is returned unchanged.
+    #[must_use]
+    pub fn split_first_payload(&self, at: usize) -> TemplateFlow {
+        let mut out = self.clone();
+        let Some(pos) = self
+            .frames
+            .iter()
+            .position(|(_, f)| payload_range(f).is_some_and(|(start, end)| end - start > at && self.sent_by_client(f)))
+        else {
+            return out;
+        };
+        let (off, frame) = &self.frames[pos];
+        let Some((start, end)) = payload_range(frame) else { return out };
+        let ihl = usize::from(frame[IP_OFF] & 0x0f) * 4;
+        let tcp = IP_OFF + ihl;
+        let piece = |from: usize, to: usize, seq_add: u32| {
+            let mut f = frame[..start].to_vec();
+            f.extend_from_slice(&frame[from..to]);
+            let ip_len = (f.len() - IP_OFF) as u16;
+            f[IP_OFF + 2..IP_OFF + 4].copy_from_slice(&ip_len.to_be_bytes());
+            let seq = u32::from_be_bytes([f[tcp + 4], f[tcp + 5], f[tcp + 6], f[tcp + 7]]).wrapping_add(seq_add);
+            f[tcp + 4..tcp + 8].copy_from_slice(&seq.to_be_bytes());
+            f
+        };
+        out.frames[pos] = (*off, piece(start, start + at, 0));
+        out.frames.insert(pos + 1, (off + 1_000, piece(start + at, end, at as u32)));
+        out
+    }
+
+    fn sent_by_client(&self, frame: &[u8]) -> bool {
+        ipv4_tcp_endpoints(frame).is_some_and(|(src, sport, _, _)| (src, sport) == self.client)
+    }
+}
+
+/// The TCP payload's byte range in an Ethernet/IPv4 frame (by the IP length).
+fn payload_range(frame: &[u8]) -> Option<(usize, usize)> {
+    let ihl = usize::from(*frame.get(IP_OFF)? & 0x0f) * 4;
+    let ip_len = usize::from(u16::from_be_bytes([*frame.get(IP_OFF + 2)?, *frame.get(IP_OFF + 3)?]));
+    let tcp = IP_OFF + ihl;
+    let doff = usize::from(*frame.get(tcp + 12)? >> 4) * 4;
+    let (start, end) = (tcp + doff, (IP_OFF + ip_len).min(frame.len()));
+    (start < end).then_some((start, end))
+}
+
 /// Offsets of the IPv4 header in an Ethernet frame without VLAN tags.
 const IP_OFF: usize = 14;
 

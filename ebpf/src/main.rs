@@ -2,13 +2,17 @@
 //! IPv4 or IPv6 (skipping extension headers) and TCP, keeps per-flow state in an LRU
 //! hash keyed by the symmetric 5-tuple, and decides:
 //!
-//! - a flow is *selected* when a packet carries a TLS handshake record (content type 22,
-//!   version 3.x) or an HTTP request line (a known method and a space); its first
-//!   `head_packets` packets in both directions go to userspace, and so do its FIN and
-//!   RST, then it is bypassed;
-//! - a flow that starts with a SYN is a *candidate* until its first payload: its
-//!   handshake packets go up (so userspace sees the flow from its start), and the first
-//!   payload selects it or marks it *ignored*;
+//! - a flow is *selected* when its first payload bytes are a TLS handshake record
+//!   (content type 22, version 3.x), an HTTP request line (one of the sensor's methods
+//!   and a space) or a PROXY protocol header (`nightjar_common::sniff_prefix`, the list
+//!   userspace sniffs by); its first `head_packets` packets in both directions go to
+//!   userspace, and so do its FIN and RST, then it is bypassed;
+//! - a flow that starts with a SYN is a *candidate* until those bytes decide: its packets
+//!   go up (so userspace sees the flow from its start), and the in-order payload of the
+//!   first sender is gathered, up to `PREFIX_BYTES` over at most `MAX_PREFIX_SEGMENTS`
+//!   segments, so a ClientHello whose first segment holds 1 byte, or a method split over
+//!   segments, is selected as surely as one sent whole. Bytes that match nothing mark it
+//!   *ignored*; a candidate still undecided after `MAX_PREFIX_SEGMENTS` is selected;
 //! - everything else is bypassed.
 //!
 //! `span` mode (a mirror port: nothing is for the host) redirects what goes up into the
@@ -29,7 +33,8 @@ use aya_ebpf::maps::{Array, LruHashMap, PerCpuArray, RingBuf, XskMap};
 use aya_ebpf::programs::XdpContext;
 use nightjar_common::{
     COPY_RING_BYTES, COPY_SNAP_BYTES, Counter, FLOW_CANDIDATE, FLOW_IGNORED, FLOW_MAP_ENTRIES, FLOW_SELECTED,
-    FilterConfig, FlowKey, FlowState, MAX_QUEUES, MODE_SPAN, PacketCopy,
+    FilterConfig, FlowKey, FlowState, MAX_PREFIX_SEGMENTS, MAX_QUEUES, MODE_SPAN, PREFIX_BYTES, PacketCopy, Sniff,
+    sniff_prefix,
 };
 
 #[map]
@@ -60,7 +65,7 @@ const MAX_IPV6_EXT: usize = 4;
 enum Parsed {
     /// A TCP segment; its payload spans `payload_off..ip_end` (the IP length, not the
     /// frame end: Ethernet pads short frames).
-    Tcp { key: FlowKey, flags: u8, payload_off: usize, ip_end: usize },
+    Tcp { key: FlowKey, flags: u8, payload_off: usize, ip_end: usize, sport: u16, seq: u32 },
     /// Not TCP over IP.
     NotTcp,
 }
@@ -192,14 +197,17 @@ fn be16(ctx: &XdpContext, off: usize) -> Result<u16, ()> {
 
 fn try_nightjar_xdp(ctx: &XdpContext, cfg: &FilterConfig) -> Result<u32, ()> {
     let span = cfg.mode == MODE_SPAN;
-    let (key, flags, payload_off, ip_end) = match parse(ctx)? {
-        Parsed::Tcp { key, flags, payload_off, ip_end } => (key, flags, payload_off, ip_end),
+    let (key, flags, payload_off, ip_end, sport, seq) = match parse(ctx)? {
+        Parsed::Tcp { key, flags, payload_off, ip_end, sport, seq } => (key, flags, payload_off, ip_end, sport, seq),
         Parsed::NotTcp => {
             count(Counter::NotTcp);
             return Ok(other(span));
         }
     };
-    let has_payload = payload_off < ip_end && ctx.data() + payload_off < ctx.data_end();
+    // By the IP length (Ethernet pads short frames); a frame cut shorter than that fails
+    // the prefix load, and the flow is then selected for userspace to decide.
+    let payload_len =
+        if payload_off < ip_end && ctx.data() + payload_off < ctx.data_end() { ip_end - payload_off } else { 0 };
     let fin_rst = flags & (TCP_FIN | TCP_RST) != 0;
 
     if let Some(st) = FLOWS.get_ptr_mut(&key) {
@@ -216,16 +224,29 @@ fn try_nightjar_xdp(ctx: &XdpContext, cfg: &FilterConfig) -> Result<u32, ()> {
                 }
             }
             FLOW_CANDIDATE => {
-                if has_payload {
-                    if interesting(ctx, payload_off) {
-                        st.state = FLOW_SELECTED;
-                        st.sent += 1;
-                        send(ctx, cfg, span)
-                    } else {
-                        st.state = FLOW_IGNORED;
-                        bypass(span)
+                if payload_len > 0
+                    && (st.sender_port == 0 || st.sender_port == sport)
+                    && (st.prefix_len == 0 || seq == st.next_seq)
+                {
+                    // The next in-order bytes of the first sender.
+                    st.sender_port = sport;
+                    st.next_seq = seq.wrapping_add(payload_len as u32);
+                    let read = take_prefix(ctx, payload_off, payload_len, st);
+                    st.segments = st.segments.saturating_add(1);
+                    match sniff_prefix(&st.prefix, usize::from(st.prefix_len)) {
+                        Sniff::Ignore if read => {
+                            st.state = FLOW_IGNORED;
+                            return Ok(bypass(span));
+                        }
+                        Sniff::Select => st.state = FLOW_SELECTED,
+                        _ if !read || st.segments >= MAX_PREFIX_SEGMENTS => st.state = FLOW_SELECTED,
+                        _ => {}
                     }
-                } else if st.sent < cfg.head_packets {
+                    st.sent += 1;
+                    send(ctx, cfg, span)
+                } else if st.sent < cfg.head_packets || fin_rst {
+                    // Handshake, the other direction, retransmissions and reordering
+                    // while undecided: up, within the head budget.
                     st.sent += 1;
                     send(ctx, cfg, span)
                 } else {
@@ -236,39 +257,58 @@ fn try_nightjar_xdp(ctx: &XdpContext, cfg: &FilterConfig) -> Result<u32, ()> {
         });
     }
 
-    let state = if has_payload && interesting(ctx, payload_off) {
-        FLOW_SELECTED
-    } else if !has_payload && flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
-        FLOW_CANDIDATE
-    } else {
+    let mut st = FlowState { state: FLOW_CANDIDATE, sent: 1, ..FlowState::default() };
+    if payload_len > 0 {
+        // A flow first seen mid-stream (no SYN): its bytes decide now, or after more.
+        st.sender_port = sport;
+        st.next_seq = seq.wrapping_add(payload_len as u32);
+        let read = take_prefix(ctx, payload_off, payload_len, &mut st);
+        st.segments = 1;
+        match sniff_prefix(&st.prefix, usize::from(st.prefix_len)) {
+            _ if !read => st.state = FLOW_SELECTED,
+            Sniff::Select => st.state = FLOW_SELECTED,
+            Sniff::NeedMore => {}
+            Sniff::Ignore => return Ok(bypass(span)),
+        }
+    } else if flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
         return Ok(bypass(span));
-    };
-    if FLOWS.insert(&key, &FlowState { state, sent: 1 }, 0).is_err() {
+    }
+    if FLOWS.insert(&key, &st, 0).is_err() {
         // Still send this packet: losing the flow's state only costs its later packets.
         count(Counter::MapFull);
     }
     Ok(send(ctx, cfg, span))
 }
 
-/// True when the payload starts a TLS handshake record or an HTTP request.
+/// Appends the first payload bytes (at most what `prefix` still holds) to the candidate's
+/// prefix; false when the bytes could not be read (a frame cut short).
 #[inline(always)]
-fn interesting(ctx: &XdpContext, off: usize) -> bool {
-    let Ok(head) = load::<[u8; 3]>(ctx, off) else { return false };
-    if head[0] == 22 && head[1] == 3 && head[2] <= 4 {
+fn take_prefix(ctx: &XdpContext, payload_off: usize, payload_len: usize, st: &mut FlowState) -> bool {
+    let have = usize::from(st.prefix_len);
+    if have >= PREFIX_BYTES {
         return true;
     }
-    let Ok(w) = load::<[u8; 8]>(ctx, off) else {
-        // Shorter than 8 bytes: only "GET /" style requests fit; check 4 bytes.
-        return matches!(load::<[u8; 4]>(ctx, off), Ok(w) if &w == b"GET " || &w == b"PUT ");
-    };
-    matches!(&w[..4], b"GET " | b"PUT ")
-        || &w[..5] == b"POST "
-        || &w[..5] == b"HEAD "
-        || &w[..6] == b"PATCH "
-        || &w[..6] == b"TRACE "
-        || &w[..7] == b"DELETE "
-        || &w[..8] == b"OPTIONS "
-        || &w[..8] == b"CONNECT "
+    let room = PREFIX_BYTES - have;
+    let n = if payload_len < room { payload_len } else { room };
+    if n == 0 || n > PREFIX_BYTES {
+        return true;
+    }
+    let mut tmp = [0u8; PREFIX_BYTES];
+    // Safety: `tmp` holds PREFIX_BYTES and `n` is in 1..=PREFIX_BYTES; the helper checks
+    // the packet bounds itself.
+    let r = unsafe { bpf_xdp_load_bytes(ctx.ctx, payload_off as u32, tmp.as_mut_ptr().cast(), n as u32) };
+    if r < 0 {
+        return false;
+    }
+    // Written at constant positions (the verifier cannot bound a variable index into the
+    // map value), read from the stack copy at a variable one.
+    for j in 0..PREFIX_BYTES {
+        if j >= have && j - have < n {
+            st.prefix[j] = tmp[(j - have) & (PREFIX_BYTES - 1)];
+        }
+    }
+    st.prefix_len = (have + n) as u8;
+    true
 }
 
 #[inline(always)]
@@ -349,7 +389,9 @@ fn parse(ctx: &XdpContext) -> Result<Parsed, ()> {
     if doff < 20 {
         return Err(());
     }
-    Ok(Parsed::Tcp { key, flags: doff_flags[1], payload_off: l4 + doff, ip_end })
+    let sport = be16(ctx, l4)?;
+    let seq = u32::from_be(load::<u32>(ctx, l4 + 4)?);
+    Ok(Parsed::Tcp { key, flags: doff_flags[1], payload_off: l4 + doff, ip_end, sport, seq })
 }
 
 /// Benchmark baseline: counts and drops every packet (the cheapest possible program).

@@ -87,9 +87,13 @@ fn decide(filter: &XdpFilter, frame: &[u8]) -> (u32, Vec<&'static str>) {
 }
 
 fn tcp_v4(sport: u16, flags: &str, payload: &[u8]) -> Vec<u8> {
+    tcp_v4_seq(sport, flags, 1000, payload)
+}
+
+fn tcp_v4_seq(sport: u16, flags: &str, seq: u32, payload: &[u8]) -> Vec<u8> {
     let mut b = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
         .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
-        .tcp(sport, 443, 1000, 65535);
+        .tcp(sport, 443, seq, 65535);
     if flags.contains('S') {
         b = b.syn();
     }
@@ -130,6 +134,32 @@ fn xdp_decisions_on_crafted_packets() {
     assert_eq!(c, sent, "a SYN makes a candidate whose handshake goes up");
     let (_, c) = decide(&filter, &tcp_v4(40004, "A", b"SSH-2.0-OpenSSH\r\n"));
     assert_eq!(c, ["bypassed"], "a first payload that is neither TLS nor HTTP ends the candidate");
+
+    // Split first segments: the in-order bytes of the first sender decide, however few
+    // each segment holds (an evasion that blinded the first-payload test).
+    let (_, c) = decide(&filter, &tcp_v4_seq(40010, "S", 1000, b""));
+    assert_eq!(c, sent);
+    assert_eq!(
+        decide(&filter, &tcp_v4_seq(40010, "A", 1001, &CLIENT_HELLO_HEAD[..1])).1,
+        sent,
+        "1 byte: undecided, up"
+    );
+    assert_eq!(decide(&filter, &tcp_v4_seq(40010, "A", 1002, &CLIENT_HELLO_HEAD[1..])).1, sent, "the rest selects");
+    decide(&filter, &tcp_v4_seq(40011, "S", 1000, b""));
+    assert_eq!(decide(&filter, &tcp_v4_seq(40011, "A", 1001, b"G")).1, sent);
+    assert_eq!(decide(&filter, &tcp_v4_seq(40011, "A", 1001, b"G")).1, sent, "a retransmission is not appended");
+    // Selected: a candidate holding "GGET" would have been ignored (bypassed) here.
+    assert_eq!(decide(&filter, &tcp_v4_seq(40011, "A", 1002, b"ET /a HTTP/1.1\r\n")).1, sent, "G + ET / selects");
+    decide(&filter, &tcp_v4_seq(40012, "S", 1000, b""));
+    assert_eq!(decide(&filter, &tcp_v4_seq(40012, "A", 1001, b"PRO")).1, sent, "PROPFIND, PROPPATCH or PROXY");
+    assert_eq!(decide(&filter, &tcp_v4_seq(40012, "A", 1004, b"PFIND /dav HTTP/1.1\r\n")).1, sent, "WebDAV selects");
+    decide(&filter, &tcp_v4_seq(40013, "S", 1000, b""));
+    assert_eq!(decide(&filter, &tcp_v4_seq(40013, "A", 1001, b"S")).1, ["bypassed"], "one byte that matches nothing");
+    decide(&filter, &tcp_v4_seq(40014, "S", 1000, b""));
+    for (i, b) in b"PROX".iter().enumerate() {
+        assert_eq!(decide(&filter, &tcp_v4_seq(40014, "A", 1001 + i as u32, &[*b])).1, sent);
+    }
+    assert_eq!(decide(&filter, &tcp_v4_seq(40014, "A", 1005, b"Z")).1, ["bypassed"], "PROXZ decides: not for us");
 
     // Head limit: the selected flow of port 40001 sends 3 packets, then is bypassed.
     for _ in 0..2 {
@@ -227,6 +257,16 @@ fn live_host_events_equal_replay_events() {
     }
 }
 
+/// Every flow's first client segment cut after 1 byte (a ClientHello's content type, an
+/// HTTP method's first letter): the XDP program must still select the flows, so live
+/// events equal replay events, and every flow is still TLS or HTTP.
+#[test]
+fn live_span_split_first_segments_equal_replay_events() {
+    if privileged() {
+        live_events_equal_replay_events("span", "xdp-split");
+    }
+}
+
 #[test]
 fn live_afpacket_fallback_events_equal_replay_events() {
     if privileged() {
@@ -237,15 +277,22 @@ fn live_afpacket_fallback_events_equal_replay_events() {
 /// Replays the same capture through `nightjar replay` and through the live path
 /// (`mode`, `capture`), and compares.
 fn live_events_equal_replay_events(mode: &str, capture: &str) {
+    let (capture, split) = match capture.strip_suffix("-split") {
+        Some(c) => (c, true),
+        None => (capture, false),
+    };
     let dir = tempfile::tempdir().expect("tmp");
     let pcap = dir.path().join("flows.pcap");
-    let templates = nightjar_benches::template_flows(
+    let mut templates = nightjar_benches::template_flows(
         &nightjar_benches::load_frames(&nightjar_benches::fixture_paths())
             .expect("fixtures")
             .into_iter()
             .filter(|f| f.data.len() <= 1514)
             .collect::<Vec<_>>(),
     );
+    if split {
+        templates = templates.iter().map(|t| t.split_first_payload(1)).collect();
+    }
     let frames = nightjar_benches::synth(&templates, 20, 3_000_000, 1_700_000_000_000_000_000);
     nightjar_benches::write_pcap(&pcap, &frames).expect("write pcap");
 
@@ -254,8 +301,12 @@ fn live_events_equal_replay_events(mode: &str, capture: &str) {
     assert!(replay.status.success());
     let expected = normalise(&String::from_utf8_lossy(&replay.stdout));
     assert_eq!(expected.len(), templates.len() * 20);
+    if split {
+        let apps: Vec<_> = expected.iter().map(|e| e["app"].as_str().unwrap_or_default().to_owned()).collect();
+        assert!(apps.iter().all(|a| a == "tls" || a == "http"), "split first segments still TLS or HTTP: {apps:?}");
+    }
 
-    let tag = format!("{}{}{}", std::process::id(), &mode[..1], &capture[..1]);
+    let tag = format!("{}{}{}{}", std::process::id(), &mode[..1], &capture[..1], if split { "s" } else { "" });
     let ns = NetNsPair::new(&tag);
     let events = dir.path().join("live.jsonl");
     let summary = dir.path().join("summary.json");

@@ -2,7 +2,7 @@
 //! (`nightjar`). Everything here is `#[repr(C)]`, `Copy`, without `bool` or implicit
 //! padding, so both sides agree on the bytes of every map key and value. Map names are
 //! constants so that the program and the loader cannot drift apart.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 /// LRU hash map of flow state, keyed by [`FlowKey`].
 pub const MAP_FLOWS: &str = "FLOWS";
@@ -81,12 +81,21 @@ pub struct FlowKey {
     pub port_hi: u16,
 }
 
-/// `FlowState::state`: SYN seen, no payload yet; packets are sent up while undecided.
+/// `FlowState::state`: SYN seen, the first payload bytes not yet decisive; packets are
+/// sent up while undecided.
 pub const FLOW_CANDIDATE: u32 = 0;
-/// `FlowState::state`: a TLS handshake record or HTTP request line was seen.
+/// `FlowState::state`: a TLS handshake record, an HTTP request line or a PROXY protocol
+/// header was seen.
 pub const FLOW_SELECTED: u32 = 1;
-/// `FlowState::state`: the first payload was neither; the flow is not for the sensor.
+/// `FlowState::state`: the first payload bytes are none of those; not for the sensor.
 pub const FLOW_IGNORED: u32 = 2;
+
+/// First payload bytes a candidate flow holds until they decide (the longest pattern of
+/// [`sniff_prefix`] is 12 bytes: the PROXY v2 signature).
+pub const PREFIX_BYTES: usize = 16;
+/// In-order payload segments a candidate may take to decide; after that it is selected
+/// and userspace decides (sending a few packets up is cheaper than missing a flow).
+pub const MAX_PREFIX_SEGMENTS: u8 = 8;
 
 /// Per-flow state in the LRU map.
 #[repr(C)]
@@ -96,6 +105,126 @@ pub struct FlowState {
     pub state: u32,
     /// Packets of this flow sent to userspace so far.
     pub sent: u32,
+    /// Candidate: TCP sequence number of the next in-order payload byte of the sender of
+    /// the first payload.
+    pub next_seq: u32,
+    /// Candidate: source port of the sender of the first payload (0: none yet).
+    pub sender_port: u16,
+    /// Candidate: bytes held in `prefix`.
+    pub prefix_len: u8,
+    /// Candidate: in-order payload segments taken.
+    pub segments: u8,
+    /// Candidate: the first payload bytes, in sequence order.
+    pub prefix: [u8; PREFIX_BYTES],
+}
+
+/// HTTP/1.x request methods that start a request (RFC 9110 section 9, RFC 4918), each
+/// with its space: the XDP program and the sensor's sniffer select flows by the same list.
+pub const HTTP_METHODS: [&[u8]; 15] = [
+    b"GET ",
+    b"POST ",
+    b"HEAD ",
+    b"PUT ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+    b"PROPFIND ",
+    b"PROPPATCH ",
+    b"MKCOL ",
+    b"COPY ",
+    b"MOVE ",
+    b"LOCK ",
+];
+/// PROXY protocol v1 (HAProxy) line start.
+pub const PROXY_V1: &[u8] = b"PROXY ";
+/// PROXY protocol v2 signature.
+pub const PROXY_V2: [u8; 12] = [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a];
+
+/// What the first payload bytes of a flow say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sniff {
+    /// A TLS handshake record, an HTTP request line or a PROXY protocol header.
+    Select,
+    /// A proper prefix of one of those: more bytes decide.
+    NeedMore,
+    /// None of those.
+    Ignore,
+}
+
+/// Decides on the first `len` bytes of `b` (the first payload bytes of a flow, in
+/// sequence order, however they were segmented). Written for the BPF verifier too:
+/// fixed-size input, loops over constant bounds only.
+#[inline(always)]
+pub fn sniff_prefix(b: &[u8; PREFIX_BYTES], len: usize) -> Sniff {
+    let len = if len > PREFIX_BYTES { PREFIX_BYTES } else { len };
+    // TLS record header: content type 22 (handshake), version 3.0-3.4.
+    let tls = if len == 0 {
+        Sniff::NeedMore
+    } else if b[0] != 22 {
+        Sniff::Ignore
+    } else if len == 1 {
+        Sniff::NeedMore
+    } else if b[1] != 3 {
+        Sniff::Ignore
+    } else if len == 2 {
+        Sniff::NeedMore
+    } else if b[2] <= 4 {
+        Sniff::Select
+    } else {
+        Sniff::Ignore
+    };
+    // Each pattern a literal: BPF has no relocations for pointers stored in data, so the
+    // program cannot walk `HTTP_METHODS` (a table of slices). The unit tests check this
+    // list against `HTTP_METHODS`.
+    let mut out = tls;
+    for p in [
+        pattern(b, len, b"GET "),
+        pattern(b, len, b"POST "),
+        pattern(b, len, b"HEAD "),
+        pattern(b, len, b"PUT "),
+        pattern(b, len, b"DELETE "),
+        pattern(b, len, b"OPTIONS "),
+        pattern(b, len, b"PATCH "),
+        pattern(b, len, b"CONNECT "),
+        pattern(b, len, b"TRACE "),
+        pattern(b, len, b"PROPFIND "),
+        pattern(b, len, b"PROPPATCH "),
+        pattern(b, len, b"MKCOL "),
+        pattern(b, len, b"COPY "),
+        pattern(b, len, b"MOVE "),
+        pattern(b, len, b"LOCK "),
+        pattern(b, len, PROXY_V1),
+        pattern(b, len, &PROXY_V2),
+    ] {
+        out = either(out, p);
+    }
+    out
+}
+
+#[inline(always)]
+fn either(a: Sniff, b: Sniff) -> Sniff {
+    match (a, b) {
+        (Sniff::Select, _) | (_, Sniff::Select) => Sniff::Select,
+        (Sniff::NeedMore, _) | (_, Sniff::NeedMore) => Sniff::NeedMore,
+        _ => Sniff::Ignore,
+    }
+}
+
+#[inline(always)]
+fn pattern(b: &[u8; PREFIX_BYTES], len: usize, p: &[u8]) -> Sniff {
+    let mut i = 0;
+    while i < p.len() && i < PREFIX_BYTES {
+        if i >= len {
+            return Sniff::NeedMore;
+        }
+        if b[i] != p[i] {
+            return Sniff::Ignore;
+        }
+        i += 1;
+    }
+    Sniff::Select
 }
 
 /// Decision counters (per CPU). Every packet increments `Received` and exactly one of
@@ -177,8 +306,47 @@ mod tests {
     #[test]
     fn layouts_have_no_padding() {
         assert_eq!(core::mem::size_of::<FlowKey>(), 36);
-        assert_eq!(core::mem::size_of::<FlowState>(), 8);
+        // 4 + 4 + 4 + 2 + 1 + 1 + PREFIX_BYTES
+        assert_eq!(core::mem::size_of::<FlowState>(), 16 + PREFIX_BYTES);
         assert_eq!(core::mem::size_of::<FilterConfig>(), 16);
         assert_eq!(core::mem::size_of::<PacketCopy>(), 8 + COPY_SNAP_BYTES);
+    }
+
+    fn sniff(bytes: &[u8]) -> Sniff {
+        let mut b = [0u8; PREFIX_BYTES];
+        let n = bytes.len().min(PREFIX_BYTES);
+        b[..n].copy_from_slice(&bytes[..n]);
+        sniff_prefix(&b, bytes.len())
+    }
+
+    #[test]
+    fn every_prefix_of_a_start_needs_more_until_it_selects() {
+        let hello: &[u8] = &[0x16, 0x03, 0x01, 0x00, 0x40, 0x01];
+        let mut starts: Vec<&[u8]> = vec![hello, PROXY_V1, &PROXY_V2];
+        starts.extend(HTTP_METHODS);
+        assert_eq!(sniff(&[]), Sniff::NeedMore);
+        for s in starts {
+            let decisive = if s[0] == 0x16 { 3 } else { s.len() };
+            for n in 1..decisive {
+                assert_eq!(sniff(&s[..n]), Sniff::NeedMore, "{:?} cut at {n}", &s[..n]);
+            }
+            assert_eq!(sniff(&s[..decisive]), Sniff::Select, "{s:?}");
+            assert_eq!(sniff(s), Sniff::Select, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn other_protocols_are_ignored_as_soon_as_they_differ() {
+        assert_eq!(sniff(b"SSH-2.0-OpenSSH_9.6\r\n"), Sniff::Ignore);
+        assert_eq!(sniff(b"S"), Sniff::Ignore, "no pattern starts with S");
+        assert_eq!(sniff(b"G"), Sniff::NeedMore);
+        assert_eq!(sniff(b"GET/"), Sniff::Ignore, "a method needs its space");
+        assert_eq!(sniff(b"PRO"), Sniff::NeedMore, "PROPFIND, PROPPATCH or PROXY");
+        assert_eq!(sniff(b"PROXZ"), Sniff::Ignore);
+        assert_eq!(sniff(&[0x17, 0x03, 0x03]), Sniff::Ignore, "application data mid-stream");
+        assert_eq!(sniff(&[0x16, 0x03, 0x05]), Sniff::Ignore, "no TLS version 3.5");
+        assert_eq!(sniff(&[0x16, 0x02]), Sniff::Ignore);
+        assert_eq!(sniff(&[0, 0, 0, 0x2f]), Sniff::Ignore, "a length prefix");
+        assert_eq!(sniff(b"GET / HTTP/1.1 and far more than sixteen bytes"), Sniff::Select);
     }
 }

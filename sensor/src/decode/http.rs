@@ -6,24 +6,9 @@
 //! `http_body_bytes` of body. A head that does not fit the buffer is recorded as
 //! oversized (and counted), not parsed.
 
-/// Request methods that mark the start of an HTTP/1.x request (RFC 9110 9, RFC 4918).
-const METHODS: [&[u8]; 15] = [
-    b"GET ",
-    b"POST ",
-    b"HEAD ",
-    b"PUT ",
-    b"DELETE ",
-    b"OPTIONS ",
-    b"PATCH ",
-    b"CONNECT ",
-    b"TRACE ",
-    b"PROPFIND ",
-    b"PROPPATCH ",
-    b"MKCOL ",
-    b"COPY ",
-    b"MOVE ",
-    b"LOCK ",
-];
+/// Request methods that mark the start of an HTTP/1.x request (RFC 9110 9, RFC 4918):
+/// the XDP program selects flows by the same list.
+const METHODS: [&[u8]; 15] = nightjar_common::HTTP_METHODS;
 /// Most headers parsed in one request.
 pub const MAX_HEADERS: usize = 64;
 

@@ -9,16 +9,14 @@
 
 use crate::decode::http::{Prefix, request_prefix};
 use crate::decode::tls::{Side, looks_like_handshake};
+// PROXY protocol v1 and v2 signatures (section 2.2): the XDP program's, shared.
+use nightjar_common::{PROXY_V1, PROXY_V2};
 
 /// Bytes held before a stream is decided: a TLS record header and handshake type (6),
 /// the longest HTTP method and its space (10), a PROXY v2 header (16).
 pub const SNIFF_BYTES: usize = 16;
-/// PROXY protocol v1 signature.
-const PROXY_V1: &[u8] = b"PROXY ";
 /// Longest PROXY v1 line, CRLF included (the specification's section 2.1).
 const PROXY_V1_MAX: usize = 107;
-/// PROXY protocol v2 signature (section 2.2).
-const PROXY_V2: [u8; 12] = [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a];
 /// Largest PROXY v2 header we skip: the 16-byte header plus its address block and TLVs.
 const PROXY_V2_MAX: usize = 16 + 1024;
 
