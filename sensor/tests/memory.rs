@@ -158,3 +158,86 @@ fn flows_without_payload_are_small() {
     let (_, used, _) = run(flows, flows as usize, false);
     assert!(used <= flows as usize * TRACKED_FLOW_BOUND_BYTES, "{used} B for {flows} flows");
 }
+
+/// Frames of `flows` flows left in their handshake: SYN, SYN-ACK, ClientHello each.
+fn handshake_frames(flows: u32, hello: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::with_capacity(flows as usize * 3);
+    let mut ts = 1_700_000_000_000_000_000u64;
+    for round in 0..3 {
+        for i in 0..flows {
+            ts += 1_000;
+            let client = [198, 18, (i >> 16) as u8, (i >> 8) as u8];
+            let server = [198, 19, 0, 1];
+            let cport = 1024 + (i & 0xff) as u16 * 200 + (i >> 24) as u16;
+            let b = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6]);
+            let (b, payload): (_, &[u8]) = match round {
+                0 => (b.ipv4(client, server, 64).tcp(cport, 443, 1000, 65535).syn(), &[]),
+                1 => (b.ipv4(server, client, 64).tcp(443, cport, 5000, 65535).syn().ack(1001), &[]),
+                _ => (b.ipv4(client, server, 64).tcp(cport, 443, 1001, 65535).ack(5001).psh(), hello),
+            };
+            let mut f = Vec::new();
+            b.write(&mut f, payload).expect("frame");
+            out.push((ts, f));
+        }
+    }
+    out
+}
+
+/// Peak bytes allocated above the steady state while a worker holding `flows` flows in
+/// their handshake ends them all and serialises their events: chunked (the shutdown
+/// path) or at once (the old path). Returns (peak, events written).
+fn shutdown_peak(frames: &[(u64, Vec<u8>)], flows: usize, chunked: bool) -> (usize, usize) {
+    use nightjar::capture::{Frame, LinkType};
+    use nightjar::runtime::{Outputs, Stream, Worker};
+    let _guard = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let cfg = nightjar::config::Config::default();
+    let mut w = Worker::new(&cfg, flows, Outputs { events: true, features: false, eve: None });
+    let mut lines = 0;
+    for (ts, data) in frames {
+        let len = u32::try_from(data.len()).expect("frame length");
+        w.handle_frame(&Frame { ts_ns: *ts, link: LinkType::Ethernet, wire_len: len, data });
+    }
+    w.finish_records(&mut |_| {});
+    lines += newlines(w.buf_mut(Stream::Events));
+    w.buf_mut(Stream::Events).clear();
+    assert_eq!(w.tracked_flows(), flows, "every flow still open before the flush");
+    let base = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let mut drain = |w: &mut Worker| {
+        let buf = w.buf_mut(Stream::Events);
+        lines += newlines(buf);
+        buf.clear();
+        Ok::<(), std::convert::Infallible>(())
+    };
+    let done = if chunked {
+        w.flush_in_chunks(&mut |_| {}, &mut drain)
+    } else {
+        w.flush();
+        w.finish_records(&mut |_| {});
+        drain(&mut w)
+    };
+    done.unwrap_or_else(|e| match e {});
+    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+    (peak, lines)
+}
+
+fn newlines(buf: &[u8]) -> usize {
+    buf.split(|&b| b == b'\n').count() - 1
+}
+
+#[test]
+fn shutdown_flush_memory_stays_bounded() {
+    let flows = std::env::var("NIGHTJAR_FLUSH_FLOWS").ok().and_then(|v| v.parse().ok()).unwrap_or(60_000u32);
+    let hello = client_hello_payload();
+    let frames = handshake_frames(flows, &hello);
+    let (chunked, written) = shutdown_peak(&frames, flows as usize, true);
+    let (at_once, written_at_once) = shutdown_peak(&frames, flows as usize, false);
+    eprintln!(
+        "shutdown flush of {flows} flows in handshake: peak {chunked} B above steady state in chunks of {} flows, {at_once} B at once",
+        nightjar::runtime::FLUSH_CHUNK_FLOWS
+    );
+    assert_eq!((written, written_at_once), (flows as usize, flows as usize), "one event per flow either way");
+    // A chunk's records and events, whatever the table holds: 4,096 flows at under 8 KiB.
+    assert!(chunked <= nightjar::runtime::FLUSH_CHUNK_FLOWS * 8192, "chunked flush peak {chunked} B");
+    assert!(chunked * 4 < at_once, "chunked {chunked} B vs at once {at_once} B");
+}

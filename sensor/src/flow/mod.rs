@@ -535,6 +535,17 @@ impl FlowTable {
         self.end_all(EndReason::EndOfInput, stats, out);
     }
 
+    /// Ends at most `max` flows (end of input, oldest first); true when none is left.
+    /// A shutdown with a million tracked flows ends them in chunks, each serialised and
+    /// written before the next, so its memory stays that of one chunk.
+    pub fn flush_some(&mut self, max: usize, stats: &mut Stats, out: &mut Vec<FlowRecord>) -> bool {
+        for _ in 0..max {
+            let Some((_, f)) = self.unanswered.pop_lru().or_else(|| self.answered.pop_lru()) else { break };
+            finish(f, EndReason::EndOfInput, stats, out);
+        }
+        self.is_empty()
+    }
+
     fn end_all(&mut self, reason: EndReason, stats: &mut Stats, out: &mut Vec<FlowRecord>) {
         while let Some((_, f)) = self.unanswered.pop_lru() {
             finish(f, reason, stats, out);

@@ -315,10 +315,11 @@ fn run_worker(
             break;
         }
     }
-    w.flush();
-    w.finish_records(&mut |_| {});
-    w.poll_batch(true);
-    hand_out(&mut w, out, dropped, 1);
+    w.flush_in_chunks(&mut |_| {}, |w| {
+        hand_out(w, out, dropped, 1);
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .unwrap_or_else(|e| match e {});
     let drops = sock.kernel_drops();
     publisher.publish(&w.stats, w.tracked_flows(), drops);
     (w.stats, drops)
