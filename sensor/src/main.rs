@@ -400,6 +400,7 @@ fn print_summary(s: &Summary) {
         ("reassembly buffered", st.reassembly_buffered),
         ("reassembly dropped", st.reassembly_dropped),
         ("reassembly duplicates", st.reassembly_duplicates),
+        ("reassembly overlaps", st.reassembly_overlaps),
         ("tls handshake truncated", st.tls_handshake_truncated),
         ("tls oversized hellos", st.tls_oversized_hello),
         ("tls parse errors", st.tls_parse_errors),

@@ -34,6 +34,8 @@ pub struct Stats {
     pub reassembly_dropped: u64,
     /// Segments fully retransmitted.
     pub reassembly_duplicates: u64,
+    /// Segments that partly overlapped bytes already kept (the first copy won).
+    pub reassembly_overlaps: u64,
     /// TLS handshake messages skipped because they exceeded the buffer.
     pub tls_handshake_truncated: u64,
     /// ClientHellos larger than `handshake_bytes` (parsed up to 64 KiB, flagged).
@@ -84,6 +86,7 @@ impl Stats {
         self.reassembly_buffered += o.reassembly_buffered;
         self.reassembly_dropped += o.reassembly_dropped;
         self.reassembly_duplicates += o.reassembly_duplicates;
+        self.reassembly_overlaps += o.reassembly_overlaps;
         self.tls_handshake_truncated += o.tls_handshake_truncated;
         self.tls_oversized_hello += o.tls_oversized_hello;
         self.tls_parse_errors += o.tls_parse_errors;

@@ -197,6 +197,7 @@ impl StatsPublisher {
             ("buffered", s.reassembly_buffered, l.reassembly_buffered),
             ("dropped", s.reassembly_dropped, l.reassembly_dropped),
             ("duplicate", s.reassembly_duplicates, l.reassembly_duplicates),
+            ("overlap", s.reassembly_overlaps, l.reassembly_overlaps),
         ] {
             counter!(REASSEMBLY_SEGMENTS, "outcome" => outcome).increment(now - before);
         }

@@ -713,7 +713,10 @@ fn parse_payload(flow: &mut Flow, pkt: &Packet<'_>, dir: Dir, cfg: &FlowConfig, 
             }
         }
     };
-    match reasm[d].push(pkt.seq, pkt.payload, &mut on_chunk) {
+    let overlaps = reasm[d].overlaps();
+    let outcome = reasm[d].push(pkt.seq, pkt.payload, &mut on_chunk);
+    stats.reassembly_overlaps += reasm[d].overlaps() - overlaps;
+    match outcome {
         SegmentOutcome::Buffered => stats.reassembly_buffered += 1,
         SegmentOutcome::Dropped => stats.reassembly_dropped += 1,
         SegmentOutcome::Duplicate => stats.reassembly_duplicates += 1,

@@ -37,6 +37,9 @@ pub struct Reassembler {
     budget: usize,
     /// Bytes delivered so far.
     delivered: u64,
+    /// Segments that brought new bytes and also covered bytes already kept (delivered or
+    /// buffered): overlaps, whose second copy was discarded.
+    overlaps: u64,
 }
 
 /// Signed distance from `b` to `a` in sequence space (RFC 793 modular arithmetic).
@@ -62,6 +65,12 @@ impl Reassembler {
         self.delivered
     }
 
+    /// Segments so far that partly overlapped bytes already kept (their copy of those
+    /// bytes discarded): an evasion signal, counted as `reassembly_overlaps`.
+    pub fn overlaps(&self) -> u64 {
+        self.overlaps
+    }
+
     /// Bytes currently buffered ahead of a gap.
     pub fn pending_bytes(&self) -> usize {
         self.pending_bytes
@@ -82,6 +91,7 @@ impl Reassembler {
             return SegmentOutcome::Duplicate;
         }
         let data = &data[skip..];
+        let before = self.overlaps;
         // New up to the first buffered segment; beyond it the buffered first copies win
         // and this segment only fills the holes between them.
         let limit = self
@@ -92,6 +102,9 @@ impl Reassembler {
         self.deliver(&data[..head], sink);
         if head < data.len() {
             self.fill_holes(next.wrapping_add(head as u32), &data[head..], false);
+        }
+        if skip > 0 && self.overlaps == before {
+            self.overlaps += 1;
         }
         self.drain(sink);
         SegmentOutcome::InOrder
@@ -143,6 +156,9 @@ impl Reassembler {
         }
         if enforce_budget && self.pending_bytes + new_bytes as usize > self.budget {
             return SegmentOutcome::Dropped;
+        }
+        if new_bytes < end - start {
+            self.overlaps += 1;
         }
         for (a, b) in holes {
             let piece = &data[(a - start) as usize..(b - start) as usize];
@@ -213,12 +229,14 @@ mod tests {
         assert_eq!(out, b"01234567bbAAAA");
         assert_eq!(oc[1], SegmentOutcome::Buffered);
         assert_eq!(r.pending_bytes(), 0);
+        assert_eq!(r.overlaps(), 1, "bbbbbb over AAAA");
         // In order: "AAAA" buffered at 10..14, then "cccccccc" at 8..16 arriving in order:
         // its bytes fill 8..10 and 14..16 only.
         let mut r = Reassembler::new(1024);
         r.syn(u32::MAX);
         let (out, _) = run(&mut r, &[(0, b"01234567"), (10, b"AAAA"), (8, b"cccccccc")]);
         assert_eq!(out, b"01234567ccAAAAcc");
+        assert_eq!(r.overlaps(), 1);
         // A later copy wholly inside a buffered one is a duplicate; one spanning two
         // buffered segments fills only the hole between them.
         let mut r = Reassembler::new(1024);
@@ -226,12 +244,18 @@ mod tests {
         let (out, oc) = run(&mut r, &[(4, b"EE"), (8, b"GG"), (4, b"ee"), (2, b"xxxxxxxxxx"), (0, b"01")]);
         assert_eq!(oc[2], SegmentOutcome::Duplicate);
         assert_eq!(out, b"01xxEExxGGxx");
+        assert_eq!(r.overlaps(), 1, "only xxxxxxxxxx overlapped and brought new bytes");
         // Delivered bytes are never replaced (retransmission with other content).
         let mut r = Reassembler::new(1024);
         r.syn(u32::MAX);
         let (out, oc) = run(&mut r, &[(0, b"GET /"), (0, b"XXXXX"), (5, b"a")]);
         assert_eq!(out, b"GET /a");
         assert_eq!(oc[1], SegmentOutcome::Duplicate);
+        assert_eq!(r.overlaps(), 0, "a whole retransmission is a duplicate, not an overlap");
+        // A segment reaching back into delivered bytes with new ones after them.
+        let (out, _) = run(&mut r, &[(3, b"ZZZbc")]);
+        assert_eq!(out, b"bc");
+        assert_eq!(r.overlaps(), 1);
     }
 
     #[test]
