@@ -26,6 +26,9 @@
                                              scenarios, drawn from a capture's labels
   online   --events E --labels L --feedback F --family NAME [--baseline E0] [--png P]
                                              prequential learning curve of a family
+  score    --events E --labels L [--app http] [--png P] [--out R.json]
+                                             the sensor's verdicts against a capture's labels
+                                             (per class, flagged vs benign, per family)
   check                                      CI: the committed artifacts load in ONNX
                                              Runtime, hashes match, parity fixture holds"""
 
@@ -229,6 +232,27 @@ def cmd_online(a):
         Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
 
 
+def cmd_score(a):
+    from . import score
+
+    rows, left = score.join(Path(a.events), Path(a.labels), a.app)
+    if not rows:
+        sys.exit(f"score: no labelled, scored flow joined ({left}); are the events and labels of the same capture?")
+    res = score.report(rows) | {"left_out": left, "events": a.events, "labels": a.labels, "app": a.app}
+    if a.png:
+        score.plot(res, a.title or f"{Path(a.events).name}: sensor verdicts", a.png)
+    text = json.dumps(res, indent=1)
+    if a.out:
+        Path(a.out).write_text(text + "\n")
+    fv = res["flagged_vs_benign"]
+    print(f"{res['flows']} flows; flagged vs benign: P {fv['precision']} R {fv['recall']} F1 {fv['f1']}; "
+          f"benign flagged {res['benign_flagged']}; unknown {res['unknown_share']}; left out {left}")
+    for c, r in res["per_class"].items():
+        print(f"  {c:8} P {r['precision']:.3f} R {r['recall']:.3f} F1 {r['f1']:.3f} ({r['support']})")
+    for f, r in res["families"].items():
+        print(f"  {f:32} flagged {r['flagged']:.3f} named {r['named']:.3f} unknown {r['unknown']:.3f} ({r['flows']})")
+
+
 def cmd_check(a):
     from . import export
 
@@ -301,6 +325,12 @@ def main():
                    help="`dataset` arrays of a nightjar-flood corpus added to every fit (never validated or tested on); repeatable")
     s.add_argument("--no-chars", action="store_true", help="without the HTTP character input (schema-1 style graph)")
     s.add_argument("--protocols", default="cv,loso,lofo", help="validation protocols to run (comma-separated)")
+    s.add_argument("--decision", choices=["oof", "slice"], default="oof",
+                   help="choose T, offsets and unknown_below on out-of-fold logits of the training runs (oof) "
+                        "or on one validation slice (slice)")
+    s.add_argument("--inner-folds", type=int, default=3, help="inner folds by run per split for --decision oof")
+    s.add_argument("--flag-target", default="",
+                   help="benign flag target per app, e.g. tls=0.01,http=0.02 (default 0.01 each)")
     s = sub.add_parser("reference")
     s.add_argument("--train", required=True)
     s = sub.add_parser("without")
@@ -326,9 +356,16 @@ def main():
     s.add_argument("--baseline", help="events of the same replay without learning")
     s.add_argument("--png")
     s.add_argument("--out")
+    s = sub.add_parser("score", help="the sensor's verdicts (replay --events) against a capture's labels")
+    s.add_argument("--events", required=True, help="`nightjar replay --events` output")
+    s.add_argument("--labels", required=True, help="nightjar-flood labels CSV or corpus/flows.csv")
+    s.add_argument("--app", choices=["tls", "http"], help="only flows of this app")
+    s.add_argument("--out", help="the report as JSON")
+    s.add_argument("--png", help="confusion matrix picture (rows: label, columns: verdict)")
+    s.add_argument("--title")
     sub.add_parser("check")
     a = p.parse_args()
-    {"corpus": cmd_corpus, "dataset": cmd_dataset, "train": cmd_train, "train-real": cmd_train_real, "reference": cmd_reference, "without": cmd_without, "labels": cmd_labels, "online": cmd_online, "check": cmd_check}[a.cmd](a)
+    {"corpus": cmd_corpus, "dataset": cmd_dataset, "train": cmd_train, "train-real": cmd_train_real, "reference": cmd_reference, "without": cmd_without, "labels": cmd_labels, "online": cmd_online, "score": cmd_score, "check": cmd_check}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -89,6 +89,20 @@ def _counts(d):
     return out
 
 
+def parse_targets(text):
+    """`tls=0.01,http=0.02` -> {"tls": 0.01, "http": 0.02} (apps not named: FLAG_TARGET)."""
+    out = dict(rt.FLAG_TARGETS)
+    for part in filter(None, (text or "").split(",")):
+        app, _, share = part.partition("=")
+        if app not in rt.APPS or not share:
+            sys.exit(f"--flag-target: {part!r} is not app=share with app one of {', '.join(rt.APPS)}")
+        v = float(share)
+        if not 0.0 <= v < 1.0:
+            sys.exit(f"--flag-target: {part!r}: the share must be within [0, 1)")
+        out[app] = v
+    return out
+
+
 def run(a, root: Path, shipped: Path):
     t_start = time.time()
     d = with_augmentation(dataset.load(Path(a.data)), a.augment)
@@ -101,6 +115,9 @@ def run(a, root: Path, shipped: Path):
             cfg[k] = getattr(a, k)
     cfg["chars"] = 0 if a.no_chars or "chars" not in d else int(d["chars"].shape[1])
     cfg["augment"] = bool(a.augment)
+    cfg["decision"] = a.decision
+    cfg["inner_folds"] = a.inner_folds
+    cfg["flag_targets"] = parse_targets(a.flag_target)
     mode = a.threshold
     modes = (mode,) + tuple(m for m in rt.MODES if m != mode)
     out = Path(a.out).resolve()
@@ -110,7 +127,7 @@ def run(a, root: Path, shipped: Path):
     reports.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     results = {"command": "python -m nightjar_model " + " ".join(sys.argv[1:]), "config": cfg, "threshold_mode": mode,
-               "flag_target": rt.FLAG_TARGET, "unknown_share_on_validation": rt.UNKNOWN_SHARE,
+               "flag_target": cfg["flag_targets"], "unknown_share_on_validation": rt.UNKNOWN_SHARE,
                "corpus": corpus_summary(d), "timings_seconds": {}}
     timings = results["timings_seconds"]
 
@@ -153,6 +170,9 @@ def run(a, root: Path, shipped: Path):
         rt.plot_matrix(rep["argmax_confusion"], CLASSES, CLASSES,
                        f"{titles[name]}, argmax (no threshold)\nmacro F1 {rep['argmax']['macro']['f1']:.3f}",
                        reports / f"{name}_confusion_argmax.png")
+    curves_op = {titles[n]: protocols[n]["pooled_arrays"] for n in ("cv", "loso") if n in protocols}
+    if curves_op:
+        results["operating_curves"] = rt.plot_operating(d, curves_op, reports / "operating_curves.png")
     if "lofo" in protocols:
         results["lofo_per_family"] = rt.lofo_family_view(d, protocols["lofo"], rt.LOFO_FAMILIES)
     curves = {}
@@ -172,12 +192,28 @@ def run(a, root: Path, shipped: Path):
     net, pre, hist = rt.fit(d, fit_idx, cfg, val=cal_idx, desc="final fit")
     cal_logits = train.predict(net, train.tensors(pre, d, cal_idx, width > 0)).numpy().astype(np.float64)
     apps = rt.app_of(d)
-    thr = rt.choose_decision(cal_logits, d["y"][cal_idx], apps[cal_idx], mode)
+    if cfg["decision"] == "oof":
+        # The rule from out-of-fold logits of every real run: the CV folds' test logits when
+        # CV ran with this configuration, else five fits here.
+        if "cv" in protocols:
+            dec_idx, dec_logits = protocols["cv"]["pooled_arrays"]["idx"], protocols["cv"]["pooled_arrays"]["logits"]
+        else:
+            dec_idx, dec_logits = rt.out_of_fold(d, all_idx, cfg, "final decision", k=5)
+    else:
+        dec_idx, dec_logits = cal_idx, cal_logits
+    thr = rt.choose_decision(dec_logits, d["y"][dec_idx], apps[dec_idx], mode, cfg["flag_targets"])
+    thr["chosen_on"] = {"set": "out-of-fold logits of all real runs (5 folds by run)" if cfg["decision"] == "oof"
+                        else "the final fit's calibration slice", "flows": int(len(dec_idx)),
+                        "runs": int(len(set(d["run"][dec_idx])))}
     T = thr["temperature"]
     with torch.no_grad():
         net.temperature.fill_(T)
     cT, cdelta, cu = rt.per_flow_rule(thr, apps[cal_idx])
     cal_rep, _, _, cal_dep, _ = rt.evaluate(d, cal_idx, cal_logits, cT, cdelta, cu)
+    if cfg["decision"] == "oof":
+        dT, ddelta, du = rt.per_flow_rule(thr, apps[dec_idx])
+        dec_rep, *_ = rt.evaluate(d, dec_idx, dec_logits, dT, ddelta, du)
+        results["decision_set_report_not_a_test"] = rt.headline(dec_rep)
     decision = {name: {"benign_log_offset": thr["apps"][name]["benign_offset"],
                        "unknown_below": thr["apps"][name]["unknown_below"]} for name in rt.APPS}
     curves["final fit, calibration runs (chose T and the rules; not a test)"] = {

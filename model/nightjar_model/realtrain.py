@@ -7,10 +7,14 @@ Splits (every one keeps whole runs, i.e. captures, on one side):
 - leave-one-family-out (`lofo`): every run holding a flow of the family is held out
   (its other flows, e.g. the infected host's Windows background, are reported apart).
 
-Inside every split, a validation slice of the *training* runs (grouped by run) is held out
-of the fit; on it, and only on it, the softmax temperature, the `unknown` threshold and the
-benign offset are chosen. The test side chooses nothing. Pooled test predictions therefore
-use per-split thresholds, as a deployment would.
+Inside every split, the softmax temperature, the `unknown` threshold and the benign offset
+are chosen on the *training* side only, by default on out-of-fold logits of all its real
+runs (`decision = "oof"`: `inner_folds` models, each fitted without one inner fold of
+runs); `decision = "slice"` uses a validation slice of training runs held out of the
+fit, as the shipped 2026.12.01-real-2 did. The model that is tested is fitted on the
+training side minus a validation slice (by run; its per-pass macro F1 is the learning
+curve). The test side chooses nothing. Pooled test predictions therefore use per-split
+thresholds, as a deployment would.
 
 Decision rule, as the sensor applies it (`inference/classifier.rs`): probs = softmax of
 the graph (logits / T), verdict = argmax, `unknown` when the top probability is below
@@ -51,10 +55,12 @@ from .net import NightjarNet
 from .schema import CLASSES, Preprocessing
 
 REAL_DEFAULTS = dict(train.DEFAULTS, epochs=20, batch=64, balance="cap", cap=40, class_weights=True,
-                     weak_weight=1.0, noise=0.5, seq_noise=0.0, body_l2=0.0, seed=1)
+                     weak_weight=1.0, noise=0.5, seq_noise=0.0, body_l2=0.0, seed=1, decision="oof", inner_folds=3)
 # `why` values that label a whole capture, not the flow (README, "Real corpus").
 WEAK_RULES = ("sandbox_run", "folder", "ndpi_capture", "mercury_capture")
 FLAG_TARGET = 0.01
+# Per-app benign flag targets of the decision rule (`--flag-target app=share,...`).
+FLAG_TARGETS = {"tls": FLAG_TARGET, "http": FLAG_TARGET}
 UNKNOWN_SHARE = 0.1
 LOFO_FAMILIES = ["trickbot", "beacons/ps-empire", "majikpos", "hancitor", "cobalt_strike", "rigek", "grandcrab",
                  "sodinokibi", "emotet_banker", "beacons/blacknet", "vbs_loader", "nikto", "bots_scanners", "drupal"]
@@ -290,18 +296,21 @@ def choose_thresholds(logits, y, mode="offset", target=FLAG_TARGET, unknown_shar
 APPS = ("tls", "http")
 
 
-def choose_decision(logits, y, app, mode="offset"):
+def choose_decision(logits, y, app, mode="offset", targets=None):
     """One temperature for the graph (all validation flows), then the benign offset and
     `unknown_below` per app (TLS, HTTP) on that app's validation flows: real networks
     differ per app in base rate and in how benign traffic looks, and the sensor applies
     the rule of each flow's app (`decision` in the metadata). An app with fewer than 20
-    validation flows takes the rule chosen on all of them."""
+    validation flows takes the rule chosen on all of them. `targets`: the benign flag
+    target per app (default `FLAG_TARGETS`)."""
     T = train.calibrate(torch.from_numpy(logits), y)
     both = choose_thresholds(logits, y, mode, T=T)
     apps = {}
     for a, name in enumerate(APPS):
         m = app == a
-        apps[name] = choose_thresholds(logits[m], y[m], mode, T=T) if m.sum() >= 20 and (y[m] == 0).any() else dict(both)
+        target = (targets or FLAG_TARGETS).get(name, FLAG_TARGET)
+        apps[name] = (choose_thresholds(logits[m], y[m], mode, target=target, T=T) | {"flag_target": target}
+                      if m.sum() >= 20 and (y[m] == 0).any() else dict(both))
     return {"temperature": round(float(T), 4), "all": both, "apps": apps}
 
 
@@ -502,6 +511,62 @@ def plot_reliability(curves, path):
     plt.close(fig)
 
 
+def operating_points(z, y, u, offsets):
+    """(benign flagged, non-benign alerted) of calibrated logits `z` for each extra benign
+    offset (on top of none), `unknown` below the per-flow `u`."""
+    pts = []
+    for delta in offsets:
+        p = softmax(z + np.asarray([delta, 0.0, 0.0]))
+        v = p.argmax(1)
+        v[p.max(1) < u] = UNKNOWN
+        alert = np.isin(v, (1, 2))
+        pts.append((float(alert[y == 0].mean()) if (y == 0).any() else 0.0,
+                    float(alert[y > 0].mean()) if (y > 0).any() else 0.0))
+    return pts
+
+
+def plot_operating(d, pooled_arrays, path):
+    """Per app and protocol, the trade-off an operator moves along with the benign offset:
+    benign flows flagged against non-benign flows alerted on the pooled test flows
+    (each split's own temperature and `unknown_below`), with the deployed point marked.
+    Returns the points (offsets 0, 0.5, ... 8)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    offsets = np.arange(0.0, 8.01, 0.25)
+    fig, axes = plt.subplots(1, len(APPS), figsize=(5.2 * len(APPS), 4.4), squeeze=False)
+    out = {}
+    for ax, (a, name) in zip(axes[0], enumerate(APPS)):
+        for title, p in pooled_arrays.items():
+            m = app_of(d)[p["idx"]] == a
+            if not m.any():
+                continue
+            y = d["y"][p["idx"]][m]
+            z = p["logits"][m] / p["T"][m][:, None]
+            pts = operating_points(z, y, p["u"][m], offsets)
+            line = ax.plot([100 * x for x, _ in pts], [100 * r for _, r in pts], marker=".", label=title)[0]
+            v = p["verdict"][m]
+            dep = (100 * float(np.isin(v[y == 0], (1, 2)).mean()), 100 * float(np.isin(v[y > 0], (1, 2)).mean()))
+            ax.plot(*dep, marker="*", ms=14, color=line.get_color(), ls="none")
+            out.setdefault(name, {})[title] = {"deployed": [round(x / 100, 4) for x in dep],
+                                               "by_offset": {f"{o:.2f}": [round(x, 4), round(r, 4)]
+                                                             for o, (x, r) in zip(offsets[::2], pts[::2])}}
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(0, 100)
+        ax.set_ylim(0, 100)
+        ax.set_xlabel("benign flows flagged (%)")
+        ax.set_ylabel("attack + malware flows alerted (%)")
+        ax.set_title(f"{name.upper()}: moving the benign offset (star: deployed)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # Validation protocols
 
@@ -510,20 +575,49 @@ MODES = ("offset", "unknown", "none")
 
 
 def run_split(d, train_idx, test_idx, cfg, desc):
-    """Fit on `train_idx` minus a validation slice (by run); raw logits of the validation
-    slice and of `test_idx`."""
+    """Fit on `train_idx` minus a validation slice (by run); raw logits of `test_idx`, and
+    the logits the decision rule is chosen on:
+    - `decision = "slice"`: the validation slice's, from the same model;
+    - `decision = "oof"` (default): out-of-fold logits of every real training flow, from
+      `inner_folds` models fitted on the other inner folds (grouped by run). A slice of
+      15-20 % holds a few runs per app (69 benign HTTP requests of three captures in the
+      last shipped model's slice), so a 1 % target is set by one or two captures; the
+      out-of-fold set holds all of them, at the cost of `inner_folds` more fits."""
     fit_idx, val_idx = validation_runs(d, train_idx, seed=cfg["seed"])
     assert not set(d["run"][fit_idx]) & set(d["run"][test_idx])
     assert not set(d["run"][val_idx]) & set(d["run"][test_idx])
-    if cfg.get("augment", True):
-        fit_idx = np.sort(np.concatenate([fit_idx, augmented(d)]))
+    aug = augmented(d) if cfg.get("augment", True) else np.zeros(0, dtype=np.int64)
+    fit_idx = np.sort(np.concatenate([fit_idx, aug]))
     net, pre, hist = fit(d, fit_idx, cfg, val=val_idx, desc=desc)
     chars = cfg.get("chars", 0) > 0
-    val_logits = train.predict(net, train.tensors(pre, d, val_idx, chars)).numpy().astype(np.float64)
     test_logits = train.predict(net, train.tensors(pre, d, test_idx, chars)).numpy().astype(np.float64)
-    return {"test_logits": test_logits, "val_logits": val_logits, "val_y": d["y"][val_idx],
-            "val_app": app_of(d)[val_idx], "history": hist,
-            "fit_flows": int(len(fit_idx)), "validation_runs": int(len(set(d["run"][val_idx])))}
+    if cfg.get("decision", "slice") == "oof":
+        dec_idx, dec_logits = out_of_fold(d, train_idx, cfg, desc)
+    else:
+        dec_idx = val_idx
+        dec_logits = train.predict(net, train.tensors(pre, d, val_idx, chars)).numpy().astype(np.float64)
+    return {"test_logits": test_logits, "val_logits": dec_logits, "val_y": d["y"][dec_idx],
+            "val_app": app_of(d)[dec_idx], "history": hist, "decision_set": cfg.get("decision", "slice"),
+            "fit_flows": int(len(fit_idx)), "validation_runs": int(len(set(d["run"][dec_idx])))}
+
+
+def out_of_fold(d, idx, cfg, desc, k=None):
+    """Out-of-fold logits of the real flows of `idx`: `k` folds by run (`run_folds`), each
+    predicted by a model fitted on the other folds (plus the augmentation)."""
+    k = k or cfg.get("inner_folds", 3)
+    idx = np.asarray(idx)
+    idx = idx[d["source"][idx] != AUG_SOURCE]
+    fold = run_folds(d, idx, k, cfg["seed"] + 7)
+    aug = augmented(d) if cfg.get("augment", True) else np.zeros(0, dtype=np.int64)
+    chars = cfg.get("chars", 0) > 0
+    parts, logits = [], []
+    for f in range(k):
+        tr, te = idx[fold != f], idx[fold == f]
+        net, pre, _ = fit(d, np.sort(np.concatenate([tr, aug])), cfg, desc=f"{desc} inner {f + 1}/{k}")
+        logits.append(train.predict(net, train.tensors(pre, d, te, chars)).numpy().astype(np.float64))
+        parts.append(te)
+    order = np.concatenate(parts)
+    return order, np.concatenate(logits)
 
 
 def pooled(d, splits, cfg, name, modes=MODES):
@@ -542,7 +636,7 @@ def pooled(d, splits, cfg, name, modes=MODES):
     for mode in modes:
         per, T, delta, u = {}, [], [], []
         for label, te, r in fits:
-            thr = choose_decision(r["val_logits"], r["val_y"], r["val_app"], mode)
+            thr = choose_decision(r["val_logits"], r["val_y"], r["val_app"], mode, cfg.get("flag_targets"))
             thr["fit_flows"], thr["validation_runs"] = r["fit_flows"], r["validation_runs"]
             t_, d_, u_ = per_flow_rule(thr, app_of(d)[te])
             T.append(t_)
