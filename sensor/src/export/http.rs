@@ -2,13 +2,20 @@
 //! format, rendered from the installed recorder), `/healthz` (the process serves) and
 //! `/readyz` (capture is attached and the workers run; 503 before and after). With online
 //! learning: `POST /feedback` and `POST /model/reload` (bearer token of a configured
-//! source) and `GET /learning` (the learner's status). A thread per request (bounded),
-//! blocking I/O; nothing here is on the packet path.
+//! source) and `GET /learning` (the learner's status). Nothing here is on the packet path.
+//!
+//! Served by hyper (HTTP/1.1) on a runtime of its own thread, with the limits a port on
+//! `0.0.0.0` needs: at most [`MAX_CONNECTIONS`] connections (more are closed at accept and
+//! counted), request headers within [`HEADER_TIMEOUT`], bodies within [`BODY_TIMEOUT`] and
+//! [`MAX_BODY`] bytes, and every connection closed after [`CONNECTION_LIFETIME`]. Slow or
+//! silent clients each hold one connection of the cap and nothing else: probes and scrapes
+//! are answered concurrently; the learner's calls run on blocking threads.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -56,11 +63,28 @@ fn error(code: u16, msg: &str) -> Reply {
     json_reply(code, &serde_json::json!({ "error": msg }))
 }
 
+/// Most connections served at once; more are closed at accept (counted as refused).
+pub const MAX_CONNECTIONS: usize = 64;
+/// Time a client has to send a request's headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a client has to send a request's body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a connection stays open (keep-alive included).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// One request as the handlers see it: the body is already read (bounded).
+struct Req {
+    post: bool,
+    path: String,
+    /// The bearer token, if the request carries one.
+    token: Option<String>,
+    body: Vec<u8>,
+}
+
 impl Api {
     /// The source whose token the request carries.
-    fn source(&self, req: &tiny_http::Request) -> Option<String> {
-        let auth = req.headers().iter().find(|h| h.field.equiv("Authorization"))?;
-        let token = auth.value.as_str().strip_prefix("Bearer ")?.trim();
+    fn source(&self, token: Option<&str>) -> Option<String> {
+        let token = token?;
         // Compare every token in full (no early exit on the first differing byte).
         let mut found = None;
         for (t, s) in &self.tokens {
@@ -73,19 +97,12 @@ impl Api {
         found
     }
 
-    fn feedback(&self, req: &mut tiny_http::Request) -> Reply {
+    fn feedback(&self, req: &Req) -> Reply {
         let Some(tx) = &self.learn else { return error(503, "online learning is not running") };
-        let Some(source) = self.source(req) else { return error(401, "missing or unknown bearer token") };
-        let mut body = Vec::new();
-        let read =
-            std::io::Read::read_to_end(&mut std::io::Read::take(req.as_reader(), MAX_BODY as u64 + 1), &mut body);
-        if read.is_err() {
-            return error(400, "cannot read the request body");
-        }
-        if body.len() > MAX_BODY {
-            return error(413, "body larger than 64 KiB");
-        }
-        let fb: FeedbackBody = match serde_json::from_slice(&body) {
+        let Some(source) = self.source(req.token.as_deref()) else {
+            return error(401, "missing or unknown bearer token");
+        };
+        let fb: FeedbackBody = match serde_json::from_slice(&req.body) {
             Ok(fb) => fb,
             Err(e) => return error(400, &format!("invalid JSON: {e}")),
         };
@@ -110,10 +127,10 @@ impl Api {
         }
         let (rtx, rrx) = crossbeam_channel::bounded(1);
         let req = crate::learn::service::FeedbackRequest { flow_id: fb.flow_id, tuple, label, source };
-        if tx.send_timeout(crate::learn::service::Msg::Feedback(req, rtx), std::time::Duration::from_secs(2)).is_err() {
+        if tx.send_timeout(crate::learn::service::Msg::Feedback(req, rtx), Duration::from_secs(2)).is_err() {
             return error(503, "the learner is busy; retry");
         }
-        match rrx.recv_timeout(std::time::Duration::from_secs(5)) {
+        match rrx.recv_timeout(Duration::from_secs(5)) {
             Ok(Some(o)) => {
                 use crate::learn::Outcome;
                 let code = match o {
@@ -132,17 +149,17 @@ impl Api {
     fn status(&self) -> Reply {
         let Some(tx) = &self.learn else { return error(503, "online learning is not running") };
         let (rtx, rrx) = crossbeam_channel::bounded(1);
-        if tx.send_timeout(crate::learn::service::Msg::Status(rtx), std::time::Duration::from_secs(2)).is_err() {
+        if tx.send_timeout(crate::learn::service::Msg::Status(rtx), Duration::from_secs(2)).is_err() {
             return error(503, "the learner is busy; retry");
         }
-        match rrx.recv_timeout(std::time::Duration::from_secs(5)) {
+        match rrx.recv_timeout(Duration::from_secs(5)) {
             Ok(st) => json_reply(200, &serde_json::to_value(st).unwrap_or_default()),
             Err(_) => error(503, "the learner did not answer; retry"),
         }
     }
 
-    fn reload(&self, req: &tiny_http::Request) -> Reply {
-        if self.source(req).is_none() {
+    fn reload(&self, req: &Req) -> Reply {
+        if self.source(req.token.as_deref()).is_none() {
             return error(401, "missing or unknown bearer token");
         }
         match &self.reload {
@@ -155,98 +172,160 @@ impl Api {
     }
 }
 
-/// A running endpoint; dropping it stops the thread.
+/// What the request handlers share.
+struct Ctx {
+    metrics: PrometheusHandle,
+    health: Arc<Health>,
+    api: Api,
+}
+
+/// A running endpoint; dropping it stops the server (open connections are closed).
 pub struct Endpoint {
-    server: Arc<tiny_http::Server>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
 }
 
 impl Endpoint {
-    /// Binds `addr` and serves until dropped. GETs that neither read a body nor wait
-    /// (health, readiness, metrics, the live page) are answered on the accepting thread;
-    /// the others (feedback, reload, learning status) each on a thread of its own. A
-    /// client that sends its body slowly, or never, holds one thread of its own and delays
-    /// no probe or scrape.
+    /// Binds `addr` and serves until dropped.
     pub fn start(addr: SocketAddr, metrics: PrometheusHandle, health: Arc<Health>, api: Api) -> std::io::Result<Self> {
-        let server = Arc::new(tiny_http::Server::http(addr).map_err(std::io::Error::other)?);
-        let bound = server.server_addr().to_ip().unwrap_or(addr);
-        let srv = Arc::clone(&server);
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let bound = listener.local_addr()?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let ctx = Arc::new(Ctx { metrics, health, api });
         let thread = std::thread::Builder::new().name("nightjar-http".into()).spawn(move || {
-            for req in srv.incoming_requests() {
-                // Requests without a body or a wait (health, readiness, metrics, the live
-                // page) are answered here at once: nothing a client does can hold them up.
-                let waits = *req.method() != tiny_http::Method::Get || req.url() == "/learning";
-                if !waits {
-                    handle(req, &metrics, &health, &api);
-                    continue;
-                }
-                // The rest read a body or wait for the learner: a thread each (tiny_http
-                // already holds one per connection, so this adds no new way to pile up
-                // threads). A request is never answered or dropped here: dropping one
-                // whose body was not read would read it, and block this loop.
-                let (metrics, health, api) = (metrics.clone(), Arc::clone(&health), api.clone());
-                let spawned = std::thread::Builder::new()
-                    .name("nightjar-http-req".into())
-                    .spawn(move || handle(req, &metrics, &health, &api));
-                if spawned.is_err() {
-                    // The system gives no more threads: the request was dropped here (tiny_http
-                    // answers 500, which may wait for its body; nothing better is left), counted.
-                    metrics::counter!(super::metrics::HTTP_REFUSED).increment(1);
-                }
-            }
+            rt.block_on(serve(listener, ctx, stopped));
+            // In-flight learner calls finish on their own (bounded by their timeouts).
+            rt.shutdown_timeout(Duration::from_secs(1));
         })?;
-        Ok(Self { server, thread: Some(thread), addr: bound })
+        Ok(Self { stop: Some(stop), thread: Some(thread), addr: bound })
     }
 }
 
-fn respond(req: tiny_http::Request, (code, body, ctype): Reply) {
-    let mut resp = tiny_http::Response::from_string(body).with_status_code(code);
-    if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes()) {
-        resp = resp.with_header(h);
+async fn serve(listener: std::net::TcpListener, ctx: Arc<Ctx>, mut stopped: tokio::sync::oneshot::Receiver<()>) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut stopped => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _)) = accepted else {
+            // Out of descriptors and the like: wait a little rather than spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            // At the cap: closed at once, counted.
+            metrics::counter!(super::metrics::HTTP_REFUSED).increment(1);
+            drop(stream);
+            continue;
+        };
+        let ctx = Arc::clone(&ctx);
+        tokio::spawn(async move {
+            let _slot = slot;
+            let service = hyper::service::service_fn(move |req| answer(req, Arc::clone(&ctx)));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            // A client gone, a timeout or the lifetime: the connection ends, nothing else.
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
+        });
     }
-    // A client that went away is not our problem.
-    let _ = req.respond(resp);
+}
+
+type Body = http_body_util::Full<bytes::Bytes>;
+
+async fn answer(
+    req: hyper::Request<hyper::body::Incoming>,
+    ctx: Arc<Ctx>,
+) -> Result<hyper::Response<Body>, std::convert::Infallible> {
+    use http_body_util::BodyExt;
+    let post = req.method() == hyper::Method::POST;
+    let path = req.uri().path().to_owned();
+    let token = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned());
+    if path == "/assets/echarts.min.js" && !post {
+        return Ok(response(
+            200,
+            bytes::Bytes::from_static(super::live::ECHARTS),
+            &[("Content-Type", "application/javascript"), ("Cache-Control", "max-age=86400")],
+        ));
+    }
+    let body = if post {
+        let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
+        match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
+            Ok(Ok(b)) => b.to_bytes().to_vec(),
+            Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                return Ok(reply(error(413, "body larger than 64 KiB")));
+            }
+            Ok(Err(_)) => return Ok(reply(error(400, "cannot read the request body"))),
+            Err(_) => return Ok(reply(error(408, "the body did not arrive in time"))),
+        }
+    } else {
+        Vec::new()
+    };
+    let r = Req { post, path, token, body };
+    // The learner's calls block (up to seconds): a blocking thread each.
+    let waits = matches!((r.path.as_str(), r.post), ("/feedback" | "/model/reload", true) | ("/learning", false));
+    let out = if waits {
+        let ctx = Arc::clone(&ctx);
+        tokio::task::spawn_blocking(move || route(&r, &ctx)).await.unwrap_or_else(|_| error(500, "handler failed"))
+    } else {
+        route(&r, &ctx)
+    };
+    Ok(reply(out))
+}
+
+fn response(code: u16, body: bytes::Bytes, headers: &[(&'static str, &'static str)]) -> hyper::Response<Body> {
+    let mut resp = hyper::Response::new(http_body_util::Full::new(body));
+    *resp.status_mut() = hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    for (k, v) in headers {
+        resp.headers_mut().insert(*k, hyper::header::HeaderValue::from_static(v));
+    }
+    resp
+}
+
+fn reply((code, body, ctype): Reply) -> hyper::Response<Body> {
+    response(code, bytes::Bytes::from(body), &[("Content-Type", ctype)])
 }
 
 /// Answers one request.
-fn handle(mut req: tiny_http::Request, metrics: &PrometheusHandle, health: &Health, api: &Api) {
-    let post = *req.method() == tiny_http::Method::Post;
-    let reply = match (req.url(), post) {
+fn route(req: &Req, ctx: &Ctx) -> Reply {
+    let (health, api) = (&ctx.health, &ctx.api);
+    match (req.path.as_str(), req.post) {
         ("/" | "/index.html", false) => (200, super::live::PAGE.to_owned(), "text/html; charset=utf-8"),
-        ("/assets/echarts.min.js", false) => {
-            let mut resp = tiny_http::Response::from_data(super::live::ECHARTS);
-            for (k, v) in [("Content-Type", "application/javascript"), ("Cache-Control", "max-age=86400")] {
-                if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-                    resp = resp.with_header(h);
-                }
-            }
-            let _ = req.respond(resp);
-            return;
-        }
         ("/api/live", false) => match &api.history {
             Some(h) => (200, h.snapshot_json(), "application/json"),
             None => error(503, "no verdict history in this mode"),
         },
-        ("/metrics", false) => (200, metrics.render(), "text/plain; version=0.0.4"),
+        ("/metrics", false) => (200, ctx.metrics.render(), "text/plain; version=0.0.4"),
         ("/healthz", false) => (200, "ok\n".to_owned(), "text/plain"),
         ("/readyz", false) if health.ready.load(Ordering::Relaxed) => (200, "ready\n".to_owned(), "text/plain"),
         ("/readyz", false) => (503, "not ready\n".to_owned(), "text/plain"),
-        ("/feedback", true) => api.feedback(&mut req),
+        ("/feedback", true) => api.feedback(req),
         ("/learning", false) => api.status(),
-        ("/model/reload", true) => api.reload(&req),
+        ("/model/reload", true) => api.reload(req),
         ("/feedback" | "/model/reload", false) | ("/metrics" | "/healthz" | "/readyz" | "/learning", true) => {
             (405, "method not allowed\n".to_owned(), "text/plain")
         }
         _ => (404, "not found\n".to_owned(), "text/plain"),
-    };
-    respond(req, reply);
+    }
 }
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
-        self.server.unblock();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -266,36 +345,74 @@ mod tests {
         out
     }
 
-    #[test]
-    fn a_client_that_never_sends_its_body_delays_no_probe() {
+    fn slow_post(addr: SocketAddr) -> std::net::TcpStream {
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        write!(
+            s,
+            "POST /feedback HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer 0123456789abcdef\r\nContent-Length: 60000\r\n\r\n"
+        )
+        .expect("send");
+        s
+    }
+
+    fn learning_endpoint() -> Endpoint {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        std::mem::forget(rx);
         let api = Api { learn: Some(tx), tokens: vec![("0123456789abcdef".into(), "api".into())], ..Api::default() };
-        let ep = Endpoint::start("127.0.0.1:0".parse().expect("addr"), recorder.handle(), Arc::default(), api)
-            .expect("bind");
-        // Slow clients: a feedback POST that declares 60,000 bytes and sends none. (Three:
-        // the issue was one; with dozens, tiny_http's own connection pool can leave a new
-        // connection queued behind blocked ones, which only a server with timeouts fixes.)
-        let mut slow = Vec::new();
-        for _ in 0..3 {
+        Endpoint::start("127.0.0.1:0".parse().expect("addr"), recorder.handle(), Arc::default(), api).expect("bind")
+    }
+
+    #[test]
+    fn dozens_of_clients_that_never_send_their_body_delay_no_probe() {
+        let ep = learning_endpoint();
+        // Slow clients: feedback POSTs that declare 60,000 bytes and send none, and
+        // connections that send half a request line.
+        let mut slow: Vec<_> = (0..40).map(|_| slow_post(ep.addr)).collect();
+        for _ in 0..10 {
             let mut s = std::net::TcpStream::connect(ep.addr).expect("connect");
-            write!(
-                s,
-                "POST /feedback HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer 0123456789abcdef\r\nContent-Length: 60000\r\n\r\n"
-            )
-            .expect("send");
+            write!(s, "GET /metr").expect("send");
             slow.push(s);
         }
-        // Health, readiness and metrics still answer (the reads would block forever if not).
+        // Health, readiness and metrics still answer (the reads would block if not).
         for path in ["/healthz", "/readyz", "/metrics", "/healthz"] {
             let mut s = std::net::TcpStream::connect(ep.addr).expect("connect");
-            s.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+            s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
             write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").expect("send");
             let mut out = String::new();
             s.read_to_string(&mut out).expect("answered while slow clients hang");
             assert!(out.starts_with("HTTP/1."), "{path}: {out}");
         }
         drop(slow);
+    }
+
+    #[test]
+    fn a_body_that_does_not_arrive_is_answered_408_and_the_connection_cap_holds() {
+        let ep = learning_endpoint();
+        let mut s = slow_post(ep.addr);
+        s.set_read_timeout(Some(BODY_TIMEOUT * 3)).expect("timeout");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+
+        // MAX_CONNECTIONS silent connections hold every slot: the next is closed at once
+        // (read returns end of stream without an answer) ...
+        let held: Vec<_> =
+            (0..MAX_CONNECTIONS).map(|_| std::net::TcpStream::connect(ep.addr).expect("connect")).collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut extra = std::net::TcpStream::connect(ep.addr).expect("connect");
+        extra.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let _ = write!(extra, "GET /healthz HTTP/1.0\r\n\r\n");
+        let mut out = String::new();
+        let _ = extra.read_to_string(&mut out);
+        assert_eq!(out, "", "over the cap: closed without an answer");
+        // ... and once they are gone, probes are answered again.
+        drop(held);
+        let ok = (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            get(ep.addr, "/healthz").contains(" 200 ")
+        });
+        assert!(ok, "/healthz answers after the silent connections left");
     }
 
     #[test]

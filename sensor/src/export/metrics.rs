@@ -129,7 +129,10 @@ pub fn describe() {
     metrics::describe_histogram!(INFERENCE_SECONDS, metrics::Unit::Seconds, "Wall time of one inference batch.");
     metrics::describe_histogram!(INFERENCE_BATCH, "Flows per inference batch.");
     describe_counter!(INFERENCE_ERRORS, "Inference batches that failed (their flows stay unknown).");
-    describe_counter!(HTTP_REFUSED, "Requests to the sensor's HTTP endpoint refused: no thread could be started.");
+    describe_counter!(
+        HTTP_REFUSED,
+        "Connections to the sensor's HTTP endpoint closed at accept: MAX_CONNECTIONS were open."
+    );
     describe_counter!(
         REASONS,
         "Flagged verdicts explained (result=explained) or left without reasons (result=skipped_budget)."
