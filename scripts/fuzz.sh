@@ -12,6 +12,13 @@ targets=("$@")
 ((${#targets[@]})) || targets=(decode_frame tls_stream http_request pcap_file flow_table)
 mkdir -p fuzz/corpus/pcap_file
 cp -n sensor/tests/data/*.pcap* fuzz/corpus/pcap_file/ 2>/dev/null || true
+# The kept corpora of the long runs (fuzz/README.md): the short run starts where they ended.
+for t in "${targets[@]}"; do
+  if [[ -d fuzz/seeds/$t ]]; then
+    mkdir -p "fuzz/corpus/$t"
+    cp -n "fuzz/seeds/$t"/* "fuzz/corpus/$t/" 2>/dev/null || true
+  fi
+done
 export RUSTC_BOOTSTRAP=1
 for t in "${targets[@]}"; do
   echo "fuzz $t for ${secs}s"
