@@ -248,7 +248,7 @@ def cmd_score(a):
     print(f"{res['flows']} flows; flagged vs benign: P {fv['precision']} R {fv['recall']} F1 {fv['f1']}; "
           f"benign flagged {res['benign_flagged']}; unknown {res['unknown_share']}; left out {left}")
     for c, r in res["per_class"].items():
-        print(f"  {c:8} P {r['precision']:.3f} R {r['recall']:.3f} F1 {r['f1']:.3f} ({r['support']})")
+        print(f"  {c:8} P {r['precision']:.3f} R {r['recall']:.3f} F1 {r['f1']:.3f} ({int(r['support'])})")
     for f, r in res["families"].items():
         print(f"  {f:32} flagged {r['flagged']:.3f} named {r['named']:.3f} unknown {r['unknown']:.3f} ({r['flows']})")
 

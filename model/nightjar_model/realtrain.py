@@ -51,6 +51,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import export, metrics, train
+from .metrics import VERDICTS, deployed_report, plot_matrix  # noqa: F401 (used as rt.*)
 from .net import NightjarNet
 from .schema import CLASSES, Preprocessing
 
@@ -65,7 +66,6 @@ UNKNOWN_SHARE = 0.1
 LOFO_FAMILIES = ["trickbot", "beacons/ps-empire", "majikpos", "hancitor", "cobalt_strike", "rigek", "grandcrab",
                  "sodinokibi", "emotet_banker", "beacons/blacknet", "vbs_loader", "nikto", "bots_scanners", "drupal"]
 UNKNOWN = 3
-VERDICTS = CLASSES + ["unknown"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -356,32 +356,6 @@ def reliability(probs, y, bins=10):
 # Reports
 
 
-def deployed_report(y, v, w=None):
-    """Per class precision/recall/F1 of the sensor's verdicts (a flow called `unknown` is
-    not a hit for any class), the 3 x 4 confusion matrix (rows true, columns benign,
-    attack, malware, unknown), the benign flag rate (benign called attack or malware),
-    the unknown share per class. `w`: per-flow weights (run-balanced view)."""
-    w = np.ones(len(y)) if w is None else np.asarray(w, dtype=float)
-    cm = np.zeros((3, 4))
-    np.add.at(cm, (y, v), w)
-    per = {}
-    for i, c in enumerate(CLASSES):
-        tp, pred, true = cm[i, i], cm[:, i].sum(), cm[i].sum()
-        p = tp / pred if pred else 0.0
-        r = tp / true if true else 0.0
-        per[c] = {"precision": round(float(p), 4), "recall": round(float(r), 4),
-                  "f1": round(float(2 * p * r / (p + r)) if p + r else 0.0, 4), "support": round(float(true), 2),
-                  "unknown": round(float(cm[i, 3] / true) if true else 0.0, 4)}
-    b = cm[0].sum()
-    bad = cm[1:].sum()
-    return {"per_class": per, "macro_f1": round(float(np.mean([per[c]["f1"] for c in CLASSES])), 4),
-            "benign_flag_rate": round(float((cm[0, 1] + cm[0, 2]) / b) if b else 0.0, 4),
-            "non_benign_alerted": round(float(cm[1:, 1:3].sum() / bad) if bad else 0.0, 4),
-            "unknown_share": round(float(cm[:, 3].sum() / cm.sum()), 4),
-            "confusion": {"rows_true": CLASSES, "cols_predicted": VERDICTS,
-                          "matrix": [[round(float(x), 2) for x in row] for row in cm]}}
-
-
 def run_balance_weights(d, idx):
     n = Counter(d["run"][idx])
     return np.asarray([1.0 / n[d["run"][i]] for i in idx])
@@ -460,30 +434,6 @@ def headline(rep):
             "run_balanced_macro_f1": rep["deployed_run_balanced"]["macro_f1"],
             "run_balanced_benign_flag_rate": rep["deployed_run_balanced"]["benign_flag_rate"], "ece": rep["ece"],
             "per_app": rep.get("per_app", {})}
-
-
-def plot_matrix(matrix, rows, cols, title, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm = np.asarray(matrix, dtype=float)
-    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1e-9)
-    fig, ax = plt.subplots(figsize=(1.3 * len(cols) + 1.2, 4))
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            ax.text(j, i, f"{cm[i, j]:.0f}\n{norm[i, j]:.1%}", ha="center", va="center",
-                    color="white" if norm[i, j] > 0.5 else "black", fontsize=9)
-    ax.set_xticks(range(len(cols)), cols)
-    ax.set_yticks(range(len(rows)), rows)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_reliability(curves, path):

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import metrics
+from .metrics import VERDICTS
 from .schema import CLASSES
-
-VERDICTS = CLASSES + ["unknown"]
 
 
 def flow_key(ip_a, port_a, ip_b, port_b):
@@ -75,22 +75,15 @@ def join(events: Path, labels: Path, app=None):
 
 
 def report(rows):
-    """Per class precision/recall/F1 of the verdicts (a 3 x 4 confusion with `unknown`),
-    the binary flagged-vs-benign figures, and per family the share flagged and named."""
+    """Per class precision/recall/F1 of the verdicts and the 3 x 4 confusion with `unknown`
+    (`metrics.deployed_report`, as train-real reports them), the binary flagged-vs-benign
+    figures, and per family the share flagged and named."""
     if not rows:
         return {"flows": 0}
     y = np.asarray([r[0] for r in rows])
     v = np.asarray([r[2] for r in rows])
-    cm = np.zeros((3, 4), dtype=np.int64)
-    for t, p in zip(y, v):
-        cm[t, p] += 1
-    per = {}
-    for i, c in enumerate(CLASSES):
-        tp, pred, true = cm[i, i], cm[:, i].sum(), cm[i, :].sum()
-        p = tp / pred if pred else 0.0
-        r = tp / true if true else 0.0
-        per[c] = {"precision": round(float(p), 4), "recall": round(float(r), 4),
-                  "f1": round(float(2 * p * r / (p + r)) if p + r else 0.0, 4), "support": int(true)}
+    dep = metrics.deployed_report(y, v)
+    per = dep["per_class"]
     flagged = np.isin(v, (1, 2))
     bad = y > 0
     tp = int((flagged & bad).sum())
@@ -104,36 +97,16 @@ def report(rows):
                              "unknown": round(float(np.mean(np.asarray(ps) == 3)), 4)}
                 for (c, f), ps in sorted(fam.items())}
     return {"flows": int(len(rows)), "per_class": per,
+            # Over the classes the capture holds (a web-attack check has no malware).
             "macro_f1": round(float(np.mean([per[c]["f1"] for c in CLASSES if per[c]["support"]])), 4),
             "flagged_vs_benign": {"precision": round(float(prec), 4), "recall": round(float(rec), 4),
                                   "f1": round(float(2 * prec * rec / (prec + rec)) if prec + rec else 0.0, 4)},
-            "benign_flagged": round(float(flagged[~bad].mean()), 4) if (~bad).any() else None,
-            "unknown_share": round(float((v == 3).mean()), 4),
-            "confusion": {"rows_true": CLASSES, "cols_verdict": VERDICTS, "matrix": cm.tolist()},
-            "families": families}
+            "benign_flagged": dep["benign_flag_rate"] if (~bad).any() else None,
+            "unknown_share": dep["unknown_share"], "confusion": dep["confusion"], "families": families}
 
 
 def plot(rep, title, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """The confusion matrix (rows: the labels the capture holds; columns: verdicts)."""
     cm = np.asarray(rep["confusion"]["matrix"])
     keep = [i for i in range(3) if cm[i].sum()]
-    cm = cm[keep]
-    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(5.2, 1.2 + 0.9 * len(keep)))
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1, aspect="auto")
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            ax.text(j, i, f"{cm[i, j]}\n{norm[i, j]:.0%}", ha="center", va="center", fontsize=8,
-                    color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_xticks(range(4), VERDICTS)
-    ax.set_yticks(range(len(keep)), [CLASSES[i] for i in keep])
-    ax.set_xlabel("sensor verdict")
-    ax.set_ylabel("label")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    metrics.plot_matrix(cm[keep], [CLASSES[i] for i in keep], VERDICTS, title, path)
