@@ -215,6 +215,7 @@ def run(a, root: Path, shipped: Path):
         dec_rep, *_ = rt.evaluate(d, dec_idx, dec_logits, dT, ddelta, du)
         results["decision_set_report_not_a_test"] = rt.headline(dec_rep)
     decision = {name: {"benign_log_offset": thr["apps"][name]["benign_offset"],
+                       "malware_log_offset": thr["apps"][name].get("malware_offset", 0.0),
                        "unknown_below": thr["apps"][name]["unknown_below"]} for name in rt.APPS}
     curves["final fit, calibration runs (chose T and the rules; not a test)"] = {
         "before (T = 1)": (rt.softmax(cal_logits), d["y"][cal_idx]),

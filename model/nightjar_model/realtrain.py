@@ -51,6 +51,8 @@ from torch import nn
 from tqdm import tqdm
 
 from . import export, metrics, train
+from .decision import (FLAG_TARGET, SPLITS, UNKNOWN, UNKNOWN_SHARE, choose_thresholds, class_offsets,  # noqa: F401
+                       class_recall, deployed, flag_rate, smallest_offset, softmax)
 from .metrics import VERDICTS, deployed_report, plot_matrix  # noqa: F401 (used as rt.*)
 from .net import NightjarNet
 from .schema import CLASSES, Preprocessing
@@ -59,13 +61,10 @@ REAL_DEFAULTS = dict(train.DEFAULTS, epochs=20, batch=64, balance="cap", cap=40,
                      weak_weight=1.0, noise=0.5, seq_noise=0.0, body_l2=0.0, seed=1, decision="oof", inner_folds=3)
 # `why` values that label a whole capture, not the flow (README, "Real corpus").
 WEAK_RULES = ("sandbox_run", "folder", "ndpi_capture", "mercury_capture")
-FLAG_TARGET = 0.01
 # Per-app benign flag targets of the decision rule (`--flag-target app=share,...`).
 FLAG_TARGETS = {"tls": FLAG_TARGET, "http": FLAG_TARGET}
-UNKNOWN_SHARE = 0.1
 LOFO_FAMILIES = ["trickbot", "beacons/ps-empire", "majikpos", "hancitor", "cobalt_strike", "rigek", "grandcrab",
                  "sodinokibi", "emotet_banker", "beacons/blacknet", "vbs_loader", "nikto", "bots_scanners", "drupal"]
-UNKNOWN = 3
 
 
 # ---------------------------------------------------------------------------------------
@@ -235,64 +234,6 @@ def fit(d, train_idx, cfg, val=None, desc="fit"):
 # Calibration and thresholds
 
 
-def softmax(z):
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
-
-
-def deployed(z, delta, unknown_below):
-    """Verdicts as the sensor gives them from calibrated logits `z` (logits / T) with the
-    benign offset baked in: argmax, `unknown` (3) below the threshold; and the probabilities."""
-    p = softmax(z + np.asarray([delta, 0.0, 0.0]))
-    v = p.argmax(1)
-    v[p.max(1) < unknown_below] = UNKNOWN
-    return v, p
-
-
-def flag_rate(z, y, delta, u):
-    b = y == 0
-    if not b.any():
-        return 0.0
-    v, _ = deployed(z[b], delta, u)
-    return float(np.isin(v, (1, 2)).mean())
-
-
-def smallest_offset(z, y, u, target):
-    for delta in np.arange(0.0, 12.01, 0.05):
-        if flag_rate(z, y, delta, u) <= target:
-            return float(delta)
-    return 12.0
-
-
-def choose_thresholds(logits, y, mode="offset", target=FLAG_TARGET, unknown_share=UNKNOWN_SHARE, T=None):
-    """On validation logits: temperature T (NLL); then `unknown_below` u = the top-class
-    probability below which the least confident `unknown_share` of the validation flows
-    lie, and the benign flag target met by
-    - `offset`: the smallest benign offset that flags at most `target` of the validation
-      benign flows (u taken after a first offset at u = 0, then the offset lowered again
-      to the smallest one that still meets the target with that u);
-    - `unknown`: no offset, u raised until the target holds;
-    - `none`: no offset, no target (what the model alone gives)."""
-    if T is None:
-        T = train.calibrate(torch.from_numpy(logits), y)
-    z = logits / T
-    delta = 0.0
-    if mode == "offset":
-        delta = smallest_offset(z, y, 0.0, target)
-    u = float(np.quantile(deployed(z, delta, 0.0)[1].max(1), unknown_share))
-    if mode == "offset":
-        delta = smallest_offset(z, y, u, target)
-    elif mode == "unknown":
-        while u < 0.999 and flag_rate(z, y, 0.0, u) > target:
-            u += 0.0025
-    v, _ = deployed(z, delta, u)
-    return {"temperature": round(float(T), 4), "unknown_below": round(float(u), 4), "benign_offset": round(float(delta), 3),
-            "validation_flows": int(len(y)), "validation_benign": int((y == 0).sum()),
-            "validation_flag_rate": round(flag_rate(z, y, delta, u), 4),
-            "validation_unknown_share": round(float((v == UNKNOWN).mean()), 4)}
-
-
 APPS = ("tls", "http")
 
 
@@ -314,15 +255,20 @@ def choose_decision(logits, y, app, mode="offset", targets=None):
     return {"temperature": round(float(T), 4), "all": both, "apps": apps}
 
 
+def rule_offsets(rule):
+    """[benign, attack, malware] log offsets of one chosen rule."""
+    return np.array([rule["benign_offset"], 0.0, rule.get("malware_offset", 0.0)])
+
+
 def per_flow_rule(decision, apps):
-    """Per-flow (T, offset, unknown_below) arrays for flows of `apps` under `decision`."""
+    """Per-flow (T, class log offsets [n, 3], unknown_below) for flows of `apps` under `decision`."""
     n = len(apps)
     T = np.full(n, decision["temperature"])
-    delta = np.full(n, decision["all"]["benign_offset"])
+    delta = np.tile(rule_offsets(decision["all"]), (n, 1))
     u = np.full(n, decision["all"]["unknown_below"])
     for a, name in enumerate(APPS):
         m = apps == a
-        delta[m] = decision["apps"][name]["benign_offset"]
+        delta[m] = rule_offsets(decision["apps"][name])
         u[m] = decision["apps"][name]["unknown_below"]
     return T, delta, u
 
@@ -370,9 +316,11 @@ def evaluate(d, idx, logits, T, delta, u):
     cal = softmax(z)
     v = np.empty(len(idx), dtype=np.int64)
     dep = np.empty_like(cal)
-    for key in set(zip(T, delta, u)):
-        m = (T == key[0]) & (delta == key[1]) & (u == key[2])
-        v[m], dep[m] = deployed(z[m], key[1], key[2])
+    delta = np.asarray(delta, dtype=np.float64)
+    delta = np.stack([class_offsets(x) for x in delta]) if delta.ndim == 1 else delta
+    for key in set(zip(T, map(tuple, delta), u)):
+        m = (T == key[0]) & (delta == np.asarray(key[1])).all(1) & (u == key[2])
+        v[m], dep[m] = deployed(z[m], np.asarray(key[1]), key[2])
     rep = {"flows": int(len(idx)), "runs": int(len(set(d["run"][idx]))),
            "argmax": metrics.report(y, cal.argmax(1)),
            "deployed": deployed_report(y, v),
@@ -521,7 +469,7 @@ def plot_operating(d, pooled_arrays, path):
 # Validation protocols
 
 
-MODES = ("offset", "unknown", "none")
+MODES = ("classes", "offset", "unknown", "none")
 
 
 def run_split(d, train_idx, test_idx, cfg, desc):
@@ -699,7 +647,7 @@ def strip(res):
 
 def sensor_verdicts(meta, probs, apps):
     """Verdicts as the sensor gives them from the graph's probabilities: each app's
-    `decision` (benign offset, `unknown_below`), else the top-level `unknown_below`; the
+    `decision` (class log offsets, `unknown_below`), else the top-level `unknown_below`; the
     same rule as `deployed`, on log-probabilities."""
     z = np.log(np.clip(probs, 1e-30, 1.0))
     v = np.empty(len(probs), dtype=np.int64)
@@ -708,7 +656,8 @@ def sensor_verdicts(meta, probs, apps):
         m = apps == a
         r = meta.get("decision", {}).get(APPS[a]) if a < len(APPS) else None
         r = r or {"benign_log_offset": 0.0, "unknown_below": meta["unknown_below"]}
-        v[m], out[m] = deployed(z[m], r["benign_log_offset"], r["unknown_below"])
+        off = [r["benign_log_offset"], r.get("attack_log_offset", 0.0), r.get("malware_log_offset", 0.0)]
+        v[m], out[m] = deployed(z[m], off, r["unknown_below"])
     return v, out
 
 

@@ -225,6 +225,13 @@ pub enum HttpSource {
         /// The log file.
         file: String,
     },
+    /// An anomalous request of the CSIC 2010 shop that carries no payload list: a
+    /// parameter value outside its domain (`tamper`) or a hidden resource next to a shop
+    /// page (`hidden`), as CSIC 2010's anomalous requests are made.
+    ShopAnomaly {
+        /// Which kind.
+        kind: ShopAnomaly,
+    },
     /// A built-in exploit or malware request template.
     Template {
         /// Template name (see `http.rs`).
@@ -246,6 +253,39 @@ pub enum Injection {
     Body,
     /// A cookie value.
     Cookie,
+    /// A parameter value of a CSIC 2010 shop request (its form body's when it has one,
+    /// else its query's), the rest of the request as the shop's clients send it: how
+    /// CSIC 2010's anomalous requests were made, so a model cannot tell them from the
+    /// shop's normal requests by path, parameter names or headers.
+    Shop,
+}
+
+/// Anomalous shop requests without a payload list.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ShopAnomaly {
+    /// One parameter value replaced by an overflow string, salted with symbols, or of
+    /// the wrong type (letters in a number, digits and symbols in a name).
+    Tamper,
+    /// A resource the shop does not link: backup and editor copies of its pages, its
+    /// configuration files, a session id rewritten into the path.
+    Hidden,
+}
+
+/// Which share of the request corpora a scenario draws from (CSIC requests, payload,
+/// probe and query lines, access-log lines), split by a hash of each line: `train`
+/// about 70 %, `holdout` the rest, `all` everything. A benchmark scenario on `holdout`
+/// never sends a request or payload string an augmentation scenario on `train` sent.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Part {
+    /// Every line.
+    #[default]
+    All,
+    /// Lines whose hash falls in the training share.
+    Train,
+    /// The other lines.
+    Holdout,
 }
 
 /// A family: a labelled kind of flow.
@@ -334,6 +374,9 @@ pub struct Scenario {
     /// a split by family is also a split by host (leakage-safe cross-validation).
     #[serde(default)]
     pub partition_hosts: bool,
+    /// Which share of the request corpora to draw from (`all`, `train`, `holdout`).
+    #[serde(default)]
+    pub http_part: Part,
     /// The families and their weights.
     pub mix: Vec<MixEntry>,
 }

@@ -13,7 +13,7 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use rand::Rng;
 use rand::seq::IndexedRandom;
 
-use crate::config::{Catalogue, HttpSource, Injection};
+use crate::config::{Catalogue, HttpSource, Injection, Part, ShopAnomaly};
 
 /// Characters a client escapes in a query value or path segment.
 const ESCAPE: &AsciiSet = &CONTROLS
@@ -197,8 +197,9 @@ fn params_rows(data: &Path, attack_type: &str) -> Result<Vec<String>> {
 }
 
 impl HttpCorpus {
-    /// Loads what the families of `cat` use from the shared data directory.
-    pub fn load(cat: &Catalogue, data: &Path, families: &BTreeSet<String>) -> Result<Self> {
+    /// Loads what the families of `cat` use from the shared data directory, keeping the
+    /// lines of `part` only.
+    pub fn load(cat: &Catalogue, data: &Path, families: &BTreeSet<String>, part: Part) -> Result<Self> {
         let mut corpus = Self {
             csic: Vec::new(),
             queries: Vec::new(),
@@ -207,33 +208,51 @@ impl HttpCorpus {
             logged: HashMap::new(),
         };
         for f in cat.family.iter().filter(|f| families.contains(&f.name)) {
+            let shop = match &f.http {
+                Some(HttpSource::Csic | HttpSource::ShopAnomaly { .. }) => true,
+                Some(HttpSource::Payloads { inject, .. }) => inject.contains(&Injection::Shop),
+                _ => false,
+            };
+            if shop && corpus.csic.is_empty() {
+                corpus.csic = load_csic(data)?;
+                corpus.csic.retain(|(m, t, b)| in_part(part, &format!("{m} {t} {b}")));
+                ensure!(!corpus.csic.is_empty(), "no CSIC requests in part {part:?}");
+            }
             match &f.http {
-                Some(HttpSource::Csic) if corpus.csic.is_empty() => corpus.csic = load_csic(data)?,
                 Some(HttpSource::Queries) if corpus.queries.is_empty() => {
                     let path = data.join("modsec_learn_queries/legitimate_openappsec_part6.json");
                     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
                     let all: Vec<String> =
                         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-                    corpus.queries =
-                        all.into_iter().filter(|q| q.len() <= 1500).collect::<BTreeSet<_>>().into_iter().collect();
+                    corpus.queries = all
+                        .into_iter()
+                        .filter(|q| q.len() <= 1500 && in_part(part, q))
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
                 }
                 Some(HttpSource::Payloads { files, params_attack_type, .. }) => {
                     let mut lines = read_lines(data, files)?;
                     if let Some(t) = params_attack_type {
                         lines.extend(params_rows(data, t)?);
                     }
+                    lines.retain(|l| in_part(part, l));
+                    ensure!(!lines.is_empty(), "family {}: no payloads in part {part:?}", f.name);
                     corpus.payloads.insert(f.name.clone(), lines);
                 }
                 Some(HttpSource::Probes { files }) => {
                     let lines = read_lines(data, files)?
                         .into_iter()
                         .map(|l| if l.starts_with('/') { l } else { format!("/{l}") })
-                        .filter(|l| !l.contains(' '))
+                        .filter(|l| !l.contains(' ') && in_part(part, l))
                         .collect();
                     corpus.probes.insert(f.name.clone(), lines);
                 }
                 Some(HttpSource::AccessLog { file }) => {
-                    corpus.logged.insert(f.name.clone(), load_access_log(data, file)?);
+                    let mut logged = load_access_log(data, file)?;
+                    logged.retain(|r| in_part(part, &format!("{} {} {}", r.method, r.target, r.agent)));
+                    ensure!(!logged.is_empty(), "family {}: no logged requests in part {part:?}", f.name);
+                    corpus.logged.insert(f.name.clone(), logged);
                 }
                 Some(HttpSource::Template { name }) => {
                     ensure!(TEMPLATES.contains(&name.as_str()), "family {}: unknown template {name}", f.name);
@@ -248,6 +267,8 @@ impl HttpCorpus {
     pub fn request<R: Rng>(&self, rng: &mut R, family: &str, source: &HttpSource, host: &str) -> Result<Vec<u8>> {
         let ua = pick_agent(rng, false);
         let mut headers: Vec<(String, String)> = Vec::new();
+        // Shop-shaped attacks keep the shop's clients (no scanner User-Agent).
+        let mut shop_like = false;
         let (method, target, body) = match source {
             HttpSource::Csic => {
                 let (m, t, b) = self.csic.choose(rng).context("CSIC corpus is empty")?;
@@ -262,7 +283,25 @@ impl HttpCorpus {
             HttpSource::Payloads { inject, .. } => {
                 let p = self.payloads.get(family).and_then(|v| v.choose(rng)).context("payload corpus is empty")?;
                 let place = *inject.choose(rng).context("no injection place")?;
-                inject_payload(rng, p, place, &mut headers)
+                if place == Injection::Shop {
+                    shop_like = true;
+                    let req = self.csic.choose(rng).context("CSIC corpus is empty")?;
+                    let value = if rng.random_bool(0.3) { None } else { Some(enc(p)) };
+                    with_shop_value(rng, req, |_, old| match &value {
+                        Some(v) => v.clone(),
+                        None => format!("{old}{}", enc(p)),
+                    })
+                } else {
+                    inject_payload(rng, p, place, &mut headers)
+                }
+            }
+            HttpSource::ShopAnomaly { kind } => {
+                shop_like = true;
+                let req = self.csic.choose(rng).context("CSIC corpus is empty")?;
+                match kind {
+                    ShopAnomaly::Tamper => with_shop_value(rng, req, tampered),
+                    ShopAnomaly::Hidden => hidden_resource(rng, req),
+                }
             }
             HttpSource::Probes { .. } => {
                 let p = self.probes.get(family).and_then(|v| v.choose(rng)).context("probe corpus is empty")?;
@@ -278,7 +317,8 @@ impl HttpCorpus {
             }
             HttpSource::Template { name } => template(rng, name, &mut headers)?,
         };
-        let ua = if matches!(source, HttpSource::Payloads { .. } | HttpSource::Probes { .. }) && rng.random_bool(0.25) {
+        let tool = !shop_like && matches!(source, HttpSource::Payloads { .. } | HttpSource::Probes { .. });
+        let ua = if tool && rng.random_bool(0.25) {
             TOOL_AGENTS.choose(rng).copied().unwrap_or(ua)
         } else {
             ua
@@ -323,6 +363,126 @@ fn asset_path<R: Rng>(rng: &mut R) -> String {
     }
 }
 
+/// Whether a corpus line belongs to `part` (FNV-1a of its bytes: 30 % holdout).
+fn in_part(part: Part, line: &str) -> bool {
+    let h = line.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let holdout = h % 100 < 30;
+    match part {
+        Part::All => true,
+        Part::Train => !holdout,
+        Part::Holdout => holdout,
+    }
+}
+
+/// The byte ranges of the values in `a=1&b=2`.
+fn value_spans(params: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for part in params.split('&') {
+        if let Some(eq) = part.find('=') {
+            out.push((start + eq + 1, start + part.len()));
+        }
+        start += part.len() + 1;
+    }
+    out
+}
+
+/// A shop request with one parameter value replaced by `new(old value)`: a value of the
+/// form body when it has one, else of the query; a request without parameters gets one
+/// (`id`), as a client that adds a parameter would.
+fn with_shop_value<R: Rng>(
+    rng: &mut R,
+    req: &(String, String, String),
+    new: impl FnOnce(&mut R, &str) -> String,
+) -> (String, String, String) {
+    let (method, target, body) = req.clone();
+    if let Some(&(s, e)) = value_spans(&body).choose(rng) {
+        let body = format!("{}{}{}", &body[..s], new(rng, &body[s..e]), &body[e..]);
+        return (method, target, body);
+    }
+    if let Some(q) = target.find('?')
+        && let Some(&(s, e)) = value_spans(&target[q + 1..]).choose(rng)
+    {
+        let (s, e) = (q + 1 + s, q + 1 + e);
+        let target = format!("{}{}{}", &target[..s], new(rng, &target[s..e]), &target[e..]);
+        return (method, target, body);
+    }
+    let sep = if target.contains('?') { '&' } else { '?' };
+    let value = new(rng, "");
+    (method, format!("{target}{sep}id={value}"), body)
+}
+
+/// A parameter value outside its domain, encoded as a client would send it.
+fn tampered<R: Rng>(rng: &mut R, old: &str) -> String {
+    const SYMBOLS: &[u8] = b"'\"<>;|$%*()[]{}!\\/`@~^";
+    match rng.random_range(0..3) {
+        // An overflow: one character, or the value itself, repeated.
+        0 => {
+            let n: usize = rng.random_range(120..1800);
+            let unit = if old.is_empty() || rng.random_bool(0.5) { "A" } else { old };
+            unit.repeat(n.div_ceil(unit.len().max(1))).chars().take(n).collect()
+        }
+        // Symbols salted into the value.
+        1 => {
+            let mut v: Vec<char> = old.chars().collect();
+            for _ in 0..rng.random_range(1..5) {
+                let at = rng.random_range(0..=v.len());
+                v.insert(at, SYMBOLS[rng.random_range(0..SYMBOLS.len())] as char);
+            }
+            enc(&v.into_iter().collect::<String>())
+        }
+        // The wrong type: digits become letters and letters digits.
+        _ => {
+            let v: String = old
+                .chars()
+                .map(|c| match c {
+                    '0'..='9' if rng.random_bool(0.6) => char::from(b'a' + rng.random_range(0..26u8)),
+                    'a'..='z' | 'A'..='Z' if rng.random_bool(0.4) => char::from(b'0' + rng.random_range(0..10u8)),
+                    c => c,
+                })
+                .collect();
+            if v == old { format!("{old}{}", rng.random_range(0..1000)) } else { v }
+        }
+    }
+}
+
+/// A resource next to a shop page that the shop never links.
+fn hidden_resource<R: Rng>(rng: &mut R, req: &(String, String, String)) -> (String, String, String) {
+    const SUFFIXES: &[&str] =
+        &[".bak", ".old", ".BAK", ".orig", ".inc", ".txt", "~", ".zip", ".tar.gz", ".java", ".save", ".swp", ".tmp", ".1"];
+    const FILES: &[&str] = &[
+        "WEB-INF/web.xml",
+        "META-INF/context.xml",
+        ".htaccess",
+        ".htpasswd",
+        "web.config",
+        "config.inc",
+        "admin/",
+        "backup/",
+        "install.txt",
+        "README",
+        "CVS/Entries",
+        ".svn/entries",
+        ".git/config",
+        "server-status",
+    ];
+    let (_, target, _) = req;
+    let path = target.split('?').next().unwrap_or(target);
+    let query = target.find('?').map(|q| &target[q..]).unwrap_or("");
+    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    let keep = if rng.random_bool(0.5) { query } else { "" };
+    let target = match rng.random_range(0..3) {
+        0 => format!("{path}{}{keep}", SUFFIXES.choose(rng).copied().unwrap_or(".bak")),
+        1 => format!("{dir}{}", FILES.choose(rng).copied().unwrap_or(".htaccess")),
+        _ => format!("{path};jsessionid={}{keep}", rand_hex(rng, 32)),
+    };
+    ("GET".to_owned(), target, String::new())
+}
+
+fn rand_hex<R: Rng>(rng: &mut R, len: usize) -> String {
+    (0..len).map(|_| char::from(b"0123456789ABCDEF"[rng.random_range(0..16)])).collect()
+}
+
 fn enc(s: &str) -> String {
     utf8_percent_encode(s, ESCAPE).to_string()
 }
@@ -341,7 +501,8 @@ fn inject_payload<R: Rng>(
     let path = SITE_PATHS.choose(rng).copied().unwrap_or("/");
     let param = PARAM_NAMES.choose(rng).copied().unwrap_or("id");
     match place {
-        Injection::Query => ("GET".to_owned(), format!("{path}?{param}={}", enc(payload)), String::new()),
+        // A shop value is injected by the caller (it needs a shop request); alone, a query value.
+        Injection::Query | Injection::Shop => ("GET".to_owned(), format!("{path}?{param}={}", enc(payload)), String::new()),
         Injection::Path => {
             // Traversal payloads already carry their own slashes and encodings.
             let raw: String = payload.chars().filter(|c| !c.is_control() && *c != ' ').collect();
@@ -572,6 +733,51 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
+
+    fn names(params: &str) -> Vec<&str> {
+        params.split('&').map(|p| p.split('=').next().unwrap_or("")).collect()
+    }
+
+    #[test]
+    fn parts_split_every_corpus_line_once() {
+        let lines: Vec<String> = (0..10_000).map(|i| format!("GET /tienda1/a.jsp?id={i}")).collect();
+        let train = lines.iter().filter(|l| in_part(Part::Train, l)).count();
+        let holdout = lines.iter().filter(|l| in_part(Part::Holdout, l)).count();
+        assert_eq!(train + holdout, lines.len());
+        assert!(lines.iter().all(|l| in_part(Part::All, l)));
+        assert!(lines.iter().all(|l| in_part(Part::Train, l) != in_part(Part::Holdout, l)));
+        assert!((2_700..3_300).contains(&holdout), "{holdout}");
+    }
+
+    #[test]
+    fn shop_attacks_change_one_value_and_keep_the_rest() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let get = ("GET".to_owned(), "/tienda1/publico/anadir.jsp?id=3&nombre=Vino+Rioja&precio=100".to_owned(), String::new());
+        let post = ("POST".to_owned(), "/tienda1/publico/autenticar.jsp".to_owned(), "modo=entrar&login=bob&pwd=x1".to_owned());
+        let bare = ("GET".to_owned(), "/tienda1/index.jsp".to_owned(), String::new());
+        for _ in 0..200 {
+            let (m, t, b) = with_shop_value(&mut rng, &get, |_, _| "%27+OR+1%3D1".to_owned());
+            assert_eq!((m.as_str(), b.as_str()), ("GET", ""));
+            let q = &t[t.find('?').unwrap() + 1..];
+            assert!(t.starts_with("/tienda1/publico/anadir.jsp?"));
+            assert_eq!(names(q), ["id", "nombre", "precio"]);
+            assert_eq!(q.matches("%27+OR+1%3D1").count(), 1, "{t}");
+            let (_, t, b) = with_shop_value(&mut rng, &post, |_, old| format!("{old}%3Cscript%3E"));
+            assert_eq!(t, "/tienda1/publico/autenticar.jsp");
+            assert_eq!(names(&b), ["modo", "login", "pwd"]);
+            assert!(["modo=entrar%3Cscript%3E", "login=bob%3Cscript%3E", "pwd=x1%3Cscript%3E"].iter().any(|v| b.contains(v)), "{b}");
+            let (_, t, _) = with_shop_value(&mut rng, &bare, |_, _| "x".to_owned());
+            assert_eq!(t, "/tienda1/index.jsp?id=x");
+            // Tampered values differ from the value and stay one parameter.
+            let v = tampered(&mut rng, "100");
+            assert_ne!(v, "100");
+            assert!(!v.contains('&') && !v.contains('=') && !v.contains(' '), "{v}");
+            // Hidden resources sit next to the shop's pages.
+            let (m, t, b) = hidden_resource(&mut rng, &get);
+            assert_eq!((m.as_str(), b.as_str()), ("GET", ""));
+            assert!(t.starts_with("/tienda1/publico/") && t != get.1, "{t}");
+        }
+    }
 
     #[test]
     fn templates_parse_as_http() {

@@ -150,7 +150,7 @@ fn main() -> Result<()> {
     }
     let data = data_dir(cli.data.as_deref());
     let families: BTreeSet<String> = scenario.mix.iter().map(|m| m.family.clone()).collect();
-    let corpus = http::HttpCorpus::load(&cat, &data, &families)
+    let corpus = http::HttpCorpus::load(&cat, &data, &families, scenario.http_part)
         .with_context(|| format!("loading request sources from {}", data.display()))?;
     let plans = plan::draw(&cat, &scenario, &corpus)?;
     eprintln!("nightjar-flood: scenario {} (seed {}), {} flows planned", scenario.name, scenario.seed, plans.len());
@@ -295,7 +295,7 @@ mod tests {
         }
         let mut sc = scenario("smoke", &cat);
         let families = sc.mix.iter().map(|m| m.family.clone()).collect();
-        let corpus = http::HttpCorpus::load(&cat, &data, &families).unwrap();
+        let corpus = http::HttpCorpus::load(&cat, &data, &families, sc.http_part).unwrap();
         let a = format!("{:?}", plan::draw(&cat, &sc, &corpus).unwrap());
         let b = format!("{:?}", plan::draw(&cat, &sc, &corpus).unwrap());
         assert_eq!(a, b);

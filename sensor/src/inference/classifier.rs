@@ -266,7 +266,7 @@ impl Classifier {
     }
 
     /// The verdict for one row of probabilities under app `app`'s decision rule (0 tls,
-    /// 1 http, 2 other): the benign log-probability shifted by the app's offset, the
+    /// 1 http, 2 other): the log-probabilities shifted by the app's class offsets, the
     /// probabilities renormalised, then the top class unless it is below the app's
     /// `unknown_below`. The score is the shifted probability.
     fn verdict(&self, p: &[f32], app: usize) -> Verdict {
@@ -283,16 +283,13 @@ impl Classifier {
 }
 
 impl Classifier {
-    /// Probabilities under app `app`'s benign offset, renormalised.
+    /// Probabilities under app `app`'s class log offsets, renormalised.
     fn shifted(&self, p: &[f32], app: usize) -> [f32; 3] {
         let d = self.decisions[app.min(2)];
-        let w = d.benign_log_offset.exp();
-        let total = p[0] * w + p[1] + p[2];
-        let q = |i: usize| {
-            let v = if i == 0 { p[0] * w } else { p[i] };
-            if total > 0.0 { v / total } else { v }
-        };
-        [q(0), q(1), q(2)]
+        let w = [d.benign_log_offset.exp(), d.attack_log_offset.exp(), d.malware_log_offset.exp()];
+        let q = [p[0] * w[0], p[1] * w[1], p[2] * w[2]];
+        let total = q[0] + q[1] + q[2];
+        if total > 0.0 { q.map(|v| v / total) } else { q }
     }
 
     /// What an explanation measures for a verdict of `class`: its class probability
@@ -511,6 +508,11 @@ fn app_index(fv: &FeatureVector) -> usize {
 /// The decision rules of tls, http and other flows: the metadata's per-app rule, else the
 /// top-level `unknown_below` without offset.
 fn decisions(bundle: &ModelBundle) -> [Decision; 3] {
-    let base = Decision { benign_log_offset: 0.0, unknown_below: bundle.meta.unknown_below };
+    let base = Decision {
+        benign_log_offset: 0.0,
+        attack_log_offset: 0.0,
+        malware_log_offset: 0.0,
+        unknown_below: bundle.meta.unknown_below,
+    };
     ["tls", "http", "other"].map(|app| bundle.meta.decision.get(app).copied().unwrap_or(base))
 }

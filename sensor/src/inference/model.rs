@@ -125,15 +125,22 @@ pub struct ModelMeta {
     pub decision: BTreeMap<String, Decision>,
 }
 
-/// How one app's probabilities become a verdict: the benign class's log-probability is
-/// shifted by `benign_log_offset` (a prior shift that sets how many benign flows are
-/// flagged; the probabilities are renormalised), then the top class wins unless its
-/// probability is below `unknown_below`.
+/// How one app's probabilities become a verdict: each class's log-probability is shifted
+/// by its log offset (prior shifts: the benign one sets how many benign flows are flagged,
+/// the attack and malware ones how the alerts split between the two; the probabilities
+/// are renormalised), then the top class wins unless its probability is below
+/// `unknown_below`. Offsets left out are 0.
 #[derive(Clone, Copy, Debug, Deserialize)]
 pub struct Decision {
     /// Added to the benign log-probability before renormalising.
     #[serde(default)]
     pub benign_log_offset: f32,
+    /// Added to the attack log-probability before renormalising.
+    #[serde(default)]
+    pub attack_log_offset: f32,
+    /// Added to the malware log-probability before renormalising.
+    #[serde(default)]
+    pub malware_log_offset: f32,
     /// Below this top-class probability (after the shift) the verdict is `unknown`.
     pub unknown_below: f32,
 }
@@ -250,11 +257,14 @@ impl ModelBundle {
                 meta.chars, meta.schema_version
             )));
         }
-        let finite = |d: &Decision| d.benign_log_offset.is_finite() && (0.0..=1.0).contains(&d.unknown_below);
+        let finite = |d: &Decision| {
+            [d.benign_log_offset, d.attack_log_offset, d.malware_log_offset].iter().all(|o| o.is_finite())
+                && (0.0..=1.0).contains(&d.unknown_below)
+        };
         if let Some((app, _)) = meta.decision.iter().find(|(_, d)| !finite(d)) {
             return Err(InferenceError::Metadata {
                 what: what.to_owned(),
-                reason: format!("decision for {app:?}: offset must be finite and unknown_below within 0..=1"),
+                reason: format!("decision for {app:?}: offsets must be finite and unknown_below within 0..=1"),
             });
         }
         if meta.static_features != *FEATURE_NAMES {

@@ -1,0 +1,116 @@
+"""The decision rule: how calibrated logits become the sensor's verdicts, and how its
+thresholds are chosen on validation logits (numpy only, so the unit tests run without
+torch). The sensor applies the same rule (`inference/classifier.rs`): probabilities =
+softmax(logits / T + class log offsets), the top class, `unknown` below `unknown_below`."""
+
+import numpy as np
+
+FLAG_TARGET = 0.01
+UNKNOWN_SHARE = 0.1
+UNKNOWN = 3
+
+
+def softmax(z):
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def class_offsets(off):
+    """A decision rule's log offsets as [benign, attack, malware]: a scalar is the benign
+    offset alone (the rule before per-class offsets)."""
+    off = np.asarray(off, dtype=np.float64)
+    return np.array([float(off), 0.0, 0.0]) if off.ndim == 0 else off
+
+
+def deployed(z, delta, unknown_below):
+    """Verdicts as the sensor gives them from calibrated logits `z` (logits / T) with the
+    class log offsets `delta` ([benign, attack, malware], or the benign offset alone)
+    added: argmax, `unknown` (3) below the threshold; and the probabilities."""
+    p = softmax(z + class_offsets(delta))
+    v = p.argmax(1)
+    v[p.max(1) < unknown_below] = UNKNOWN
+    return v, p
+
+
+def flag_rate(z, y, delta, u):
+    b = y == 0
+    if not b.any():
+        return 0.0
+    v, _ = deployed(z[b], delta, u)
+    return float(np.isin(v, (1, 2)).mean())
+
+
+def smallest_offset(z, y, u, target, split=0.0):
+    """The smallest benign offset that flags at most `target` of the benign flows, with
+    malware shifted by `split` against attack (offsets [delta, 0, split])."""
+    for delta in np.arange(0.0, 12.01, 0.05):
+        if flag_rate(z, y, [delta, 0.0, split], u) <= target:
+            return float(delta)
+    return 12.0
+
+
+# Malware-against-attack shifts the `classes` rule tries.
+SPLITS = np.arange(-4.0, 4.01, 0.5)
+MIN_CLASS_FLOWS = 5
+
+
+def class_recall(z, y, off, u):
+    """Mean over attack and malware (those with at least `MIN_CLASS_FLOWS` flows) of the
+    share of their flows given their own class: what the `classes` rule maximises."""
+    v, _ = deployed(z, off, u)
+    r = [float((v[y == c] == c).mean()) for c in (1, 2) if (y == c).sum() >= MIN_CLASS_FLOWS]
+    return float(np.mean(r)) if r else 0.0
+
+
+def choose_thresholds(logits, y, mode="offset", target=FLAG_TARGET, unknown_share=UNKNOWN_SHARE, T=None):
+    """On validation logits: temperature T (NLL); then `unknown_below` u = the top-class
+    probability below which the least confident `unknown_share` of the validation flows
+    lie, and the benign flag target met by
+    - `offset`: the smallest benign offset that flags at most `target` of the validation
+      benign flows (u taken after a first offset at u = 0, then the offset lowered again
+      to the smallest one that still meets the target with that u);
+    - `classes`: as `offset`, for each malware-against-attack shift of `SPLITS` (the
+      log offsets [delta, 0, split]); the shift whose rule gives attack and malware flows
+      their own class most often (`class_recall`) wins. One threshold per class instead
+      of one for both: real benign requests that look like attacks (WebDAV, test suites)
+      and those that look like malware (updaters' downloads) no longer set one bar for both;
+    - `unknown`: no offset, u raised until the target holds;
+    - `none`: no offset, no target (what the model alone gives)."""
+    if T is None:
+        import torch
+
+        from . import train
+
+        T = train.calibrate(torch.from_numpy(logits), y)
+    z = logits / T
+    off = np.zeros(3)
+
+    def fitted(split):
+        o = np.array([smallest_offset(z, y, 0.0, target, split), 0.0, split])
+        u = float(np.quantile(deployed(z, o, 0.0)[1].max(1), unknown_share))
+        o[0] = smallest_offset(z, y, u, target, split)
+        return o, u
+
+    if mode == "offset":
+        off, u = fitted(0.0)
+    elif mode == "classes":
+        best = None
+        for split in SPLITS:
+            o, u_ = fitted(float(split))
+            score = class_recall(z, y, o, u_)
+            if best is None or score > best[0] + 1e-9 or (abs(score - best[0]) <= 1e-9 and abs(split) < abs(best[1][2])):
+                best = (score, o, u_)
+        _, off, u = best
+    else:
+        u = float(np.quantile(deployed(z, off, 0.0)[1].max(1), unknown_share))
+    if mode == "unknown":
+        while u < 0.999 and flag_rate(z, y, off, u) > target:
+            u += 0.0025
+    v, _ = deployed(z, off, u)
+    return {"temperature": round(float(T), 4), "unknown_below": round(float(u), 4), "benign_offset": round(float(off[0]), 3),
+            "malware_offset": round(float(off[2]), 3),
+            "validation_flows": int(len(y)), "validation_benign": int((y == 0).sum()),
+            "validation_flag_rate": round(flag_rate(z, y, off, u), 4),
+            "validation_class_recall": round(class_recall(z, y, off, u), 4),
+            "validation_unknown_share": round(float((v == UNKNOWN).mean()), 4)}
