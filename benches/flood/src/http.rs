@@ -318,11 +318,7 @@ impl HttpCorpus {
             HttpSource::Template { name } => template(rng, name, &mut headers)?,
         };
         let tool = !shop_like && matches!(source, HttpSource::Payloads { .. } | HttpSource::Probes { .. });
-        let ua = if tool && rng.random_bool(0.25) {
-            TOOL_AGENTS.choose(rng).copied().unwrap_or(ua)
-        } else {
-            ua
-        };
+        let ua = if tool && rng.random_bool(0.25) { TOOL_AGENTS.choose(rng).copied().unwrap_or(ua) } else { ua };
         Ok(assemble(rng, &method, &target, host, ua, &headers, &body))
     }
 }
@@ -448,8 +444,9 @@ fn tampered<R: Rng>(rng: &mut R, old: &str) -> String {
 
 /// A resource next to a shop page that the shop never links.
 fn hidden_resource<R: Rng>(rng: &mut R, req: &(String, String, String)) -> (String, String, String) {
-    const SUFFIXES: &[&str] =
-        &[".bak", ".old", ".BAK", ".orig", ".inc", ".txt", "~", ".zip", ".tar.gz", ".java", ".save", ".swp", ".tmp", ".1"];
+    const SUFFIXES: &[&str] = &[
+        ".bak", ".old", ".BAK", ".orig", ".inc", ".txt", "~", ".zip", ".tar.gz", ".java", ".save", ".swp", ".tmp", ".1",
+    ];
     const FILES: &[&str] = &[
         "WEB-INF/web.xml",
         "META-INF/context.xml",
@@ -468,7 +465,7 @@ fn hidden_resource<R: Rng>(rng: &mut R, req: &(String, String, String)) -> (Stri
     ];
     let (_, target, _) = req;
     let path = target.split('?').next().unwrap_or(target);
-    let query = target.find('?').map(|q| &target[q..]).unwrap_or("");
+    let query = target.find('?').map_or("", |q| &target[q..]);
     let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
     let keep = if rng.random_bool(0.5) { query } else { "" };
     let target = match rng.random_range(0..3) {
@@ -502,7 +499,9 @@ fn inject_payload<R: Rng>(
     let param = PARAM_NAMES.choose(rng).copied().unwrap_or("id");
     match place {
         // A shop value is injected by the caller (it needs a shop request); alone, a query value.
-        Injection::Query | Injection::Shop => ("GET".to_owned(), format!("{path}?{param}={}", enc(payload)), String::new()),
+        Injection::Query | Injection::Shop => {
+            ("GET".to_owned(), format!("{path}?{param}={}", enc(payload)), String::new())
+        }
         Injection::Path => {
             // Traversal payloads already carry their own slashes and encodings.
             let raw: String = payload.chars().filter(|c| !c.is_control() && *c != ' ').collect();
@@ -752,20 +751,33 @@ mod tests {
     #[test]
     fn shop_attacks_change_one_value_and_keep_the_rest() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let get = ("GET".to_owned(), "/tienda1/publico/anadir.jsp?id=3&nombre=Vino+Rioja&precio=100".to_owned(), String::new());
-        let post = ("POST".to_owned(), "/tienda1/publico/autenticar.jsp".to_owned(), "modo=entrar&login=bob&pwd=x1".to_owned());
+        let get = (
+            "GET".to_owned(),
+            "/tienda1/publico/anadir.jsp?id=3&nombre=Vino+Rioja&precio=100".to_owned(),
+            String::new(),
+        );
+        let post = (
+            "POST".to_owned(),
+            "/tienda1/publico/autenticar.jsp".to_owned(),
+            "modo=entrar&login=bob&pwd=x1".to_owned(),
+        );
         let bare = ("GET".to_owned(), "/tienda1/index.jsp".to_owned(), String::new());
         for _ in 0..200 {
-            let (m, t, b) = with_shop_value(&mut rng, &get, |_, _| "%27+OR+1%3D1".to_owned());
-            assert_eq!((m.as_str(), b.as_str()), ("GET", ""));
-            let q = &t[t.find('?').unwrap() + 1..];
-            assert!(t.starts_with("/tienda1/publico/anadir.jsp?"));
-            assert_eq!(names(q), ["id", "nombre", "precio"]);
-            assert_eq!(q.matches("%27+OR+1%3D1").count(), 1, "{t}");
+            let (method, target, body) = with_shop_value(&mut rng, &get, |_, _| "%27+OR+1%3D1".to_owned());
+            assert_eq!((method.as_str(), body.as_str()), ("GET", ""));
+            let query = &target[target.find('?').unwrap() + 1..];
+            assert!(target.starts_with("/tienda1/publico/anadir.jsp?"));
+            assert_eq!(names(query), ["id", "nombre", "precio"]);
+            assert_eq!(query.matches("%27+OR+1%3D1").count(), 1, "{target}");
             let (_, t, b) = with_shop_value(&mut rng, &post, |_, old| format!("{old}%3Cscript%3E"));
             assert_eq!(t, "/tienda1/publico/autenticar.jsp");
             assert_eq!(names(&b), ["modo", "login", "pwd"]);
-            assert!(["modo=entrar%3Cscript%3E", "login=bob%3Cscript%3E", "pwd=x1%3Cscript%3E"].iter().any(|v| b.contains(v)), "{b}");
+            assert!(
+                ["modo=entrar%3Cscript%3E", "login=bob%3Cscript%3E", "pwd=x1%3Cscript%3E"]
+                    .iter()
+                    .any(|v| b.contains(v)),
+                "{b}"
+            );
             let (_, t, _) = with_shop_value(&mut rng, &bare, |_, _| "x".to_owned());
             assert_eq!(t, "/tienda1/index.jsp?id=x");
             // Tampered values differ from the value and stay one parameter.
