@@ -313,9 +313,9 @@ def main():
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--balance", choices=["cap", "weight", "none"], default=None, help="per-run balancing (default cap)")
     s.add_argument("--cap", type=int, default=None, help="flows per (run, class) and pass (default 40)")
-    s.add_argument("--threshold", choices=["classes", "offset", "unknown"], default="classes",
-                   help="how the benign flag target is met: class log offsets (benign, and malware against attack; "
-                        "default), a benign offset alone, or a higher unknown threshold")
+    s.add_argument("--threshold", choices=["offset", "classes", "unknown"], default="offset",
+                   help="how the benign flag target is met: a benign offset (default), class log offsets "
+                        "(benign, and malware against attack), or a higher unknown threshold")
     s.add_argument("--variants", action="store_true", help="also cross-validate the balancing variants (CV only)")
     s.add_argument("--demo", help="features of the demo captures (`nightjar replay --features`), scored by the candidate")
     s.add_argument("--reports", default=str(ROOT / "reports" / "real"))
