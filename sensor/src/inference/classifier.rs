@@ -500,9 +500,6 @@ fn app_index(fv: &FeatureVector) -> usize {
     }
 }
 
-#[cfg(feature = "model")]
-/// The decision rules of tls, http and other flows: the metadata's per-app rule, else the
-/// top-level `unknown_below` without offset.
 /// One row of probabilities with each class's log-probability shifted by `d`'s offsets,
 /// renormalised (`model/nightjar_model/decision.py` does the same on logits).
 fn shift(d: &Decision, p: &[f32]) -> [f32; 3] {
@@ -512,6 +509,9 @@ fn shift(d: &Decision, p: &[f32]) -> [f32; 3] {
     if total > 0.0 { q.map(|v| v / total) } else { q }
 }
 
+#[cfg(feature = "model")]
+/// The decision rules of tls, http and other flows: the metadata's per-app rule, else the
+/// top-level `unknown_below` without offset.
 fn decisions(bundle: &ModelBundle) -> [Decision; 3] {
     let base = Decision {
         benign_log_offset: 0.0,
