@@ -317,7 +317,6 @@ def evaluate(d, idx, logits, T, delta, u):
     v = np.empty(len(idx), dtype=np.int64)
     dep = np.empty_like(cal)
     delta = np.asarray(delta, dtype=np.float64)
-    delta = np.stack([class_offsets(x) for x in delta]) if delta.ndim == 1 else delta
     for key in set(zip(T, map(tuple, delta), u)):
         m = (T == key[0]) & (delta == np.asarray(key[1])).all(1) & (u == key[2])
         v[m], dep[m] = deployed(z[m], np.asarray(key[1]), key[2])
@@ -410,13 +409,11 @@ def plot_reliability(curves, path):
 
 
 def operating_points(z, y, u, offsets):
-    """(benign flagged, non-benign alerted) of calibrated logits `z` for each extra benign
-    offset (on top of none), `unknown` below the per-flow `u`."""
+    """(benign flagged, non-benign alerted) of calibrated logits `z` for each benign
+    offset, `unknown` below the per-flow `u`."""
     pts = []
     for delta in offsets:
-        p = softmax(z + np.asarray([delta, 0.0, 0.0]))
-        v = p.argmax(1)
-        v[p.max(1) < u] = UNKNOWN
+        v, _ = deployed(z, delta, u)
         alert = np.isin(v, (1, 2))
         pts.append((float(alert[y == 0].mean()) if (y == 0).any() else 0.0,
                     float(alert[y > 0].mean()) if (y > 0).any() else 0.0))
@@ -442,7 +439,8 @@ def plot_operating(d, pooled_arrays, path):
             if not m.any():
                 continue
             y = d["y"][p["idx"]][m]
-            z = p["logits"][m] / p["T"][m][:, None]
+            # Each split's malware shift stays; only the benign offset moves.
+            z = p["logits"][m] / p["T"][m][:, None] + p["delta"][m] * [0.0, 0.0, 1.0]
             pts = operating_points(z, y, p["u"][m], offsets)
             line = ax.plot([100 * x for x, _ in pts], [100 * r for _, r in pts], marker=".", label=title)[0]
             v = p["verdict"][m]
@@ -656,7 +654,7 @@ def sensor_verdicts(meta, probs, apps):
         m = apps == a
         r = meta.get("decision", {}).get(APPS[a]) if a < len(APPS) else None
         r = r or {"benign_log_offset": 0.0, "unknown_below": meta["unknown_below"]}
-        off = [r["benign_log_offset"], r.get("attack_log_offset", 0.0), r.get("malware_log_offset", 0.0)]
+        off = [r["benign_log_offset"], 0.0, r.get("malware_log_offset", 0.0)]
         v[m], out[m] = deployed(z[m], off, r["unknown_below"])
     return v, out
 

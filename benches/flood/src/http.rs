@@ -286,11 +286,9 @@ impl HttpCorpus {
                 if place == Injection::Shop {
                     shop_like = true;
                     let req = self.csic.choose(rng).context("CSIC corpus is empty")?;
-                    let value = if rng.random_bool(0.3) { None } else { Some(enc(p)) };
-                    with_shop_value(rng, req, |_, old| match &value {
-                        Some(v) => v.clone(),
-                        None => format!("{old}{}", enc(p)),
-                    })
+                    // Most often the value replaced, else the payload appended to it.
+                    let append = rng.random_bool(0.3);
+                    with_shop_value(rng, req, |_, old| if append { format!("{old}{}", enc(p)) } else { enc(p) })
                 } else {
                     inject_payload(rng, p, place, &mut headers)
                 }

@@ -503,8 +503,7 @@ fn app_index(fv: &FeatureVector) -> usize {
 /// One row of probabilities with each class's log-probability shifted by `d`'s offsets,
 /// renormalised (`model/nightjar_model/decision.py` does the same on logits).
 fn shift(d: &Decision, p: &[f32]) -> [f32; 3] {
-    let w = [d.benign_log_offset.exp(), d.attack_log_offset.exp(), d.malware_log_offset.exp()];
-    let q = [p[0] * w[0], p[1] * w[1], p[2] * w[2]];
+    let q = [p[0] * d.benign_log_offset.exp(), p[1], p[2] * d.malware_log_offset.exp()];
     let total = q[0] + q[1] + q[2];
     if total > 0.0 { q.map(|v| v / total) } else { q }
 }
@@ -513,12 +512,7 @@ fn shift(d: &Decision, p: &[f32]) -> [f32; 3] {
 /// The decision rules of tls, http and other flows: the metadata's per-app rule, else the
 /// top-level `unknown_below` without offset.
 fn decisions(bundle: &ModelBundle) -> [Decision; 3] {
-    let base = Decision {
-        benign_log_offset: 0.0,
-        attack_log_offset: 0.0,
-        malware_log_offset: 0.0,
-        unknown_below: bundle.meta.unknown_below,
-    };
+    let base = Decision { benign_log_offset: 0.0, malware_log_offset: 0.0, unknown_below: bundle.meta.unknown_below };
     ["tls", "http", "other"].map(|app| bundle.meta.decision.get(app).copied().unwrap_or(base))
 }
 
@@ -526,25 +520,25 @@ fn decisions(bundle: &ModelBundle) -> [Decision; 3] {
 mod tests {
     use super::*;
 
-    fn rule(b: f32, a: f32, m: f32) -> Decision {
-        Decision { benign_log_offset: b, attack_log_offset: a, malware_log_offset: m, unknown_below: 0.0 }
+    fn rule(b: f32, m: f32) -> Decision {
+        Decision { benign_log_offset: b, malware_log_offset: m, unknown_below: 0.0 }
     }
 
     #[test]
     fn class_offsets_shift_and_renormalise() {
         let p = [0.2, 0.45, 0.35];
-        let same = shift(&rule(0.0, 0.0, 0.0), &p);
+        let same = shift(&rule(0.0, 0.0), &p);
         assert!(same.iter().zip(p).all(|(a, b)| (a - b).abs() < 1e-6));
         // Doubling malware's odds: 0.7 against 0.45 and 0.2, renormalised.
-        let q = shift(&rule(0.0, 0.0, 2f32.ln()), &p);
+        let q = shift(&rule(0.0, 2f32.ln()), &p);
         let total = 0.2 + 0.45 + 0.7;
         for (got, want) in q.iter().zip([0.2 / total, 0.45 / total, 0.7 / total]) {
             assert!((got - want).abs() < 1e-6, "{q:?}");
         }
         // A benign offset alone is the rule of older metadata.
-        let benign = shift(&rule(1.0, 0.0, 0.0), &p);
+        let benign = shift(&rule(1.0, 0.0), &p);
         assert!(benign[0] > p[0] && (benign.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         // All-zero probabilities stay zero (no division by zero, no NaN).
-        assert!(shift(&rule(0.0, 0.0, 0.0), &[0.0; 3]).iter().all(|v| v.abs() < f32::EPSILON));
+        assert!(shift(&rule(0.0, 0.0), &[0.0; 3]).iter().all(|v| v.abs() < f32::EPSILON));
     }
 }

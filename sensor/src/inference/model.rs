@@ -125,19 +125,17 @@ pub struct ModelMeta {
     pub decision: BTreeMap<String, Decision>,
 }
 
-/// How one app's probabilities become a verdict: each class's log-probability is shifted
-/// by its log offset (prior shifts: the benign one sets how many benign flows are flagged,
-/// the attack and malware ones how the alerts split between the two; the probabilities
-/// are renormalised), then the top class wins unless its probability is below
-/// `unknown_below`. Offsets left out are 0.
+/// How one app's probabilities become a verdict: the benign and malware log-probabilities
+/// are shifted by their log offsets (prior shifts: the benign one sets how many benign
+/// flows are flagged, the malware one how the alerts split between attack and malware; an
+/// attack offset would be redundant, since shifting every class alike changes nothing),
+/// the probabilities renormalised, then the top class wins unless its probability is
+/// below `unknown_below`. Offsets left out are 0.
 #[derive(Clone, Copy, Debug, Deserialize)]
 pub struct Decision {
     /// Added to the benign log-probability before renormalising.
     #[serde(default)]
     pub benign_log_offset: f32,
-    /// Added to the attack log-probability before renormalising.
-    #[serde(default)]
-    pub attack_log_offset: f32,
     /// Added to the malware log-probability before renormalising.
     #[serde(default)]
     pub malware_log_offset: f32,
@@ -258,7 +256,7 @@ impl ModelBundle {
             )));
         }
         let finite = |d: &Decision| {
-            [d.benign_log_offset, d.attack_log_offset, d.malware_log_offset].iter().all(|o| o.is_finite())
+            [d.benign_log_offset, d.malware_log_offset].iter().all(|o| o.is_finite())
                 && (0.0..=1.0).contains(&d.unknown_below)
         };
         if let Some((app, _)) = meta.decision.iter().find(|(_, d)| !finite(d)) {
