@@ -585,6 +585,16 @@ def spider_folder(flow, kb):
     return Label(spider_class(flow.folder), spider_family(flow), "folder")
 
 
+def conformance_test(flow, kb):
+    """A URL-resolution test suite's requests (mercury's `capture2.pcap` holds Wireshark's
+    RFC 3986 reference tests sent to 127.0.0.1: `/b/c/d;p?q&path=../../g`): built to be
+    the shapes a parser gets wrong, which is what traversal looks like. Neither benign
+    traffic nor an attack: unlabelled."""
+    if flow.app == "http" and flow.server_ip.startswith("127.") and flow.client_ip.startswith("127."):
+        return Label(None, None, "conformance_test")
+    return None
+
+
 def mercury_capture(flow, kb):
     """mercury's test captures: common real clients (benign), except `malware_tls.pcap`."""
     if flow.run == "malware_tls.pcap":
@@ -596,7 +606,7 @@ RULES = {
     "ndpi_tests": [ndpi_capture, ndpi_risk, ndpi_app],
     "spiderlabs_iocs": [control_capture, bare_root_request, readme_ioc, infrastructure, spider_folder],
     "anyrun_malshare_2019": [maltrail_name, infrastructure, maltrail_ip, sandbox_run],
-    "fingerprint_dbs": [mercury_capture],
+    "fingerprint_dbs": [conformance_test, mercury_capture],
 }
 
 

@@ -238,6 +238,15 @@ def test_mercury_captures():
 
 # -- fingerprint knowledge base ---------------------------------------------------------------
 
+def test_conformance_tests_stay_unlabelled():
+    kb = rc.Knowledge()
+    probe = Flow("fingerprint_dbs", "capture2.pcap", app="http", client_ip="127.0.0.1", server_ip="127.0.0.1",
+                 uri="/b/c/d;p?q&path=../../g")
+    assert rc.label(probe, kb) == Label(None, None, "conformance_test")
+    lan = Flow("fingerprint_dbs", "capture2.pcap", app="http", client_ip="10.0.0.5", server_ip="93.184.216.34", uri="/")
+    assert rc.label(lan, kb) == Label("benign", "mercury:capture2", "mercury_capture")
+
+
 def test_fingerprint_keys_agree_between_ja3_and_mercury_strings():
     ja3 = "771,4865-4866-49195,0-23-65281-10,29-23,0"
     mercury = "tls/(0303)(0a0a13011302c02b)((0a0a)(0000000e000c0000096578616d706c65)(ff01000100)(0017)(000a00040002001d))"

@@ -539,6 +539,7 @@ pub const TEMPLATES: &[&str] = &[
     "c2_gate",
     "c2_beacon_get",
     "dropper_get",
+    "webdav_client",
 ];
 
 fn rand_token<R: Rng>(rng: &mut R, len: usize) -> String {
@@ -682,8 +683,145 @@ fn template<R: Rng>(rng: &mut R, name: &str, headers: &mut Vec<(String, String)>
                 .unwrap_or("/");
             ("GET".to_owned(), format!("{dir}{name}{ext}"), String::new())
         }
+        "webdav_client" => webdav_client(rng, headers),
         other => bail!("unknown template {other}"),
     })
+}
+
+/// A WebDAV client's request as real clients send them (Windows' mini-redirector, macOS
+/// Finder, davfs2, GNOME's gvfs, Cyberduck, rclone, Nextcloud's desktop client): property
+/// lookups with their XML bodies, folder creation, uploads, moves, copies and locks on a
+/// user's files. Benign traffic whose methods and XML bodies look unlike a web page: the
+/// real corpus has one such capture, and the only other WebDAV it holds is an exploit
+/// (IIS's PROPFIND overflow), so without these the method alone reads as an attack.
+fn webdav_client<R: Rng>(rng: &mut R, headers: &mut Vec<(String, String)>) -> (String, String, String) {
+    const AGENTS: &[&str] = &[
+        "Microsoft-WebDAV-MiniRedir/10.0.19045",
+        "Microsoft-WebDAV-MiniRedir/10.0.22631",
+        "WebDAVFS/3.0.0 (03008000) Darwin/22.6.0 (x86_64)",
+        "WebDAVLib/1.3",
+        "davfs2/1.7.0 neon/0.32.5",
+        "gvfs/1.50.3",
+        "Cyberduck/8.7.1.40770 (Mac OS X/14.1) (x86_64)",
+        "rclone/v1.64.2",
+        "Mozilla/5.0 (Windows) mirall/3.10.1 (Nextcloud, windows-10.0.19045 ClientArchitecture: x86_64 OsArchitecture: x86_64)",
+    ];
+    const ROOTS: &[&str] =
+        &["/remote.php/dav/files/", "/remote.php/webdav/", "/webdav/", "/dav/", "/public/", "/share/"];
+    const USERS: &[&str] = &["alice", "bob", "j.smith", "admin2", "maria", "team", "scanner01", "k.mueller"];
+    const NAMES: &[&str] = &[
+        "Documents",
+        "Photos",
+        "Budget 2024.xlsx",
+        "report-final.docx",
+        "notes.md",
+        "IMG_2031.JPG",
+        "backup",
+        "Shared",
+        "minutes_2024-03-11.pdf",
+        "slides.pptx",
+        "archive.zip",
+        "todo.txt",
+    ];
+    const PROPS: &[&str] = &[
+        "<d:getlastmodified/>",
+        "<d:getcontentlength/>",
+        "<d:resourcetype/>",
+        "<d:getetag/>",
+        "<d:getcontenttype/>",
+        "<d:displayname/>",
+        "<d:quota-available-bytes/>",
+        "<d:quota-used-bytes/>",
+        "<oc:fileid/>",
+        "<oc:permissions/>",
+        "<oc:size/>",
+        "<nc:has-preview/>",
+    ];
+    let pick = |rng: &mut R, v: &[&'static str]| v.choose(rng).copied().unwrap_or(v[0]);
+    headers.push(("User-Agent".to_owned(), pick(rng, AGENTS).to_owned()));
+    let root = pick(rng, ROOTS);
+    let user =
+        if root.starts_with("/remote.php/dav/files/") { format!("{}/", pick(rng, USERS)) } else { String::new() };
+    let name = enc(pick(rng, NAMES)).replace("%2E", ".");
+    let dir = format!("{root}{user}");
+    let file = format!("{dir}{name}");
+    let xml = "application/xml; charset=utf-8".to_owned();
+    let method = *[
+        "PROPFIND",
+        "PROPFIND",
+        "PROPFIND",
+        "OPTIONS",
+        "MKCOL",
+        "PUT",
+        "MOVE",
+        "COPY",
+        "LOCK",
+        "UNLOCK",
+        "PROPPATCH",
+        "DELETE",
+        "GET",
+    ]
+    .choose(rng)
+    .unwrap_or(&"PROPFIND");
+    match method {
+        "PROPFIND" => {
+            headers.push(("Depth".to_owned(), ["0", "1", "1"].choose(rng).copied().unwrap_or("1").to_owned()));
+            headers.push(("Content-Type".to_owned(), xml));
+            let body = if rng.random_bool(0.3) {
+                "<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<D:propfind xmlns:D=\"DAV:\"><D:allprop/></D:propfind>"
+                    .to_owned()
+            } else {
+                let n = rng.random_range(2..8);
+                let props: String = PROPS.choose_multiple(rng, n).copied().collect();
+                format!(
+                    "<?xml version=\"1.0\"?>\n<d:propfind xmlns:d=\"DAV:\" xmlns:oc=\"http://owncloud.org/ns\" xmlns:nc=\"http://nextcloud.org/ns\"><d:prop>{props}</d:prop></d:propfind>"
+                )
+            };
+            ("PROPFIND".to_owned(), if rng.random_bool(0.5) { dir } else { file }, body)
+        }
+        "PROPPATCH" => {
+            headers.push(("Content-Type".to_owned(), xml));
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<D:propertyupdate xmlns:D=\"DAV:\" xmlns:Z=\"urn:schemas-microsoft-com:\"><D:set><D:prop><Z:Win32LastModifiedTime>Mon, {:02} Mar 2024 10:{:02}:00 GMT</Z:Win32LastModifiedTime><Z:Win32FileAttributes>00000020</Z:Win32FileAttributes></D:prop></D:set></D:propertyupdate>",
+                rng.random_range(1..29),
+                rng.random_range(0..60)
+            );
+            ("PROPPATCH".to_owned(), file, body)
+        }
+        "LOCK" => {
+            headers.push(("Timeout".to_owned(), "Second-3600".to_owned()));
+            headers.push(("Content-Type".to_owned(), xml));
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<D:lockinfo xmlns:D=\"DAV:\"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner><D:href>{}</D:href></D:owner></D:lockinfo>",
+                pick(rng, USERS)
+            );
+            ("LOCK".to_owned(), file, body)
+        }
+        "UNLOCK" => {
+            headers.push((
+                "Lock-Token".to_owned(),
+                format!("<opaquelocktoken:{}-{}>", rand_hex(rng, 8), rand_hex(rng, 12)),
+            ));
+            ("UNLOCK".to_owned(), file, String::new())
+        }
+        "MOVE" | "COPY" => {
+            let to = format!("{dir}{}", enc(pick(rng, NAMES)).replace("%2E", "."));
+            headers.push(("Destination".to_owned(), format!("http://files.example{to}")));
+            headers.push(("Overwrite".to_owned(), ["T", "F"].choose(rng).copied().unwrap_or("F").to_owned()));
+            (method.to_owned(), file, String::new())
+        }
+        "PUT" => {
+            let len = rng.random_range(20..400);
+            headers.push(("Content-Type".to_owned(), "application/octet-stream".to_owned()));
+            ("PUT".to_owned(), file, rand_token(rng, len))
+        }
+        "MKCOL" => (
+            "MKCOL".to_owned(),
+            format!("{dir}{}", pick(rng, &["New folder", "backup", "2024", "Scans"]).replace(' ', "%20")),
+            String::new(),
+        ),
+        other => (other.to_owned(), if other == "OPTIONS" { dir } else { file }, String::new()),
+    }
 }
 
 /// Serialises a request; `Content-Length` when there is a body.
