@@ -76,6 +76,25 @@ pub fn template_flows(frames: &[OwnedFrame]) -> Vec<TemplateFlow> {
 }
 
 impl TemplateFlow {
+    /// The same flow with packet `k` sent `gaps_ns[k % gaps_ns.len()]` after packet
+    /// `k - 1` (a known, uneven spacing for timing tests). An empty `gaps_ns` keeps the
+    /// flow as it is.
+    #[must_use]
+    pub fn respaced(&self, gaps_ns: &[u64]) -> TemplateFlow {
+        let mut out = self.clone();
+        if gaps_ns.is_empty() {
+            return out;
+        }
+        let mut t = 0;
+        for (k, (off, _)) in out.frames.iter_mut().enumerate() {
+            if k > 0 {
+                t += gaps_ns[k % gaps_ns.len()];
+            }
+            *off = t;
+        }
+        out
+    }
+
     /// The same flow with the client's first payload segment cut in two: the first `at`
     /// bytes, then the rest 1 µs later (sequence numbers and IP lengths rewritten,
     /// checksums stale as in `synth`): the evasion of a ClientHello or request line whose

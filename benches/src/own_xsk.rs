@@ -262,6 +262,7 @@ impl XskSocket {
             rx_ring_full: s.rx_ring_full,
             fill_ring_empty: s.rx_fill_ring_empty_descs,
             rx_invalid: s.rx_invalid_descs,
+            unstamped: 0,
         })
     }
 
@@ -314,7 +315,13 @@ impl PacketSource for XskSocket {
                 // Safety: the kernel wrote `len` bytes at `addr` inside our UMEM, and does
                 // not touch the frame until we return it through the fill ring.
                 let data = unsafe { std::slice::from_raw_parts(self.umem.as_ptr().add(addr), len) };
-                sink(&Frame { ts_ns, link: LinkType::Ethernet, wire_len: len as u32, data });
+                // Nightjar's programs put the arrival time in front (`FrameMeta`), as the
+                // sensor's socket reads it.
+                let (ts_ns, data) = match data.split_first_chunk::<{ nightjar_common::FRAME_META_BYTES }>() {
+                    Some((meta, rest)) if nightjar_common::FrameMeta::read(meta).is_some() => (ts_ns, rest),
+                    _ => (ts_ns, data),
+                };
+                sink(&Frame { ts_ns, link: LinkType::Ethernet, wire_len: data.len() as u32, data });
             }
             self.addrs.push(desc.addr & !u64::from(FRAME_SIZE - 1));
         }

@@ -27,14 +27,14 @@
 #![no_main]
 
 use aya_ebpf::bindings::xdp_action;
-use aya_ebpf::helpers::bpf_xdp_load_bytes;
+use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_head, bpf_xdp_load_bytes};
 use aya_ebpf::macros::{map, xdp};
 use aya_ebpf::maps::{Array, LruHashMap, PerCpuArray, RingBuf, XskMap};
 use aya_ebpf::programs::XdpContext;
 use nightjar_common::{
     COPY_RING_BYTES, COPY_SNAP_BYTES, Counter, FLOW_CANDIDATE, FLOW_IGNORED, FLOW_MAP_ENTRIES, FLOW_SELECTED,
-    FilterConfig, FlowKey, FlowState, MAX_PREFIX_SEGMENTS, MAX_QUEUES, MODE_SPAN, PREFIX_BYTES, PacketCopy, Sniff,
-    sniff_prefix,
+    FRAME_META_BYTES, FRAME_META_MAGIC, FilterConfig, FlowKey, FlowState, FrameMeta, MAX_PREFIX_SEGMENTS, MAX_QUEUES,
+    MODE_SPAN, PREFIX_BYTES, PacketCopy, Sniff, sniff_prefix,
 };
 
 #[map]
@@ -123,9 +123,11 @@ fn send(ctx: &XdpContext, cfg: &FilterConfig, span: bool) -> u32 {
     redirect(ctx)
 }
 
-/// Redirects into the AF_XDP socket of the packet's RX queue (span mode).
+/// Redirects into the AF_XDP socket of the packet's RX queue (span mode), the arrival
+/// time in front of the frame ([`FrameMeta`]).
 #[inline(always)]
 fn redirect(ctx: &XdpContext) -> u32 {
+    stamp(ctx);
     match XSKS.redirect(ctx.rx_queue_index(), 0) {
         Ok(action) => {
             count(Counter::Redirected);
@@ -136,6 +138,27 @@ fn redirect(ctx: &XdpContext) -> u32 {
             count(Counter::Dropped);
             xdp_action::XDP_DROP
         }
+    }
+}
+
+/// Prepends the [`FrameMeta`] prefix. If the headroom cannot take it the frame goes up
+/// without it, and userspace drops and counts it (`unstamped`).
+#[inline(always)]
+fn stamp(ctx: &XdpContext) {
+    // Safety: the helper only moves `data` of this context into its headroom (or fails).
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(FRAME_META_BYTES as i32)) } != 0 {
+        return;
+    }
+    let at = ctx.data();
+    if at + FRAME_META_BYTES > ctx.data_end() {
+        return;
+    }
+    // Safety: `at .. at + FRAME_META_BYTES` lies inside the packet, just checked.
+    unsafe {
+        core::ptr::write_unaligned(
+            at as *mut FrameMeta,
+            FrameMeta { ktime_ns: bpf_ktime_get_ns(), magic: FRAME_META_MAGIC, reserved: 0 },
+        );
     }
 }
 
@@ -168,6 +191,7 @@ fn copy_to_ring(ctx: &XdpContext, cfg: &FilterConfig) {
     unsafe {
         (*p).wire_len = len as u32;
         (*p).cap_len = cap as u32;
+        (*p).ktime_ns = bpf_ktime_get_ns();
     }
     entry.submit(0);
     count(Counter::Redirected);

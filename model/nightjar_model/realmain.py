@@ -268,7 +268,7 @@ def run(a, root: Path, shipped: Path):
                                     [d["tokens"][i] for i in all_idx], chars=d["chars"][all_idx])
     logp = np.log(np.clip(probs, 1e-12, 1.0))
     ones = np.ones(len(all_idx))
-    srep, *_ = rt.evaluate(d, all_idx, logp, ones, 0 * ones, np.full(len(all_idx), smeta["unknown_below"]))
+    srep, *_ = rt.evaluate(d, all_idx, logp, ones, np.zeros((len(all_idx), 3)), np.full(len(all_idx), smeta["unknown_below"]))
     results["shipped_on_real"] = {"model_version": smeta["model_version"], "unknown_below": smeta["unknown_below"],
                                   "headline": rt.headline(srep), "per_source": srep["per_source"],
                                   "per_family": srep["per_family"], "per_rule": srep.get("per_rule", {}),

@@ -597,6 +597,7 @@ fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
             "rx_ring_full": s.xsk.rx_ring_full,
             "fill_ring_empty": s.xsk.fill_ring_empty,
             "rx_invalid": s.xsk.rx_invalid,
+            "unstamped": s.xsk.unstamped,
         },
         "output_dropped": s.output_dropped,
         "kafka": kafka_summary(kafka.as_ref()),

@@ -3,7 +3,11 @@
 //! - live capture: two network namespaces joined by a veth pair (198.18.0.0/24), the
 //!   sensor on one end (span mode through AF_XDP, and host mode through the BPF ring
 //!   buffer), tcpreplay sending real TLS flows (cloned onto 198.18.0.0/15) from the other. The live events must equal `nightjar replay`'s on the
-//!   same capture (timestamps aside), and every packet must be accounted for.
+//!   same capture (timestamps aside), and every packet must be accounted for;
+//! - live timing: the same flows sent at a known, uneven spacing; every packet's
+//!   inter-arrival time live must be the capture's (per-packet kernel timestamps on
+//!   every path: the XDP program's time prefix, the copy ring's `ktime_ns`,
+//!   AF_PACKET's `SO_TIMESTAMPNS`).
 //!
 //! Without root or without the `ebpf` feature the tests print why and pass, unless
 //! `NIGHTJAR_REQUIRE_XDP=1` (CI as root sets it).
@@ -272,6 +276,133 @@ fn live_afpacket_fallback_events_equal_replay_events() {
     if privileged() {
         live_events_equal_replay_events("span", "afpacket");
     }
+}
+
+/// Packet gaps of the timing tests, ns: uneven, so a clock read per batch (every packet
+/// of a batch at one time) or a shifted sequence cannot pass.
+const TIMING_GAPS_NS: [u64; 5] = [2_000_000, 5_000_000, 3_000_000, 7_000_000, 4_000_000];
+/// How far a live inter-arrival time may sit from the sending end's capture: the veth
+/// hop and the receiving softirq, well under a millisecond.
+const IAT_TOLERANCE_US: u64 = 1_000;
+
+#[test]
+fn live_span_timing_equals_replay_timing() {
+    if privileged() {
+        live_timing_equals_replay_timing("span", "xdp");
+    }
+}
+
+#[test]
+fn live_host_timing_equals_replay_timing() {
+    if privileged() {
+        live_timing_equals_replay_timing("host", "xdp");
+    }
+}
+
+#[test]
+fn live_afpacket_timing_equals_replay_timing() {
+    if privileged() {
+        live_timing_equals_replay_timing("span", "afpacket");
+    }
+}
+
+/// Live equals replay in time too: the fixture flows respaced by [`TIMING_GAPS_NS`],
+/// sent by tcpreplay at the capture's own timing through a live path and captured on the
+/// sending end by dumpcap; every flow's packet inter-arrival times (`seq.pkt_iat_us`,
+/// model inputs) live must be those of `nightjar replay` on what was sent, within
+/// [`IAT_TOLERANCE_US`] for at least 95 % of the gaps (a loaded CI machine may delay a
+/// few), and none may be off by more than half its own length plus the tolerance.
+fn live_timing_equals_replay_timing(mode: &str, capture: &str) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pcap = dir.path().join("timed.pcap");
+    let templates: Vec<_> = nightjar_benches::template_flows(
+        &nightjar_benches::load_frames(&nightjar_benches::fixture_paths())
+            .expect("fixtures")
+            .into_iter()
+            .filter(|f| f.data.len() <= 1514)
+            .collect::<Vec<_>>(),
+    )
+    .iter()
+    .map(|t| t.respaced(&TIMING_GAPS_NS))
+    .collect();
+    let frames = nightjar_benches::synth(&templates, 3, 9_000_000, 1_700_000_000_000_000_000);
+    nightjar_benches::write_pcap(&pcap, &frames).expect("write pcap");
+    let bin = env!("CARGO_BIN_EXE_nightjar");
+    let iats = |events: &str| -> std::collections::BTreeMap<String, Vec<u64>> {
+        events
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("event JSON");
+                let gaps = v["seq"]["pkt_iat_us"].as_array().expect("pkt_iat_us").iter();
+                let gaps = gaps.map(|g| g.as_u64().expect("gap")).collect();
+                (v["community_id"].as_str().expect("community_id").to_owned(), gaps)
+            })
+            .collect()
+    };
+    let tag = format!("{}t{}{}", std::process::id(), &mode[..1], &capture[..1]);
+    let ns = NetNsPair::new(&tag);
+    // What was really sent (tcpreplay's pacing is not exact, less so on a busy machine):
+    // dumpcap on the sending end, kernel timestamps per packet.
+    let sent_pcap = dir.path().join("sent.pcapng");
+    let mut dumpcap = Command::new("ip")
+        .args(["netns", "exec", &ns.a, "dumpcap", "-q", "-i", "veth0", "-f", "tcp", "-w"])
+        .arg(&sent_pcap)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dumpcap");
+    let events = dir.path().join("live.jsonl");
+    let summary = dir.path().join("summary.json");
+    let sensor = Command::new("ip")
+        .args(["netns", "exec", &ns.b, bin, "run", "--iface", "veth1", "--mode", mode, "--capture", capture])
+        .args(["--duration-secs", "5", "--events"])
+        .arg(&events)
+        .arg("--summary-json")
+        .arg(&summary)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sensor");
+    std::thread::sleep(Duration::from_secs(2));
+    // No rate option: tcpreplay keeps the capture's own timing.
+    let sent = Command::new("ip")
+        .args(["netns", "exec", &ns.a, "tcpreplay", "-q", "-i", "veth0"])
+        .arg(&pcap)
+        .output()
+        .expect("tcpreplay");
+    assert!(sent.status.success(), "tcpreplay: {}", String::from_utf8_lossy(&sent.stderr));
+    std::thread::sleep(Duration::from_millis(500));
+    // Safety: signalling our own child.
+    unsafe { libc::kill(dumpcap.id() as i32, libc::SIGTERM) };
+    let _ = dumpcap.wait();
+    let out = sensor.wait_with_output().expect("sensor exit");
+    assert!(out.status.success(), "sensor failed: {}", String::from_utf8_lossy(&out.stderr));
+    let replay =
+        Command::new(bin).args(["replay", "--quiet", "--workers", "1"]).arg(&sent_pcap).output().expect("replay");
+    assert!(replay.status.success(), "replay of what was sent");
+    let expected = iats(&String::from_utf8_lossy(&replay.stdout));
+    assert_eq!(expected.len(), templates.len() * 3, "dumpcap saw every flow");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("summary JSON");
+    assert_eq!(s["xsk"]["unstamped"].as_u64(), Some(0), "every frame kernel-stamped: {s}");
+
+    let got = iats(&std::fs::read_to_string(&events).expect("events"));
+    assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "the same flows");
+    let (mut within, mut all) = (0usize, 0usize);
+    for (id, e) in &expected {
+        let g = &got[id];
+        assert_eq!(g.len(), e.len(), "{id}: packets in the head");
+        for (k, (&gl, &el)) in g.iter().zip(e).enumerate() {
+            let off = gl.abs_diff(el);
+            all += 1;
+            within += usize::from(off <= IAT_TOLERANCE_US);
+            assert!(
+                off <= el / 2 + IAT_TOLERANCE_US,
+                "{mode}/{capture} {id} gap {k}: live {gl} µs, capture {el} µs (live {g:?}, capture {e:?})"
+            );
+        }
+    }
+    assert!(within * 100 >= all * 95, "{mode}/{capture}: {within} of {all} gaps within {IAT_TOLERANCE_US} µs");
+    drop(ns);
 }
 
 /// Replays the same capture through `nightjar replay` and through the live path

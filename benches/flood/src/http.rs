@@ -688,6 +688,66 @@ fn template<R: Rng>(rng: &mut R, name: &str, headers: &mut Vec<(String, String)>
     })
 }
 
+const DAV_AGENTS: &[&str] = &[
+    "Microsoft-WebDAV-MiniRedir/10.0.19045",
+    "Microsoft-WebDAV-MiniRedir/10.0.22631",
+    "WebDAVFS/3.0.0 (03008000) Darwin/22.6.0 (x86_64)",
+    "WebDAVLib/1.3",
+    "davfs2/1.7.0 neon/0.32.5",
+    "gvfs/1.50.3",
+    "Cyberduck/8.7.1.40770 (Mac OS X/14.1) (x86_64)",
+    "rclone/v1.64.2",
+    "Mozilla/5.0 (Windows) mirall/3.10.1 (Nextcloud, windows-10.0.19045 ClientArchitecture: x86_64 OsArchitecture: x86_64)",
+];
+const DAV_ROOTS: &[&str] =
+    &["/remote.php/dav/files/", "/remote.php/webdav/", "/webdav/", "/dav/", "/public/", "/share/"];
+const DAV_USERS: &[&str] = &["alice", "bob", "j.smith", "admin2", "maria", "team", "scanner01", "k.mueller"];
+const DAV_NAMES: &[&str] = &[
+    "Documents",
+    "Photos",
+    "Budget 2024.xlsx",
+    "report-final.docx",
+    "notes.md",
+    "IMG_2031.JPG",
+    "backup",
+    "Shared",
+    "minutes_2024-03-11.pdf",
+    "slides.pptx",
+    "archive.zip",
+    "todo.txt",
+];
+const DAV_PROPS: &[&str] = &[
+    "<d:getlastmodified/>",
+    "<d:getcontentlength/>",
+    "<d:resourcetype/>",
+    "<d:getetag/>",
+    "<d:getcontenttype/>",
+    "<d:displayname/>",
+    "<d:quota-available-bytes/>",
+    "<d:quota-used-bytes/>",
+    "<oc:fileid/>",
+    "<oc:permissions/>",
+    "<oc:size/>",
+    "<nc:has-preview/>",
+];
+
+/// WebDAV methods in about the proportions a desktop client sends them.
+const DAV_METHODS: &[&str] = &[
+    "PROPFIND",
+    "PROPFIND",
+    "PROPFIND",
+    "OPTIONS",
+    "MKCOL",
+    "PUT",
+    "MOVE",
+    "COPY",
+    "LOCK",
+    "UNLOCK",
+    "PROPPATCH",
+    "DELETE",
+    "GET",
+];
+
 /// A WebDAV client's request as real clients send them (Windows' mini-redirector, macOS
 /// Finder, davfs2, GNOME's gvfs, Cyberduck, rclone, Nextcloud's desktop client): property
 /// lookups with their XML bodies, folder creation, uploads, moves, copies and locks on a
@@ -695,88 +755,21 @@ fn template<R: Rng>(rng: &mut R, name: &str, headers: &mut Vec<(String, String)>
 /// real corpus has one such capture, and the only other WebDAV it holds is an exploit
 /// (IIS's PROPFIND overflow), so without these the method alone reads as an attack.
 fn webdav_client<R: Rng>(rng: &mut R, headers: &mut Vec<(String, String)>) -> (String, String, String) {
-    const AGENTS: &[&str] = &[
-        "Microsoft-WebDAV-MiniRedir/10.0.19045",
-        "Microsoft-WebDAV-MiniRedir/10.0.22631",
-        "WebDAVFS/3.0.0 (03008000) Darwin/22.6.0 (x86_64)",
-        "WebDAVLib/1.3",
-        "davfs2/1.7.0 neon/0.32.5",
-        "gvfs/1.50.3",
-        "Cyberduck/8.7.1.40770 (Mac OS X/14.1) (x86_64)",
-        "rclone/v1.64.2",
-        "Mozilla/5.0 (Windows) mirall/3.10.1 (Nextcloud, windows-10.0.19045 ClientArchitecture: x86_64 OsArchitecture: x86_64)",
-    ];
-    const ROOTS: &[&str] =
-        &["/remote.php/dav/files/", "/remote.php/webdav/", "/webdav/", "/dav/", "/public/", "/share/"];
-    const USERS: &[&str] = &["alice", "bob", "j.smith", "admin2", "maria", "team", "scanner01", "k.mueller"];
-    const NAMES: &[&str] = &[
-        "Documents",
-        "Photos",
-        "Budget 2024.xlsx",
-        "report-final.docx",
-        "notes.md",
-        "IMG_2031.JPG",
-        "backup",
-        "Shared",
-        "minutes_2024-03-11.pdf",
-        "slides.pptx",
-        "archive.zip",
-        "todo.txt",
-    ];
-    const PROPS: &[&str] = &[
-        "<d:getlastmodified/>",
-        "<d:getcontentlength/>",
-        "<d:resourcetype/>",
-        "<d:getetag/>",
-        "<d:getcontenttype/>",
-        "<d:displayname/>",
-        "<d:quota-available-bytes/>",
-        "<d:quota-used-bytes/>",
-        "<oc:fileid/>",
-        "<oc:permissions/>",
-        "<oc:size/>",
-        "<nc:has-preview/>",
-    ];
     let pick = |rng: &mut R, v: &[&'static str]| v.choose(rng).copied().unwrap_or(v[0]);
-    headers.push(("User-Agent".to_owned(), pick(rng, AGENTS).to_owned()));
-    let root = pick(rng, ROOTS);
+    headers.push(("User-Agent".to_owned(), pick(rng, DAV_AGENTS).to_owned()));
+    let root = pick(rng, DAV_ROOTS);
     let user =
-        if root.starts_with("/remote.php/dav/files/") { format!("{}/", pick(rng, USERS)) } else { String::new() };
-    let name = enc(pick(rng, NAMES)).replace("%2E", ".");
+        if root.starts_with("/remote.php/dav/files/") { format!("{}/", pick(rng, DAV_USERS)) } else { String::new() };
+    let name = enc(pick(rng, DAV_NAMES)).replace("%2E", ".");
     let dir = format!("{root}{user}");
     let file = format!("{dir}{name}");
     let xml = "application/xml; charset=utf-8".to_owned();
-    let method = *[
-        "PROPFIND",
-        "PROPFIND",
-        "PROPFIND",
-        "OPTIONS",
-        "MKCOL",
-        "PUT",
-        "MOVE",
-        "COPY",
-        "LOCK",
-        "UNLOCK",
-        "PROPPATCH",
-        "DELETE",
-        "GET",
-    ]
-    .choose(rng)
-    .unwrap_or(&"PROPFIND");
+    let method = *DAV_METHODS.choose(rng).unwrap_or(&"PROPFIND");
     match method {
         "PROPFIND" => {
             headers.push(("Depth".to_owned(), ["0", "1", "1"].choose(rng).copied().unwrap_or("1").to_owned()));
             headers.push(("Content-Type".to_owned(), xml));
-            let body = if rng.random_bool(0.3) {
-                "<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<D:propfind xmlns:D=\"DAV:\"><D:allprop/></D:propfind>"
-                    .to_owned()
-            } else {
-                let n = rng.random_range(2..8);
-                let props: String = PROPS.choose_multiple(rng, n).copied().collect();
-                format!(
-                    "<?xml version=\"1.0\"?>\n<d:propfind xmlns:d=\"DAV:\" xmlns:oc=\"http://owncloud.org/ns\" xmlns:nc=\"http://nextcloud.org/ns\"><d:prop>{props}</d:prop></d:propfind>"
-                )
-            };
+            let body = propfind_body(rng);
             ("PROPFIND".to_owned(), if rng.random_bool(0.5) { dir } else { file }, body)
         }
         "PROPPATCH" => {
@@ -793,7 +786,7 @@ fn webdav_client<R: Rng>(rng: &mut R, headers: &mut Vec<(String, String)>) -> (S
             headers.push(("Content-Type".to_owned(), xml));
             let body = format!(
                 "<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<D:lockinfo xmlns:D=\"DAV:\"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner><D:href>{}</D:href></D:owner></D:lockinfo>",
-                pick(rng, USERS)
+                pick(rng, DAV_USERS)
             );
             ("LOCK".to_owned(), file, body)
         }
@@ -805,7 +798,7 @@ fn webdav_client<R: Rng>(rng: &mut R, headers: &mut Vec<(String, String)>) -> (S
             ("UNLOCK".to_owned(), file, String::new())
         }
         "MOVE" | "COPY" => {
-            let to = format!("{dir}{}", enc(pick(rng, NAMES)).replace("%2E", "."));
+            let to = format!("{dir}{}", enc(pick(rng, DAV_NAMES)).replace("%2E", "."));
             headers.push(("Destination".to_owned(), format!("http://files.example{to}")));
             headers.push(("Overwrite".to_owned(), ["T", "F"].choose(rng).copied().unwrap_or("F").to_owned()));
             (method.to_owned(), file, String::new())
@@ -821,6 +814,19 @@ fn webdav_client<R: Rng>(rng: &mut R, headers: &mut Vec<(String, String)>) -> (S
             String::new(),
         ),
         other => (other.to_owned(), if other == "OPTIONS" { dir } else { file }, String::new()),
+    }
+}
+
+/// A PROPFIND body: `allprop`, or a list of properties as desktop clients ask for them.
+fn propfind_body<R: Rng>(rng: &mut R) -> String {
+    if rng.random_bool(0.3) {
+        "<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<D:propfind xmlns:D=\"DAV:\"><D:allprop/></D:propfind>".to_owned()
+    } else {
+        let n = rng.random_range(2..8);
+        let props: String = DAV_PROPS.choose_multiple(rng, n).copied().collect();
+        format!(
+            "<?xml version=\"1.0\"?>\n<d:propfind xmlns:d=\"DAV:\" xmlns:oc=\"http://owncloud.org/ns\" xmlns:nc=\"http://nextcloud.org/ns\"><d:prop>{props}</d:prop></d:propfind>"
+        )
     }
 }
 

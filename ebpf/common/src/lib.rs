@@ -62,8 +62,40 @@ pub struct PacketCopy {
     pub wire_len: u32,
     /// Bytes copied into `data`.
     pub cap_len: u32,
+    /// When the XDP program saw the packet: `bpf_ktime_get_ns` (CLOCK_MONOTONIC).
+    pub ktime_ns: u64,
     /// The first `cap_len` bytes of the packet.
     pub data: [u8; COPY_SNAP_BYTES],
+}
+
+/// The prefix the XDP program puts in front of every frame it redirects to AF_XDP
+/// (`bpf_xdp_adjust_head`, inside the frame's headroom): the frame's arrival time, so
+/// that userspace stamps each packet with the time it arrived, not the time its batch was
+/// read. Userspace strips it; a frame that comes without it (`magic` wrong) is dropped
+/// and counted, never decoded with 16 bytes of someone's header missing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FrameMeta {
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) when the XDP program saw the frame.
+    pub ktime_ns: u64,
+    /// [`FRAME_META_MAGIC`].
+    pub magic: u32,
+    /// Zero.
+    pub reserved: u32,
+}
+
+/// Bytes of [`FrameMeta`].
+pub const FRAME_META_BYTES: usize = 16;
+/// [`FrameMeta::magic`]: "NJTS".
+pub const FRAME_META_MAGIC: u32 = 0x4e4a_5453;
+
+impl FrameMeta {
+    /// The arrival time in a frame's first `FRAME_META_BYTES` bytes, if the XDP program
+    /// wrote them.
+    pub fn read(b: &[u8; FRAME_META_BYTES]) -> Option<u64> {
+        let magic = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
+        (magic == FRAME_META_MAGIC).then(|| u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+    }
 }
 
 /// Symmetric flow key: the lower (address, port) endpoint first. IPv4 addresses are
@@ -309,7 +341,21 @@ mod tests {
         // 4 + 4 + 4 + 2 + 1 + 1 + PREFIX_BYTES
         assert_eq!(core::mem::size_of::<FlowState>(), 16 + PREFIX_BYTES);
         assert_eq!(core::mem::size_of::<FilterConfig>(), 16);
-        assert_eq!(core::mem::size_of::<PacketCopy>(), 8 + COPY_SNAP_BYTES);
+        assert_eq!(core::mem::size_of::<PacketCopy>(), 16 + COPY_SNAP_BYTES);
+        assert_eq!(core::mem::offset_of!(PacketCopy, ktime_ns), 8);
+        assert_eq!(core::mem::size_of::<FrameMeta>(), FRAME_META_BYTES);
+    }
+
+    #[test]
+    fn frame_meta_reads_only_what_the_program_wrote() {
+        let m = FrameMeta { ktime_ns: 123_456_789_012, magic: FRAME_META_MAGIC, reserved: 0 };
+        let mut b = [0u8; FRAME_META_BYTES];
+        b[..8].copy_from_slice(&m.ktime_ns.to_ne_bytes());
+        b[8..12].copy_from_slice(&m.magic.to_ne_bytes());
+        assert_eq!(FrameMeta::read(&b), Some(123_456_789_012));
+        b[8] ^= 1;
+        assert_eq!(FrameMeta::read(&b), None, "no magic, no time");
+        assert_eq!(FrameMeta::read(&[0; FRAME_META_BYTES]), None, "an Ethernet header of zeros");
     }
 
     fn sniff(bytes: &[u8]) -> Sniff {

@@ -2,12 +2,14 @@
 //! worker, all joined in one `PACKET_FANOUT_HASH` group so that the kernel's symmetric
 //! flow hash keeps both directions of a flow on one worker. Without the XDP pre-filter
 //! every packet comes up, so this path is slower, but the stages after it are the same.
-//! The kernel's drop counter (`PACKET_STATISTICS`) is read at the end.
+//! The kernel's drop counter (`PACKET_STATISTICS`) is read at the end. Each packet
+//! carries the kernel's receive time (`SO_TIMESTAMPNS`, read from the control message of
+//! `recvmsg`), not the time the reader got to it.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use super::{Frame, KernelDrops, LinkType, POLL_TIMEOUT_MS, PacketSource};
+use super::{Frame, KernelDrops, LinkType, POLL_TIMEOUT_MS, PacketSource, wall_ns};
 use crate::error::{CaptureError, LiveError};
 
 /// Receive buffer requested per socket, bytes.
@@ -25,6 +27,9 @@ const PACKET_STATISTICS: libc::c_int = 6;
 pub struct AfPacketSocket {
     fd: OwnedFd,
     buf: Vec<u8>,
+    /// Control-message buffer of `recvmsg` (the timestamp), 8-byte aligned.
+    control: [u64; 8],
+    unstamped: u64,
 }
 
 fn sock_err(what: &'static str) -> LiveError {
@@ -62,7 +67,43 @@ impl AfPacketSocket {
         let _ = set(libc::SOL_SOCKET, libc::SO_RCVBUF, RCVBUF_BYTES, "SO_RCVBUF");
         let fanout = (PACKET_FANOUT_HASH << 16) | u32::from(group);
         set(libc::SOL_PACKET, PACKET_FANOUT, fanout as libc::c_int, "PACKET_FANOUT")?;
-        Ok(Self { fd, buf: vec![0; FRAME_BYTES] })
+        set(libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1, "SO_TIMESTAMPNS")?;
+        Ok(Self { fd, buf: vec![0; FRAME_BYTES], control: [0; 8], unstamped: 0 })
+    }
+
+    /// Receives one packet into `buf` without blocking: its length on the wire, where it
+    /// came from and the kernel's receive time (if the kernel gave one).
+    fn receive(&mut self) -> Option<(usize, libc::sockaddr_ll, Option<u64>)> {
+        // Safety: zeroed sockaddr_ll and msghdr, then filled with pointers to our own
+        // buffers and their sizes.
+        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut iov = libc::iovec { iov_base: self.buf.as_mut_ptr().cast(), iov_len: self.buf.len() };
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = std::ptr::from_mut(&mut from).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = self.control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&self.control);
+        // Safety: `msg` points at live buffers of the sizes it states.
+        let len = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &raw mut msg, libc::MSG_DONTWAIT | libc::MSG_TRUNC) };
+        if len < 0 {
+            return None;
+        }
+        let mut ts = None;
+        // Safety: walking the control messages the kernel wrote into `control`, within
+        // `msg_controllen`; the timestamp is a `timespec` read unaligned.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&raw const msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                    let t: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                    ts = Some(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64);
+                }
+                c = libc::CMSG_NXTHDR(&raw const msg, c);
+            }
+        }
+        Some((len as usize, from, ts))
     }
 }
 
@@ -70,21 +111,7 @@ impl PacketSource for AfPacketSocket {
     fn read_batch(&mut self, max: usize, sink: &mut dyn FnMut(&Frame<'_>)) -> Result<usize, CaptureError> {
         let mut n = 0;
         while n < max {
-            // Safety: zeroed sockaddr_ll for the kernel to fill.
-            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            let mut from_len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-            // Safety: reading into our own buffer and address of the lengths passed.
-            let len = unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-                    std::ptr::from_mut(&mut from).cast(),
-                    &raw mut from_len,
-                )
-            };
-            if len < 0 {
+            let Some((wire, from, ts)) = self.receive() else {
                 if n > 0 {
                     break;
                 }
@@ -94,14 +121,15 @@ impl PacketSource for AfPacketSocket {
                     break;
                 }
                 continue;
-            }
+            };
             if from.sll_pkttype == libc::PACKET_OUTGOING {
                 // This host's own transmissions are not traffic from the wire.
                 continue;
             }
-            let wire = len as usize;
-            let ts_ns =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+            let ts_ns = ts.unwrap_or_else(|| {
+                self.unstamped += 1;
+                wall_ns()
+            });
             let data = &self.buf[..wire.min(self.buf.len())];
             sink(&Frame { ts_ns, link: LinkType::Ethernet, wire_len: wire as u32, data });
             n += 1;
@@ -128,9 +156,9 @@ impl PacketSource for AfPacketSocket {
             )
         };
         if r == 0 {
-            KernelDrops { rx_dropped: u64::from(st[1]), ..KernelDrops::default() }
+            KernelDrops { rx_dropped: u64::from(st[1]), unstamped: self.unstamped, ..KernelDrops::default() }
         } else {
-            KernelDrops::default()
+            KernelDrops { unstamped: self.unstamped, ..KernelDrops::default() }
         }
     }
 }

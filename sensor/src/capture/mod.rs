@@ -92,6 +92,51 @@ pub struct KernelDrops {
     pub fill_ring_empty: u64,
     /// Invalid descriptors.
     pub rx_invalid: u64,
+    /// Frames without a per-packet kernel timestamp: AF_XDP drops them (the XDP
+    /// program's time prefix is missing, so the frame's framing is unknown), AF_PACKET
+    /// stamps them with the reader's clock.
+    pub unstamped: u64,
+}
+
+/// Converts `CLOCK_MONOTONIC` nanoseconds (what the XDP program's `bpf_ktime_get_ns`
+/// gives) into Unix-epoch nanoseconds, by the offset between the two clocks read when the
+/// source opened (a run's clock steps are not followed: inter-arrival times stay exact).
+#[derive(Clone, Copy, Debug)]
+pub struct KtimeClock {
+    offset_ns: i128,
+}
+
+fn clock_ns(id: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // Safety: `ts` is a valid timespec to fill.
+    unsafe { libc::clock_gettime(id, &raw mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+impl KtimeClock {
+    /// Reads both clocks now.
+    pub fn new() -> Self {
+        let before = clock_ns(libc::CLOCK_MONOTONIC);
+        let real = clock_ns(libc::CLOCK_REALTIME);
+        let after = clock_ns(libc::CLOCK_MONOTONIC);
+        Self { offset_ns: real - i128::midpoint(before, after) }
+    }
+
+    /// Unix-epoch nanoseconds of a `CLOCK_MONOTONIC` reading.
+    pub fn unix_ns(&self, ktime_ns: u64) -> u64 {
+        (i128::from(ktime_ns) + self.offset_ns).clamp(0, i128::from(u64::MAX)) as u64
+    }
+}
+
+impl Default for KtimeClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The reader's clock, Unix-epoch nanoseconds (for frames the kernel did not stamp).
+pub fn wall_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Interface index of `name`.

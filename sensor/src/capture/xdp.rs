@@ -116,7 +116,7 @@ impl XdpFilter {
     pub fn take_copy_ring(&mut self) -> Result<CopyRing, LiveError> {
         let map = self.ebpf.take_map(MAP_COPIES).ok_or_else(|| missing(MAP_COPIES))?;
         let ring = RingBuf::try_from(map).map_err(|e| xdp_err("copy ring", e))?;
-        Ok(CopyRing { ring })
+        Ok(CopyRing { ring, clock: super::KtimeClock::new() })
     }
 
     /// Runs the program once on `frame` with `BPF_PROG_TEST_RUN` and returns its action.
@@ -142,14 +142,13 @@ fn missing(name: &str) -> LiveError {
 /// writes into a BPF ring buffer (the packets themselves went on to the kernel).
 pub struct CopyRing {
     ring: RingBuf<MapData>,
+    clock: super::KtimeClock,
 }
 
 impl PacketSource for CopyRing {
     fn read_batch(&mut self, max: usize, sink: &mut dyn FnMut(&Frame<'_>)) -> Result<usize, CaptureError> {
         let mut n = 0;
         let mut waited = false;
-        let ts_ns =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         while n < max {
             let Some(item) = self.ring.next() else {
                 if waited || n > 0 {
@@ -165,6 +164,9 @@ impl PacketSource for CopyRing {
             if item.len() >= hdr {
                 let wire_len = u32::from_ne_bytes([item[0], item[1], item[2], item[3]]);
                 let cap = u32::from_ne_bytes([item[4], item[5], item[6], item[7]]) as usize;
+                let ktime =
+                    u64::from_ne_bytes([item[8], item[9], item[10], item[11], item[12], item[13], item[14], item[15]]);
+                let ts_ns = self.clock.unix_ns(ktime);
                 let end = (hdr + cap).min(item.len());
                 sink(&Frame { ts_ns, link: LinkType::Ethernet, wire_len, data: &item[hdr..end] });
                 n += 1;

@@ -3,6 +3,8 @@
 //!
 //! Receive loop: poll the RX ring, hand each frame to the sink while it still sits in the
 //! UMEM (no copy), then give the same frames back to the kernel through the fill ring.
+//! Each frame carries its arrival time in front (`nightjar_common::FrameMeta`, written
+//! by the XDP program), so packets of one batch keep their own inter-arrival times.
 //! Only the owning worker touches the rings. libxdp is told not to load its own XDP
 //! program: Nightjar's filter owns the XSKMAP and the socket is registered there.
 //!
@@ -16,7 +18,9 @@ use std::os::fd::AsRawFd;
 use xsk_rs::config::{FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
-use super::{Frame, KernelDrops, LinkType, POLL_TIMEOUT_MS, PacketSource};
+use nightjar_common::{FRAME_META_BYTES, FrameMeta};
+
+use super::{Frame, KernelDrops, KtimeClock, LinkType, POLL_TIMEOUT_MS, PacketSource};
 use crate::error::{CaptureError, LiveError};
 
 /// Bytes per UMEM frame (one Ethernet frame up to 2 KiB).
@@ -39,6 +43,8 @@ pub struct XskSocket {
     /// The kernel chose zero-copy mode.
     pub zero_copy: bool,
     queue: u32,
+    clock: KtimeClock,
+    unstamped: u64,
 }
 
 fn xsk_err(what: &str, e: impl std::fmt::Display) -> LiveError {
@@ -74,7 +80,18 @@ impl XskSocket {
         }
         batch.truncate(BATCH);
         let zero_copy = zero_copy(rx.fd().as_raw_fd());
-        Ok(Self { umem, rx, fill, _comp: comp, _tx: tx, batch, zero_copy, queue })
+        Ok(Self {
+            umem,
+            rx,
+            fill,
+            _comp: comp,
+            _tx: tx,
+            batch,
+            zero_copy,
+            queue,
+            clock: KtimeClock::new(),
+            unstamped: 0,
+        })
     }
 
     /// The RX queue this socket is bound to.
@@ -109,13 +126,20 @@ impl PacketSource for XskSocket {
         if n == 0 {
             return Ok(0);
         }
-        let ts_ns =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         for d in &self.batch[..n] {
             // Safety: `d` was just consumed from the RX ring of this UMEM; the kernel does
             // not touch the frame until it goes back through the fill ring below.
             let data = unsafe { self.umem.data(d) };
-            let bytes = data.contents();
+            // Every frame starts with the XDP program's arrival time (`FrameMeta`).
+            let stamped = data
+                .contents()
+                .split_first_chunk::<FRAME_META_BYTES>()
+                .and_then(|(meta, frame)| Some((FrameMeta::read(meta)?, frame)));
+            let Some((ktime_ns, bytes)) = stamped else {
+                self.unstamped += 1;
+                continue;
+            };
+            let ts_ns = self.clock.unix_ns(ktime_ns);
             sink(&Frame { ts_ns, link: LinkType::Ethernet, wire_len: bytes.len() as u32, data: bytes });
         }
         // Safety: returning exactly the frames consumed above.
@@ -129,12 +153,13 @@ impl PacketSource for XskSocket {
 
     fn kernel_drops(&self) -> KernelDrops {
         self.rx.fd().xdp_statistics().map_or_else(
-            |_| KernelDrops::default(),
+            |_| KernelDrops { unstamped: self.unstamped, ..KernelDrops::default() },
             |s| KernelDrops {
                 rx_dropped: s.rx_dropped(),
                 rx_ring_full: s.rx_ring_full(),
                 fill_ring_empty: s.rx_fill_ring_empty_descs(),
                 rx_invalid: s.rx_invalid_descs(),
+                unstamped: self.unstamped,
             },
         )
     }

@@ -22,6 +22,8 @@ pub const CAPTURE_PACKETS: &str = "nightjar_capture_packets_total";
 pub const CAPTURE_BYTES: &str = "nightjar_capture_bytes_total";
 /// Packets lost before or after capture, by `reason`.
 pub const CAPTURE_DROPPED: &str = "nightjar_capture_dropped_packets_total";
+/// Frames without a per-packet kernel timestamp, per worker.
+pub const CAPTURE_UNSTAMPED: &str = "nightjar_capture_unstamped_frames_total";
 /// Frames skipped as not TCP, by `kind`.
 pub const DECODE_SKIPPED: &str = "nightjar_decode_skipped_packets_total";
 /// Frames that failed to decode, by `error_code`.
@@ -106,6 +108,10 @@ pub fn describe() {
     describe_counter!(
         CAPTURE_DROPPED,
         "Packets lost by reason: ring_full, fill_ring_empty, kernel (AF_PACKET), output_queue_full (events)."
+    );
+    describe_counter!(
+        CAPTURE_UNSTAMPED,
+        "Frames without a per-packet kernel timestamp, per worker: AF_XDP drops them (no XDP time prefix), AF_PACKET stamps them with the reader's clock."
     );
     describe_counter!(DECODE_SKIPPED, "Frames that are not TCP, by kind (udp, icmp, other_ip, non_ip, ip_fragment).");
     describe_counter!(DECODE_ERRORS, "Frames that failed to decode, by error code.");
@@ -229,6 +235,8 @@ impl StatsPublisher {
         ] {
             counter!(CAPTURE_DROPPED, "reason" => reason).increment(now.saturating_sub(before));
         }
+        counter!(CAPTURE_UNSTAMPED, "queue" => self.queue.clone())
+            .increment(drops.unstamped.saturating_sub(d.unstamped));
         self.last = s.clone();
         self.last_drops = drops;
     }

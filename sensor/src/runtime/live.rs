@@ -261,6 +261,7 @@ pub fn run(
         summary.xsk.rx_ring_full += xsk.rx_ring_full;
         summary.xsk.fill_ring_empty += xsk.fill_ring_empty;
         summary.xsk.rx_invalid += xsk.rx_invalid;
+        summary.xsk.unstamped += xsk.unstamped;
     }
     writer.join().map_err(|_| PipelineError::WorkerPanic(usize::MAX))??;
     if let Some(f) = &filter {
