@@ -22,6 +22,8 @@ pub const CAPTURE_PACKETS: &str = "nightjar_capture_packets_total";
 pub const CAPTURE_BYTES: &str = "nightjar_capture_bytes_total";
 /// Packets lost before or after capture, by `reason`.
 pub const CAPTURE_DROPPED: &str = "nightjar_capture_dropped_packets_total";
+/// Output lines (events, feature lines, EVE records) dropped because the writer was behind.
+pub const OUTPUT_DROPPED: &str = "nightjar_output_dropped_lines_total";
 /// Frames without a per-packet kernel timestamp, per worker.
 pub const CAPTURE_UNSTAMPED: &str = "nightjar_capture_unstamped_frames_total";
 /// Frames skipped as not TCP, by `kind`.
@@ -107,7 +109,11 @@ pub fn describe() {
     describe_counter!(CAPTURE_BYTES, metrics::Unit::Bytes, "Wire bytes of the frames read, per worker.");
     describe_counter!(
         CAPTURE_DROPPED,
-        "Packets lost by reason: ring_full, fill_ring_empty, kernel (AF_PACKET), output_queue_full (events)."
+        "Packets lost by reason: ring_full, fill_ring_empty, kernel (AF_PACKET)."
+    );
+    describe_counter!(
+        OUTPUT_DROPPED,
+        "Output lines (events, feature lines, EVE records) dropped because the writer queue was full (live capture never waits for it)."
     );
     describe_counter!(
         CAPTURE_UNSTAMPED,
@@ -264,9 +270,9 @@ pub fn model_info(version: &str, created_unix: u64) {
     gauge!(MODEL_CREATED).set(created_unix as f64);
 }
 
-/// Counts output buffers dropped because the writer queue was full.
+/// Counts output lines dropped because the writer queue was full.
 pub fn output_dropped(n: u64) {
-    counter!(CAPTURE_DROPPED, "reason" => "output_queue_full").increment(n);
+    counter!(OUTPUT_DROPPED).increment(n);
 }
 
 #[cfg(test)]

@@ -119,7 +119,8 @@ pub struct LiveSummary {
     pub xdp: [u64; Counter::COUNT as usize],
     /// Kernel AF_XDP drop counters summed over sockets.
     pub xsk: KernelDrops,
-    /// Output buffers dropped because the writer queue was full.
+    /// Output lines (events, feature lines, EVE records) dropped because the writer
+    /// queue was full.
     pub output_dropped: u64,
     /// How the program was attached.
     pub attach: Option<AttachMode>,
@@ -282,9 +283,12 @@ fn hand_out(w: &mut Worker, out: &Sender<(Stream, Vec<u8>)>, dropped: &AtomicU64
             continue;
         }
         let b = std::mem::replace(buf, Vec::with_capacity(OUTPUT_FLUSH_BYTES));
-        if out.try_send((stream, b)).is_err() {
-            // The writer is behind: drop this output rather than stall capture.
-            dropped.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = out.try_send((stream, b)) {
+            // The writer is behind: drop this output rather than stall capture, and count
+            // the lines (events, feature lines, EVE records) it held.
+            let (_, lost) = e.into_inner();
+            let lines = (lost.split(|&c| c == b'\n').count() - 1) as u64;
+            dropped.fetch_add(lines, Ordering::Relaxed);
         }
     }
 }
