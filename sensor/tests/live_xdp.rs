@@ -278,6 +278,42 @@ fn live_afpacket_fallback_events_equal_replay_events() {
     }
 }
 
+/// One WebDAV flow (handshake, a PROPFIND with its XML body, the answer's ACK, FINs).
+fn webdav_flow() -> Vec<nightjar_benches::OwnedFrame> {
+    let (c, srv, cp) = ([198, 18, 9, 1], [198, 19, 9, 2], 40_100);
+    let body = "<?xml version=\"1.0\"?><d:propfind xmlns:d=\"DAV:\"><d:prop><d:getetag/></d:prop></d:propfind>";
+    let req = format!(
+        "PROPFIND /remote.php/dav/files/alice/ HTTP/1.1\r\nHost: files.example\r\nUser-Agent: \
+         Microsoft-WebDAV-MiniRedir/10.0.19045\r\nDepth: 1\r\nContent-Type: application/xml\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let end = 1001 + req.len() as u32;
+    let eth = || etherparse::PacketBuilder::ethernet2([2; 6], [4; 6]);
+    let frames: Vec<(etherparse::PacketBuilderStep<etherparse::TcpHeader>, Vec<u8>)> = vec![
+        (eth().ipv4(c, srv, 64).tcp(cp, 80, 1000, 65535).syn(), vec![]),
+        (eth().ipv4(srv, c, 64).tcp(80, cp, 5000, 65535).syn().ack(1001), vec![]),
+        (eth().ipv4(c, srv, 64).tcp(cp, 80, 1001, 65535).ack(5001), vec![]),
+        (eth().ipv4(c, srv, 64).tcp(cp, 80, 1001, 65535).ack(5001).psh(), req.into_bytes()),
+        (eth().ipv4(srv, c, 64).tcp(80, cp, 5001, 65535).ack(end), vec![]),
+        (eth().ipv4(c, srv, 64).tcp(cp, 80, end, 65535).ack(5001).fin(), vec![]),
+        (eth().ipv4(srv, c, 64).tcp(80, cp, 5001, 65535).ack(end + 1).fin(), vec![]),
+    ];
+    frames
+        .into_iter()
+        .enumerate()
+        .map(|(k, (b, payload))| {
+            let mut data = Vec::new();
+            b.write(&mut data, &payload).expect("frame");
+            nightjar_benches::OwnedFrame {
+                ts_ns: 1_700_000_000_000_000_000 + k as u64 * 1_000_000,
+                link: nightjar::capture::LinkType::Ethernet,
+                data,
+            }
+        })
+        .collect()
+}
+
 /// Packet gaps of the timing tests, ns: uneven, so a clock read per batch (every packet
 /// of a batch at one time) or a shifted sequence cannot pass.
 const TIMING_GAPS_NS: [u64; 5] = [2_000_000, 5_000_000, 3_000_000, 7_000_000, 4_000_000];
@@ -421,6 +457,9 @@ fn live_events_equal_replay_events(mode: &str, capture: &str) {
             .filter(|f| f.data.len() <= 1514)
             .collect::<Vec<_>>(),
     );
+    // A WebDAV client's flow too: the XDP program selects it by the same method list the
+    // sensor parses (`nightjar_common::HTTP_METHODS`).
+    templates.extend(nightjar_benches::template_flows(&webdav_flow()));
     if split {
         templates = templates.iter().map(|t| t.split_first_payload(1)).collect();
     }
@@ -432,6 +471,8 @@ fn live_events_equal_replay_events(mode: &str, capture: &str) {
     assert!(replay.status.success());
     let expected = normalise(&String::from_utf8_lossy(&replay.stdout));
     assert_eq!(expected.len(), templates.len() * 20);
+    let dav = expected.iter().filter(|e| e["app"] == "http" && e["http"]["method"] == "PROPFIND").count();
+    assert_eq!(dav, 20, "the WebDAV flows are HTTP flows in replay");
     if split {
         let apps: Vec<_> = expected.iter().map(|e| e["app"].as_str().unwrap_or_default().to_owned()).collect();
         assert!(apps.iter().all(|a| a == "tls" || a == "http"), "split first segments still TLS or HTTP: {apps:?}");
