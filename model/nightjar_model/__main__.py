@@ -28,6 +28,10 @@
                                              prequential learning curve of a family
   score    --events E --labels L [--app http] [--png P] [--out R.json]
                                              the sensor's verdicts against a capture's labels
+  calibrate --model M.json --benign F.jsonl --out DIR [--app http] [--flag-target 0.01]
+                                             a copy of the model whose benign offset for the
+                                             app is refitted on the protected network's own
+                                             benign traffic (features by `replay --features`)
                                              (per class, flagged vs benign, per family)
   check                                      CI: the committed artifacts load in ONNX
                                              Runtime, hashes match, parity fixture holds"""
@@ -232,6 +236,30 @@ def cmd_online(a):
         Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
 
 
+def cmd_calibrate(a):
+    from . import calibrate
+
+    apps = [x for x in a.app.split(",") if x]
+    bad = [x for x in apps if x not in calibrate.APPS]
+    if bad or not apps:
+        sys.exit(f"calibrate: --app takes tls, http or both (tls,http), not {a.app!r}")
+    if not 0.0 < a.flag_target < 0.5:
+        sys.exit(f"calibrate: --flag-target {a.flag_target} is not a share in (0, 0.5)")
+    model, out = Path(a.model), Path(a.out)
+    if out.resolve() == model.parent.resolve():
+        sys.exit("calibrate: --out must not be the model's own directory (the shipped model stays as it is)")
+    try:
+        rep = calibrate.calibrate(model, Path(a.benign), out, apps, a.flag_target)
+    except (calibrate.CalibrationError, OSError, KeyError, ValueError) as e:
+        sys.exit(f"calibrate: {e}")
+    for app, r in rep["apps"].items():
+        o, u, f, k = r["benign_log_offset"], r["unknown_below"], r["flagged"], r["unknown"]
+        print(f"{app}: {r['flows']} benign flows; benign offset {o['before']:.2f} -> {o['after']:.2f}, unknown below "
+              f"{u['before']:.3f} -> {u['after']:.3f}; flagged {f['before']:.2%} -> {f['after']:.2%} (target "
+              f"{a.flag_target:.2%}), unknown {k['before']:.2%} -> {k['after']:.2%}")
+    print(f"calibrated model: {out / model.name} (run it with `nightjar --model {out / model.name} ...`)")
+
+
 def cmd_score(a):
     from . import score
 
@@ -364,9 +392,15 @@ def main():
     s.add_argument("--out", help="the report as JSON")
     s.add_argument("--png", help="confusion matrix picture (rows: label, columns: verdict)")
     s.add_argument("--title")
+    s = sub.add_parser("calibrate", help="refit an app's benign offset on the protected network's own benign traffic")
+    s.add_argument("--model", required=True, help="the model's metadata (artifacts/nightjar.json)")
+    s.add_argument("--benign", required=True, help="`nightjar replay --features` of traffic known to be benign")
+    s.add_argument("--app", default="http", help="apps to refit: tls, http or tls,http (default http)")
+    s.add_argument("--flag-target", type=float, default=0.01, help="share of those flows flagged at most (0.01)")
+    s.add_argument("--out", required=True, help="directory of the calibrated copy (never the model's own)")
     sub.add_parser("check")
     a = p.parse_args()
-    {"corpus": cmd_corpus, "dataset": cmd_dataset, "train": cmd_train, "train-real": cmd_train_real, "reference": cmd_reference, "without": cmd_without, "labels": cmd_labels, "online": cmd_online, "score": cmd_score, "check": cmd_check}[a.cmd](a)
+    {"corpus": cmd_corpus, "dataset": cmd_dataset, "train": cmd_train, "train-real": cmd_train_real, "reference": cmd_reference, "without": cmd_without, "labels": cmd_labels, "online": cmd_online, "score": cmd_score, "calibrate": cmd_calibrate, "check": cmd_check}[a.cmd](a)
 
 
 if __name__ == "__main__":
