@@ -26,6 +26,7 @@ pub mod fingerprint;
 pub mod flow;
 pub mod inference;
 pub mod learn;
+pub mod metric_names;
 
 pub mod runtime;
 pub mod stats;

@@ -3,7 +3,10 @@
 //! exporter. Every dropped or skipped packet lands in exactly one counter here.
 
 use crate::decode::{DecodeError, Skip};
-use crate::flow::EndReason;
+
+/// Kinds of flow end (`flow::EndReason::ALL`; the flow table, which imports this module,
+/// checks the two agree at compile time: counters do not import the stage they count).
+pub const END_REASONS: usize = 9;
 
 /// Counters of one worker (or the sum over workers).
 #[derive(Clone, Debug, Default)]
@@ -22,8 +25,8 @@ pub struct Stats {
     pub truncated_payloads: u64,
     /// Flows created.
     pub flows_created: u64,
-    /// Flows ended, by [`EndReason`].
-    pub flows_ended: [u64; EndReason::ALL.len()],
+    /// Flows ended, by `flow::EndReason` (its discriminant).
+    pub flows_ended: [u64; END_REASONS],
     /// Flows whose client sent a TLS handshake.
     pub tls_flows: u64,
     /// Flows whose client sent an HTTP request.

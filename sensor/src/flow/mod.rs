@@ -78,6 +78,8 @@ pub enum EndReason {
     ClockReset,
 }
 
+const _: () = assert!(EndReason::ALL.len() == crate::stats::END_REASONS, "stats::END_REASONS is out of date");
+
 impl EndReason {
     /// Every variant, for counters and metric registration.
     pub const ALL: [EndReason; 9] = [

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 
 use super::explain::{self, Group, MIN_DELTA};
+use super::head::Head;
 use super::model::{Decision, InferenceError, ModelBundle};
 use super::preprocess::{Preprocess, SEQ_COLUMNS};
 use super::{Class, MAX_REASONS, Reason, Verdict};
 #[cfg(feature = "model")]
 use crate::features::FEATURE_NAMES;
 use crate::features::{FeatureVector, SEQ_LEN};
-use crate::learn::Head;
 
 /// A loaded, optimised model with its buffers.
 pub struct Classifier {

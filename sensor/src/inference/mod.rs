@@ -8,6 +8,7 @@ use serde::Serialize;
 
 pub mod classifier;
 pub mod explain;
+pub mod head;
 pub mod model;
 pub mod preprocess;
 

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::drift::PageHinkley;
 use super::head::{CLASSES, Head};
 use crate::config::LearningConfig;
-use crate::export::metrics as m;
+use crate::metric_names as m;
 
 /// One labelled embedding.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 
 pub mod checkpoint;
 pub mod drift;
-pub mod head;
+pub use crate::inference::head;
 pub mod intel;
 pub mod learner;
 pub mod service;
@@ -99,7 +99,7 @@ pub fn start_learner(bundle: &ModelBundle, cfg: &LearningConfig) -> Result<Learn
         let (state, refused) = checkpoint::load(dir);
         for e in &refused {
             eprintln!("warning: {e}; using the previous checkpoint or the trained head");
-            metrics::counter!(crate::export::metrics::LEARN_CHECKPOINT_ERRORS, "op" => "load").increment(1);
+            metrics::counter!(crate::metric_names::LEARN_CHECKPOINT_ERRORS, "op" => "load").increment(1);
         }
         if let Some(state) = state {
             if state.model_sha256 == bundle.sha256
@@ -127,7 +127,7 @@ pub fn start_learner(bundle: &ModelBundle, cfg: &LearningConfig) -> Result<Learn
 /// Publishes every learning metric at its starting value, so dashboards and alerts see
 /// them before the first label.
 pub fn register_metrics(learner: &Learner) {
-    use crate::export::metrics as m;
+    use crate::metric_names as m;
     for signal in ["error", "score"] {
         metrics::counter!(m::LEARN_DRIFTS, "signal" => signal).increment(0);
     }
@@ -155,11 +155,11 @@ pub fn save_checkpoint(learner: &mut Learner) {
     match checkpoint::save(&dir, &learner.state) {
         Ok(()) => {
             learner.unsaved = 0;
-            metrics::counter!(crate::export::metrics::LEARN_CHECKPOINTS).increment(1);
+            metrics::counter!(crate::metric_names::LEARN_CHECKPOINTS).increment(1);
         }
         Err(e) => {
             eprintln!("warning: {e}");
-            metrics::counter!(crate::export::metrics::LEARN_CHECKPOINT_ERRORS, "op" => "save").increment(1);
+            metrics::counter!(crate::metric_names::LEARN_CHECKPOINT_ERRORS, "op" => "save").increment(1);
         }
     }
 }
@@ -205,7 +205,7 @@ impl Shared {
             && tx.try_send(service::Msg::Scored(s)).is_err()
         {
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!(crate::export::metrics::LEARN_SCORED_DROPPED).increment(1);
+            metrics::counter!(crate::metric_names::LEARN_SCORED_DROPPED).increment(1);
         }
     }
 }

@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::intel::Intel;
 use super::{Feedback, Learner, Outcome, Shared, Tuple, save_checkpoint};
 use crate::config::DriftAction;
-use crate::export::metrics as m;
+use crate::metric_names as m;
 
 /// A flow the workers scored.
 #[derive(Clone, Debug)]

@@ -11,9 +11,9 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, bounded};
 
+use super::PipelineError;
 use super::{ModelSlot, Worker, WorkerLearn, load_model};
 use crate::config::Config;
-use crate::error::PipelineError;
 use crate::export::metrics as m;
 use crate::inference::{Classifier, ModelBundle};
 use crate::learn::service::{self, Msg};

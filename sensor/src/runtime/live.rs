@@ -15,6 +15,7 @@ use nightjar_common::Counter;
 #[cfg(feature = "ebpf")]
 use nightjar_common::{FilterConfig, MODE_HOST, MODE_SPAN};
 
+use super::PipelineError;
 use crate::capture::PacketSource;
 use crate::capture::afpacket::AfPacketSocket;
 use crate::capture::xdp::{AttachMode, XdpFilter};
@@ -22,7 +23,7 @@ use crate::capture::xdp::{AttachMode, XdpFilter};
 use crate::capture::xsk::XskSocket;
 use crate::capture::{KernelDrops, ifindex};
 use crate::config::Config;
-use crate::error::{LiveError, PipelineError};
+use crate::error::LiveError;
 use crate::export::metrics::{self, StatsPublisher};
 use crate::runtime::{Sinks, Stream, Worker};
 use crate::stats::Stats;

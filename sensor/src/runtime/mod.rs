@@ -15,12 +15,15 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 pub mod control;
+pub mod error;
 pub mod live;
+
+pub use self::error::PipelineError;
 
 use crate::capture::{Frame, LinkType, PacketSource, PcapFileSource};
 use crate::config::Config;
 use crate::decode::{Decoded, decode_frame};
-use crate::error::{CaptureError, PipelineError};
+use crate::error::CaptureError;
 use crate::export::eve::{EveTypes, write_eve};
 use crate::export::event::{community_id, write_event};
 use crate::export::features_line;

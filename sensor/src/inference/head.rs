@@ -3,6 +3,7 @@
 //! at zero, so a fresh head gives exactly the trained model's probabilities and online
 //! updates can still bend the decision boundary around a cluster the trained layer cannot
 //! separate linearly. `e` is the LSTM's last hidden state (the ONNX `embedding` output).
+//! It lives in `inference`, which runs it; `learn` trains it (and re-exports it).
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
