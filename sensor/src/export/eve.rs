@@ -21,7 +21,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::decode::tls::TlsInfo;
-use crate::fingerprint::{Transport, ja3, ja3s, ja4};
+use crate::fingerprint::Fingerprints;
 use crate::flow::{EndReason, Flow, FlowRecord};
 use crate::inference::{Class, Verdict};
 
@@ -277,7 +277,7 @@ fn colon_hex(hex: &str) -> String {
     s
 }
 
-fn tls_obj(t: &TlsInfo) -> Tls<'_> {
+fn tls_obj<'a>(t: &'a TlsInfo, fp: &Fingerprints) -> Tls<'a> {
     let ch = t.client_hello();
     let sh = t.server_hello();
     let leaf = t.leaf.as_ref();
@@ -289,9 +289,9 @@ fn tls_obj(t: &TlsInfo) -> Tls<'_> {
         fingerprint: leaf.filter(|l| !l.sha1.is_empty()).map(|l| colon_hex(&l.sha1)),
         notbefore: leaf.and_then(|l| tls_date(l.not_before)),
         notafter: leaf.and_then(|l| tls_date(l.not_after)),
-        ja3: ch.map(ja3).map(|f| Hash { hash: f.hash, string: f.raw }),
-        ja3s: sh.map(ja3s).map(|f| Hash { hash: f.hash, string: f.raw }),
-        ja4: ch.map(|c| ja4(c, Transport::Tcp).hash),
+        ja3: fp.ja3.clone().map(|f| Hash { hash: f.hash, string: f.raw }),
+        ja3s: fp.ja3s.clone().map(|f| Hash { hash: f.hash, string: f.raw }),
+        ja4: fp.ja4.as_ref().map(|f| f.hash.clone()),
         client_alpns: ch
             .map(|c| c.alpn.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect())
             .unwrap_or_default(),
@@ -425,6 +425,18 @@ fn alert_obj(app: &'static str, verdict: &Verdict) -> Alert {
 
 /// Appends the EVE records of one flow to `out`, one JSON line each.
 pub fn write_eve(rec: &FlowRecord, community_id: &str, verdict: &Verdict, types: EveTypes, out: &mut Vec<u8>) {
+    write_eve_with(rec, &Fingerprints::of(rec.flow.tls.as_deref()), community_id, verdict, types, out);
+}
+
+/// [`write_eve`] with the flow's fingerprints already computed.
+pub fn write_eve_with(
+    rec: &FlowRecord,
+    fp: &Fingerprints,
+    community_id: &str,
+    verdict: &Verdict,
+    types: EveTypes,
+    out: &mut Vec<u8>,
+) {
     let f = &rec.flow;
     let app = f.app_name();
     let app_proto = match app {
@@ -460,7 +472,7 @@ pub fn write_eve(rec: &FlowRecord, community_id: &str, verdict: &Verdict, types:
         let mut r = base("alert", f.last_ts);
         r.direction = Some("to_server");
         r.alert = Some(alert_obj(app, verdict));
-        r.tls = f.tls.as_deref().map(tls_obj);
+        r.tls = f.tls.as_deref().map(|t| tls_obj(t, fp));
         r.http = http_obj(f);
         r.flow = Some(flow_obj(rec, None, false));
         emit(&r);
@@ -470,7 +482,7 @@ pub fn write_eve(rec: &FlowRecord, community_id: &str, verdict: &Verdict, types:
         && app == "tls"
     {
         let mut r = base("tls", f.last_ts);
-        r.tls = Some(tls_obj(t));
+        r.tls = Some(tls_obj(t, fp));
         emit(&r);
     }
     if types.http

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::decode::tls::{TlsInfo, version_name};
-use crate::fingerprint::{Transport, ja3, ja3s, ja4};
+use crate::fingerprint::Fingerprints;
 use crate::flow::{Dir, FlowRecord};
 use crate::inference::Verdict;
 
@@ -143,12 +143,10 @@ fn sign(d: Dir) -> i8 {
     }
 }
 
-fn tls_event(t: &TlsInfo) -> TlsEvent<'_> {
+fn tls_event<'a>(t: &'a TlsInfo, fp: &Fingerprints) -> TlsEvent<'a> {
     let ch = t.client_hello();
     let sh = t.server_hello();
-    let fp_ja3 = ch.map(ja3);
-    let fp_ja3s = sh.map(ja3s);
-    let fp_ja4 = ch.map(|c| ja4(c, Transport::Tcp));
+    let (fp_ja3, fp_ja3s, fp_ja4) = (fp.ja3.clone(), fp.ja3s.clone(), fp.ja4.clone());
     let leaf = t.leaf.as_ref();
     TlsEvent {
         sni: ch.and_then(|c| c.sni.as_deref()),
@@ -193,6 +191,11 @@ fn tls_event(t: &TlsInfo) -> TlsEvent<'_> {
 
 /// Appends one JSON event line for `rec` to `out`.
 pub fn write_event(rec: &FlowRecord, community_id: &str, verdict: &Verdict, out: &mut Vec<u8>) {
+    write_event_with(rec, &Fingerprints::of(rec.flow.tls.as_deref()), community_id, verdict, out);
+}
+
+/// [`write_event`] with the flow's fingerprints already computed.
+pub fn write_event_with(rec: &FlowRecord, fp: &Fingerprints, community_id: &str, verdict: &Verdict, out: &mut Vec<u8>) {
     let f = &rec.flow;
     let mut prev = 0;
     let pkt_iat_us = f
@@ -239,7 +242,7 @@ pub fn write_event(rec: &FlowRecord, community_id: &str, verdict: &Verdict, out:
             fin: f.tcp.fin[0] || f.tcp.fin[1],
             rst: f.tcp.rst,
         },
-        tls: f.tls.as_deref().map(tls_event),
+        tls: f.tls.as_deref().map(|t| tls_event(t, fp)),
         http: f.http.as_deref().map(|h| HttpEvent {
             method: &h.method,
             uri: &h.uri,

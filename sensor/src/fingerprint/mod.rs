@@ -3,14 +3,16 @@
 //! BSD-3-Clause). JA4S, JA4H, JA4X and the rest of JA4+ are under the FoxIO License 1.1
 //! and deliberately not implemented.
 //!
-//! Fingerprints are computed once per flow, when its event is written, never per packet.
+//! Fingerprints are computed once per flow ([`Fingerprints::of`], when its record is
+//! finished), never per packet; the event, the EVE records and the learner's intel lookup
+//! all read that one computation.
 
 use std::fmt::Write;
 
 use md5::{Digest, Md5};
 use sha2::Sha256;
 
-use crate::decode::tls::{ClientHello, ServerHello, hex, is_grease};
+use crate::decode::tls::{ClientHello, ServerHello, TlsInfo, hex, is_grease};
 
 /// Transport for the first JA4 character.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +32,26 @@ pub struct Fingerprint {
     pub raw: String,
     /// The fingerprint as published (MD5 for JA3, `a_b_c` for JA4).
     pub hash: String,
+}
+
+/// A flow's fingerprints, computed once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fingerprints {
+    /// JA3 of the ClientHello.
+    pub ja3: Option<Fingerprint>,
+    /// JA3S of the ServerHello.
+    pub ja3s: Option<Fingerprint>,
+    /// JA4 (TCP) of the ClientHello.
+    pub ja4: Option<Fingerprint>,
+}
+
+impl Fingerprints {
+    /// The fingerprints of a flow's TLS handshake (none without one).
+    pub fn of(tls: Option<&TlsInfo>) -> Self {
+        let ch = tls.and_then(TlsInfo::client_hello);
+        let sh = tls.and_then(TlsInfo::server_hello);
+        Self { ja3: ch.map(ja3), ja3s: sh.map(ja3s), ja4: ch.map(|c| ja4(c, Transport::Tcp)) }
+    }
 }
 
 fn join_dec<T: Copy + Into<u32>>(out: &mut String, values: impl Iterator<Item = T>) {

@@ -24,10 +24,11 @@ use crate::capture::{Frame, LinkType, PacketSource, PcapFileSource};
 use crate::config::Config;
 use crate::decode::{Decoded, decode_frame};
 use crate::error::CaptureError;
-use crate::export::eve::{EveTypes, write_eve};
-use crate::export::event::{community_id, write_event};
+use crate::export::eve::{EveTypes, write_eve_with};
+use crate::export::event::{community_id, write_event_with};
 use crate::export::features_line;
 use crate::features::{FeatureVector, extract};
+use crate::fingerprint::Fingerprints;
 use crate::flow::{FlowKey, FlowRecord, FlowTable};
 use crate::inference::{Classifier, InferenceError, ModelBundle, Verdict};
 use crate::learn::service::Scored;
@@ -84,6 +85,8 @@ impl Stream {
 struct Pending {
     rec: FlowRecord,
     features: Option<FeatureVector>,
+    /// Computed once for the event, the EVE records and the learner's intel lookup.
+    fingerprints: Fingerprints,
     classify: bool,
     verdict: Verdict,
 }
@@ -347,7 +350,12 @@ impl Worker {
                 self.queued += 1;
                 self.oldest.get_or_insert_with(Instant::now);
             }
-            self.pending.push(Pending { rec, features, classify, verdict: Verdict::unknown() });
+            let wants_fingerprints = self.outputs.events
+                || self.outputs.eve.is_some()
+                || self.learn.as_ref().is_some_and(|l| l.fingerprints);
+            let fingerprints =
+                if wants_fingerprints { Fingerprints::of(rec.flow.tls.as_deref()) } else { Fingerprints::default() };
+            self.pending.push(Pending { rec, features, fingerprints, classify, verdict: Verdict::unknown() });
             if self.queued >= batch {
                 self.run_batch();
             }
@@ -459,11 +467,11 @@ impl Worker {
             }
             let cid = community_id(f.client_ip, f.client_port, f.server_ip, f.server_port);
             if self.outputs.events {
-                write_event(&p.rec, &cid, &p.verdict, &mut self.events_buf);
+                write_event_with(&p.rec, &p.fingerprints, &cid, &p.verdict, &mut self.events_buf);
                 self.stats.events += 1;
             }
             if let Some(types) = self.outputs.eve {
-                write_eve(&p.rec, &cid, &p.verdict, types, &mut self.eve_buf);
+                write_eve_with(&p.rec, &p.fingerprints, &cid, &p.verdict, types, &mut self.eve_buf);
             }
             if self.outputs.features
                 && let Some(fv) = &p.features
@@ -493,10 +501,9 @@ fn feed_learner(learn: &mut WorkerLearn, classifier: &Classifier, generation: u6
         let f = &p.rec.flow;
         let class = crate::learn::head::argmax(probs);
         let (ja3, ja4, cert_sha1) = if learn.fingerprints {
-            let ch = f.tls.as_ref().and_then(|t| t.client_hello());
             (
-                ch.map(|c| crate::fingerprint::ja3(c).hash),
-                ch.map(|c| crate::fingerprint::ja4(c, crate::fingerprint::Transport::Tcp).hash),
+                p.fingerprints.ja3.as_ref().map(|x| x.hash.clone()),
+                p.fingerprints.ja4.as_ref().map(|x| x.hash.clone()),
                 f.tls.as_ref().and_then(|t| t.leaf.as_ref()).map(|l| l.sha1.clone()),
             )
         } else {
