@@ -317,10 +317,7 @@ impl PacketSource for XskSocket {
                 let data = unsafe { std::slice::from_raw_parts(self.umem.as_ptr().add(addr), len) };
                 // Nightjar's programs put the arrival time in front (`FrameMeta`), as the
                 // sensor's socket reads it.
-                let (ts_ns, data) = match data.split_first_chunk::<{ nightjar_common::FRAME_META_BYTES }>() {
-                    Some((meta, rest)) if nightjar_common::FrameMeta::read(meta).is_some() => (ts_ns, rest),
-                    _ => (ts_ns, data),
-                };
+                let data = nightjar_common::FrameMeta::split(data).map_or(data, |(_, frame)| frame);
                 sink(&Frame { ts_ns, link: LinkType::Ethernet, wire_len: data.len() as u32, data });
             }
             self.addrs.push(desc.addr & !u64::from(FRAME_SIZE - 1));

@@ -25,7 +25,7 @@ import numpy as np
 from . import dataset, decision, export
 from .schema import Preprocessing
 
-APPS = ("tls", "http")
+APPS = decision.APPS
 
 
 # Benign log offsets tried, smallest first. Below 0 the rule asks less evidence than the
@@ -81,31 +81,17 @@ def read(path):
     return rows
 
 
-def arrays(rows, width):
-    static = np.asarray([r["static_features"] for r in rows], dtype=np.float32)
-    seq = np.asarray([[p + q for p, q in zip(r["packets"], r["records"])] for r in rows], dtype=np.float32)
-    chars = np.asarray([dataset.char_ids(r.get("chars", []), width) for r in rows]).reshape(len(rows), width)
-    return static, seq, [r["url_tokens"] for r in rows], chars
-
-
 def verdicts(meta, model_dir: Path, rows):
     """The sensor's verdicts on feature lines `rows` (graph by ONNX Runtime, then each
-    app's rule from `meta`), as realtrain.sensor_verdicts gives them."""
+    app's rule from `meta`); also the log-probabilities and each flow's app."""
     pre = Preprocessing.from_json(meta["preprocessing"])
     width = meta.get("chars", 0)
-    static, seq, tokens, chars = arrays(rows, width)
+    static, seq, tokens, chars = dataset.line_arrays(rows, width)
     probs = export.run_ort(model_dir / meta["files"]["float"]["path"],
                            export.feeds(pre, static, seq, tokens, chars=chars if width else None))
-    logp = np.log(np.clip(probs, 1e-30, 1.0))
-    app_of = np.where(static[:, 0] > 0.5, 0, np.where(static[:, 1] > 0.5, 1, 2))
-    v = np.empty(len(rows), dtype=np.int64)
-    for a in (0, 1, 2):
-        m = app_of == a
-        r = meta["decision"].get(APPS[a]) if a < len(APPS) else None
-        r = r or {"benign_log_offset": 0.0, "unknown_below": meta["unknown_below"]}
-        v[m], _ = decision.deployed(logp[m], [r["benign_log_offset"], 0.0, r.get("malware_log_offset", 0.0)],
-                                    r["unknown_below"])
-    return v, logp, app_of
+    apps = decision.apps_of(static)
+    v, _ = decision.sensor_verdicts(meta, probs, apps)
+    return v, np.log(np.clip(probs, 1e-30, 1.0)), apps
 
 
 def calibrate(model: Path, benign: Path, out: Path, apps, target):

@@ -12,6 +12,21 @@ from tqdm import tqdm
 from .schema import CLASSES, load_schema
 
 
+def feature_lines(path: Path, width: int):
+    """`nightjar replay --features` lines as the model's arrays: the rows, static, sequence,
+    URL tokens and character ids (`width` wide)."""
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    return (rows,) + line_arrays(rows, width)
+
+
+def line_arrays(rows, width: int):
+    """Static, sequence, URL tokens and character ids of parsed feature lines."""
+    static = np.asarray([j["static_features"] for j in rows], dtype=np.float32)
+    seq = np.asarray([[p + r for p, r in zip(j["packets"], j["records"])] for j in rows], dtype=np.float32)
+    chars = np.asarray([char_ids(j.get("chars", []), width) for j in rows]).reshape(len(rows), width)
+    return static, seq, [j["url_tokens"] for j in rows], chars
+
+
 def char_ids(chars, width: int) -> np.ndarray:
     """The model's character input of one flow: byte + 1 per position, 0 after the end
     (as the sensor's `Preprocess::chars`)."""

@@ -114,3 +114,27 @@ def choose_thresholds(logits, y, mode="offset", target=FLAG_TARGET, unknown_shar
             "validation_flag_rate": round(flag_rate(z, y, off, u), 4),
             "validation_class_recall": round(class_recall(z, y, off, u), 4),
             "validation_unknown_share": round(float((v == UNKNOWN).mean()), 4)}
+
+
+APPS = ("tls", "http")
+
+
+def apps_of(static):
+    """0 TLS, 1 HTTP, 2 other, from the static app flags (the sensor does the same)."""
+    return np.where(static[:, 0] > 0.5, 0, np.where(static[:, 1] > 0.5, 1, 2))
+
+
+def sensor_verdicts(meta, probs, apps):
+    """Verdicts as the sensor gives them from the graph's probabilities: each app's
+    `decision` (class log offsets, `unknown_below`), else the top-level `unknown_below`; the
+    same rule as `deployed`, on log-probabilities."""
+    z = np.log(np.clip(probs, 1e-30, 1.0))
+    v = np.empty(len(probs), dtype=np.int64)
+    out = np.empty_like(probs)
+    for a in (0, 1, 2):
+        m = apps == a
+        r = meta.get("decision", {}).get(APPS[a]) if a < len(APPS) else None
+        r = r or {"benign_log_offset": 0.0, "unknown_below": meta["unknown_below"]}
+        off = [r["benign_log_offset"], 0.0, r.get("malware_log_offset", 0.0)]
+        v[m], out[m] = deployed(z[m], off, r["unknown_below"])
+    return v, out

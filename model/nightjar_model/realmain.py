@@ -58,14 +58,6 @@ def with_augmentation(d, paths):
     return out
 
 
-def read_features(path: Path, width: int):
-    rows = [json.loads(line) for line in open(path)]
-    static = np.asarray([j["static_features"] for j in rows], dtype=np.float32)
-    seq = np.asarray([[p + r for p, r in zip(j["packets"], j["records"])] for j in rows], dtype=np.float32)
-    chars = np.asarray([dataset.char_ids(j.get("chars", []), width) for j in rows]).reshape(len(rows), width)
-    return rows, static, seq, [j["url_tokens"] for j in rows], chars
-
-
 def corpus_summary(d):
     """Counts of the real flows; generated augmentation (`--augment`) apart."""
     aug = d["source"] == rt.AUG_SOURCE
@@ -278,7 +270,7 @@ def run(a, root: Path, shipped: Path):
                    f"benign flagged {srep['deployed']['benign_flag_rate']:.1%}", reports / "shipped_confusion_deployed.png")
 
     if a.demo:
-        rows, static, seq, tokens, chars = read_features(Path(a.demo), width)
+        rows, static, seq, tokens, chars = dataset.feature_lines(Path(a.demo), width)
         demo = []
         scored = {k: rt.score_onnx(p, static, seq, tokens, variant, chars)
                   for k, p, variant in (("candidate float", out / "nightjar.json", "float"),

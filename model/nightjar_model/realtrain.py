@@ -52,7 +52,7 @@ from tqdm import tqdm
 
 from . import export, metrics, train
 from .decision import (FLAG_TARGET, SPLITS, UNKNOWN, UNKNOWN_SHARE, choose_thresholds, class_offsets,  # noqa: F401
-                       class_recall, deployed, flag_rate, smallest_offset, softmax)
+                       class_recall, deployed, flag_rate, smallest_offset, softmax, apps_of, sensor_verdicts)
 from .metrics import VERDICTS, deployed_report, plot_matrix  # noqa: F401 (used as rt.*)
 from .net import NightjarNet
 from .schema import CLASSES, Preprocessing
@@ -234,7 +234,7 @@ def fit(d, train_idx, cfg, val=None, desc="fit"):
 # Calibration and thresholds
 
 
-APPS = ("tls", "http")
+from .decision import APPS  # noqa: E402,F401 (used as rt.APPS)
 
 
 def choose_decision(logits, y, app, mode="offset", targets=None):
@@ -574,11 +574,6 @@ def augmented(d):
     return np.where(d["source"] == AUG_SOURCE)[0]
 
 
-def apps_of(static):
-    """0 TLS, 1 HTTP, 2 other, from the static app flags (the sensor does the same)."""
-    return np.where(static[:, 0] > 0.5, 0, np.where(static[:, 1] > 0.5, 1, 2))
-
-
 def app_of(d):
     return apps_of(d["static"])
 
@@ -641,22 +636,6 @@ def strip(res):
 
 # ---------------------------------------------------------------------------------------
 # Scoring exported models with ONNX Runtime
-
-
-def sensor_verdicts(meta, probs, apps):
-    """Verdicts as the sensor gives them from the graph's probabilities: each app's
-    `decision` (class log offsets, `unknown_below`), else the top-level `unknown_below`; the
-    same rule as `deployed`, on log-probabilities."""
-    z = np.log(np.clip(probs, 1e-30, 1.0))
-    v = np.empty(len(probs), dtype=np.int64)
-    out = np.empty_like(probs)
-    for a in (0, 1, 2):
-        m = apps == a
-        r = meta.get("decision", {}).get(APPS[a]) if a < len(APPS) else None
-        r = r or {"benign_log_offset": 0.0, "unknown_below": meta["unknown_below"]}
-        off = [r["benign_log_offset"], 0.0, r.get("malware_log_offset", 0.0)]
-        v[m], out[m] = deployed(z[m], off, r["unknown_below"])
-    return v, out
 
 
 def score_onnx(meta_path: Path, static, seq, tokens, variant="float", chars=None):

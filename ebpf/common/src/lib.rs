@@ -96,6 +96,13 @@ impl FrameMeta {
         let magic = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
         (magic == FRAME_META_MAGIC).then(|| u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
     }
+
+    /// A redirected frame split into its arrival time and the frame behind the prefix;
+    /// `None` when the prefix is missing.
+    pub fn split(frame: &[u8]) -> Option<(u64, &[u8])> {
+        let (meta, rest) = frame.split_first_chunk::<FRAME_META_BYTES>()?;
+        Some((Self::read(meta)?, rest))
+    }
 }
 
 /// Symmetric flow key: the lower (address, port) endpoint first. IPv4 addresses are
@@ -356,6 +363,11 @@ mod tests {
         b[8] ^= 1;
         assert_eq!(FrameMeta::read(&b), None, "no magic, no time");
         assert_eq!(FrameMeta::read(&[0; FRAME_META_BYTES]), None, "an Ethernet header of zeros");
+        b[8] ^= 1;
+        let mut frame = b.to_vec();
+        frame.extend_from_slice(b"eth");
+        assert_eq!(FrameMeta::split(&frame), Some((123_456_789_012, &b"eth"[..])));
+        assert_eq!(FrameMeta::split(&b[..15]), None, "shorter than the prefix");
     }
 
     fn sniff(bytes: &[u8]) -> Sniff {

@@ -18,7 +18,7 @@ use std::os::fd::AsRawFd;
 use xsk_rs::config::{FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
-use nightjar_common::{FRAME_META_BYTES, FrameMeta};
+use nightjar_common::FrameMeta;
 
 use super::{Frame, KernelDrops, KtimeClock, LinkType, POLL_TIMEOUT_MS, PacketSource};
 use crate::error::{CaptureError, LiveError};
@@ -131,11 +131,7 @@ impl PacketSource for XskSocket {
             // not touch the frame until it goes back through the fill ring below.
             let data = unsafe { self.umem.data(d) };
             // Every frame starts with the XDP program's arrival time (`FrameMeta`).
-            let stamped = data
-                .contents()
-                .split_first_chunk::<FRAME_META_BYTES>()
-                .and_then(|(meta, frame)| Some((FrameMeta::read(meta)?, frame)));
-            let Some((ktime_ns, bytes)) = stamped else {
+            let Some((ktime_ns, bytes)) = FrameMeta::split(data.contents()) else {
                 self.unstamped += 1;
                 continue;
             };
