@@ -20,7 +20,14 @@ for t in "${targets[@]}"; do
   fi
 done
 export RUSTC_BOOTSTRAP=1
+# NIGHTJAR_FUZZ_TARGET_DIR keeps the sanitizer build elsewhere (CI: outside the clone);
+# the default is cargo-fuzz's own fuzz/target.
+target_dir=()
+if [[ -n ${NIGHTJAR_FUZZ_TARGET_DIR:-} ]]; then
+  target_dir=(--target-dir "$NIGHTJAR_FUZZ_TARGET_DIR")
+fi
+unset CARGO_TARGET_DIR
 for t in "${targets[@]}"; do
   echo "fuzz $t for ${secs}s"
-  cargo fuzz run --release "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=0 2>&1 | tail -n 3
+  cargo fuzz run --release "${target_dir[@]}" "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=0 2>&1 | tail -n 3
 done

@@ -69,18 +69,19 @@ fi
 
 # Reference and check tools in virtual environments (gitignored): FoxIO's ja4plus for the
 # JA4 agreement of generated traffic, ONNX Runtime to re-check the committed model.
-tools_venv=.venv-tools
+# NIGHTJAR_TOOLS_VENV puts it elsewhere (CI keeps it outside the clone, with the build).
+tools_venv=${NIGHTJAR_TOOLS_VENV:-$PWD/.venv-tools}
 if [[ ! -x $tools_venv/bin/ja4plus || ! -x $tools_venv/bin/python ]] || ! $tools_venv/bin/python -c "import onnxruntime, pytest, tqdm" 2>/dev/null; then
   log "installing ja4plus and onnxruntime into $tools_venv"
   python3 -m venv "$tools_venv"
   "$tools_venv/bin/pip" install -q ja4plus==1.4.0 -r model/requirements-check.txt
 fi
-export NIGHTJAR_JA4PLUS=$PWD/$tools_venv/bin/ja4plus
+export NIGHTJAR_JA4PLUS=$tools_venv/bin/ja4plus
 
 log "model artifacts: hashes and ONNX Runtime parity fixture"
-(cd model && "../$tools_venv/bin/python" -m nightjar_model check)
+(cd model && "$tools_venv/bin/python" -m nightjar_model check)
 log "model/ unit tests (labelling rules of the real corpus)"
-(cd model && "../$tools_venv/bin/python" -m pytest -q -p no:cacheprovider tests)
+(cd model && "$tools_venv/bin/python" -m pytest -q -p no:cacheprovider tests)
 
 # The XDP program's toolchain: bpf-linker against Debian's LLVM 22, and rust-src for
 # `-Z build-std=core` (see shared RECIPES.md). Only as root: the privileged tests need
