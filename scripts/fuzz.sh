@@ -9,7 +9,7 @@ secs=${1:-20}
 shift || true
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 targets=("$@")
-((${#targets[@]})) || targets=(decode_frame tls_stream http_request pcap_file flow_table)
+((${#targets[@]})) || targets=(decode_frame tls_stream http_request reassembly pcap_file flow_table)
 mkdir -p fuzz/corpus/pcap_file
 cp -n sensor/tests/data/*.pcap* fuzz/corpus/pcap_file/ 2>/dev/null || true
 # The kept corpora of the long runs (fuzz/README.md): the short run starts where they ended.

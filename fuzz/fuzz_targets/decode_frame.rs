@@ -1,8 +1,8 @@
 //! Packet decoder: any bytes, every link type, never a panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use nightjar::capture::LinkType;
-use nightjar::decode::decode_frame;
+use nightjar_parse::decode::decode_frame;
+use nightjar_parse::link::LinkType;
 
 fuzz_target!(|data: &[u8]| {
     for link in [LinkType::Ethernet, LinkType::Raw, LinkType::LinuxSll, LinkType::LinuxSll2, LinkType::Null] {

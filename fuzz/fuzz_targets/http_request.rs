@@ -1,7 +1,8 @@
 //! HTTP request parser and URL tokeniser, fed in two chunks.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use nightjar::decode::http::HttpStream;
+use nightjar_parse::decode::http::HttpStream;
+use nightjar_parse::url;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&cut, rest)) = data.split_first() else { return };
@@ -11,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     s.feed(a, &mut out);
     s.feed(b, &mut out);
     if let Some(req) = out {
-        let _ = nightjar::features::url::tokens(&req.uri);
+        let _ = url::tokens(&req.uri);
     }
-    let _ = nightjar::features::url::tokens(&String::from_utf8_lossy(data));
+    let _ = url::tokens(&String::from_utf8_lossy(data));
 });

@@ -2,7 +2,8 @@
 //! is fed as two chunks from each side.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use nightjar::decode::tls::{Side, TlsInfo, TlsStream};
+use nightjar_parse::decode::tls::{Side, TlsInfo, TlsStream};
+use nightjar_parse::fingerprint;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&cut, rest)) = data.split_first() else { return };
@@ -15,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         s.feed(side, b, &mut info, &mut |_| {});
     }
     if let Some(ch) = info.client_hello() {
-        let _ = nightjar::fingerprint::ja3(ch);
-        let _ = nightjar::fingerprint::ja4(ch, nightjar::fingerprint::Transport::Tcp);
+        let _ = fingerprint::ja3(ch);
+        let _ = fingerprint::ja4(ch, fingerprint::Transport::Tcp);
     }
 });

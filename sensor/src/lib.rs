@@ -12,21 +12,27 @@
 //! ```
 //!
 //! [`learn`] adapts the classifier head to labelled feedback while the sensor runs.
-//! [`runtime`] says how the stages run (sharded workers), [`stats`] counts everything
+//! [`runtime`] says how the stages run (one worker loop for replay and live capture),
+//! [`control`] steers a running sensor (model slot and reload, learner thread, the HTTP
+//! endpoint with the feedback API and the live page), [`stats`] counts everything
 //! that is dropped or skipped, [`config`] is the one configuration tree.
 
 pub mod config;
 pub mod error;
 
 pub mod capture;
-pub mod decode;
+/// Stage 2, in the parser crate [`nightjar_parse`] (re-exported here).
+pub use nightjar_parse::decode;
 pub mod export;
 pub mod features;
-pub mod fingerprint;
+/// JA3/JA3S/JA4, in the parser crate [`nightjar_parse`] (re-exported here).
+pub use nightjar_parse::fingerprint;
 pub mod flow;
 pub mod inference;
 pub mod learn;
 pub mod metric_names;
 
 pub mod runtime;
+
+pub mod control;
 pub mod stats;

@@ -11,11 +11,11 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use nightjar::config::Config;
+use nightjar::control::Control;
 use nightjar::decode::{DecodeError, Skip};
 use nightjar::export::eve::EveTypes;
 use nightjar::flow::EndReason;
-use nightjar::runtime::control::Control;
-use nightjar::runtime::{Sinks, Summary, replay};
+use nightjar::runtime::{Attach, Sinks, Summary, replay};
 
 /// Embedded sample captures for `nightjar demo` (FoxIO and Salesforce test vectors,
 /// BSD-3-Clause; see sensor/tests/data/README.md).
@@ -226,10 +226,10 @@ fn install_recorder() -> Result<metrics_exporter_prometheus::PrometheusHandle> {
 fn serve_metrics(
     listen: std::net::SocketAddr,
     handle: metrics_exporter_prometheus::PrometheusHandle,
-    api: nightjar::export::http::Api,
-) -> Result<(nightjar::export::http::Endpoint, std::sync::Arc<nightjar::export::http::Health>)> {
-    let health = std::sync::Arc::new(nightjar::export::http::Health::default());
-    let endpoint = nightjar::export::http::Endpoint::start(listen, handle, std::sync::Arc::clone(&health), api)
+    api: nightjar::control::endpoint::Api,
+) -> Result<(nightjar::control::endpoint::Endpoint, std::sync::Arc<nightjar::control::endpoint::Health>)> {
+    let health = std::sync::Arc::new(nightjar::control::endpoint::Health::default());
+    let endpoint = nightjar::control::endpoint::Endpoint::start(listen, handle, std::sync::Arc::clone(&health), api)
         .with_context(|| format!("cannot serve metrics on {listen}"))?;
     Ok((endpoint, health))
 }
@@ -245,8 +245,8 @@ fn start_control(cfg: &Config) -> Result<Option<Control>> {
 }
 
 /// The learning API of `control`: tokens of the configured sources.
-fn api_of(cfg: &Config, control: Option<&Control>) -> nightjar::export::http::Api {
-    nightjar::export::http::Api {
+fn api_of(cfg: &Config, control: Option<&Control>) -> nightjar::control::endpoint::Api {
+    nightjar::control::endpoint::Api {
         learn: control.and_then(Control::learner_tx),
         tokens: cfg
             .learning
@@ -486,10 +486,17 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
             .and_then(|_| signal_hook::flag::register(sig, std::sync::Arc::clone(&stop)))
             .context("installing signal handlers")?;
     }
-    let summary =
-        replay(cfg, &args.files, sinks, args.feedback.as_deref(), control.as_ref(), Some(&stop), &mut |pos, _| {
+    let summary = replay(
+        cfg,
+        &args.files,
+        sinks,
+        args.feedback.as_deref(),
+        control.as_ref().map(|c| c as &dyn Attach),
+        Some(&stop),
+        &mut |pos, _| {
             bar.set_position(pos);
-        })?;
+        },
+    )?;
     bar.finish_and_clear();
     if let Some((_, health)) = &endpoint {
         // Ready means "reading traffic": a finished replay is not.
@@ -576,7 +583,7 @@ fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
         CaptureArg::Afpacket => CapturePath::AfPacket,
     };
     let opts = LiveOptions { iface: &args.iface, queues: &args.queues, mode, path };
-    let s = run(cfg, opts, sinks, &stop, &health.ready, control.as_ref())?;
+    let s = run(cfg, opts, sinks, &stop, &health.ready, control.as_ref().map(|c| c as &dyn Attach))?;
     if let Some(c) = control {
         c.finish();
     }

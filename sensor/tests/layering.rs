@@ -8,8 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The data path, in order.
-const STAGES: [&str; 9] =
-    ["capture", "decode", "flow", "fingerprint", "features", "inference", "learn", "export", "runtime"];
+/// `control` (the control plane) comes last: it steers the runtime, and nothing on the
+/// data path may reach it.
+const STAGES: [&str; 10] =
+    ["capture", "decode", "flow", "fingerprint", "features", "inference", "learn", "export", "runtime", "control"];
 
 /// Modules every stage may use, with what each of them may use itself.
 const SHARED: [(&str, &[&str]); 4] =
@@ -145,4 +147,27 @@ fn the_reader_finds_references_in_code_only() {
         "use crate::flow::X; // crate::runtime\n/// [`crate::export`]\nlet a = crate::stats::S;\nuse crate::{learn::Head, error};",
     );
     assert_eq!(refs, ["error", "flow", "learn", "stats"].into_iter().map(String::from).collect());
+}
+
+/// What the parser crate (`parse/`, `nightjar-parse`) may depend on: parsers, hashes and
+/// the types shared with the XDP program. No classifier, no metrics, no runtime: the
+/// fuzz targets of the decoders build it alone, and a parser cannot reach a counter or a
+/// model by accident.
+const PARSER_CRATE_DEPENDENCIES: [&str; 8] =
+    ["etherparse", "httparse", "md-5", "nightjar-common", "sha1", "sha2", "tls-parser", "x509-parser"];
+
+#[test]
+fn the_parser_crate_depends_on_parsers_only() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../parse/Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).expect("parse/Cargo.toml");
+    let doc: toml::Table = text.parse().expect("parse/Cargo.toml is TOML");
+    let deps = doc.get("dependencies").and_then(toml::Value::as_table).expect("[dependencies]");
+    let extra: Vec<&String> = deps.keys().filter(|d| !PARSER_CRATE_DEPENDENCIES.contains(&d.as_str())).collect();
+    assert!(extra.is_empty(), "nightjar-parse depends on {extra:?}: parsers only (see PARSER_CRATE_DEPENDENCIES)");
+    // The types shared with the XDP program come without aya (`user` feature off).
+    let common = deps.get("nightjar-common").and_then(toml::Value::as_table).expect("nightjar-common");
+    assert!(common.get("features").is_none(), "nightjar-parse must not turn on nightjar-common's features");
+    for table in ["build-dependencies", "features"] {
+        assert!(doc.get(table).is_none(), "nightjar-parse has [{table}]: keep it plain");
+    }
 }

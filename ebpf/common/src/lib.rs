@@ -338,6 +338,56 @@ unsafe impl aya::Pod for FlowKey {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for FlowState {}
 
+/// Declares a fieldless enum whose variants stand for a bounded set of labels (metric
+/// label values, event field values), with `ALL` (every variant, in declaration order),
+/// `COUNT` and `as_str`, from one line per variant: the list, the strings and the count
+/// cannot drift apart. Derives and docs are the caller's.
+///
+/// ```
+/// nightjar_common::label_enum! {
+///     /// Why a frame was skipped.
+///     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///     pub enum Skip {
+///         /// UDP datagram.
+///         Udp => "udp",
+///         /// An IP fragment.
+///         Fragment => "ip_fragment",
+///     }
+/// }
+/// assert_eq!(Skip::ALL, [Skip::Udp, Skip::Fragment]);
+/// assert_eq!(Skip::Fragment.as_str(), "ip_fragment");
+/// assert_eq!(Skip::COUNT, 2);
+/// ```
+#[macro_export]
+macro_rules! label_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident => $label:literal ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis enum $name {
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl $name {
+            /// How many variants there are.
+            pub const COUNT: usize = [$( $label ),+].len();
+
+            /// Every variant, in declaration order (counters, metric registration).
+            pub const ALL: [$name; Self::COUNT] = [$( $name::$variant ),+];
+
+            /// The variant's label: a bounded metric label value.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $label, )+
+                }
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,19 +1,10 @@
-//! The live page served at `/` (beside `/metrics`): the four views of the traffic classes
-//! (share of malicious vs benign, per-class time series, per-class counts per day, total
-//! flows over time) drawn by Apache ECharts, which is embedded in the binary
-//! (`sensor/assets/`), so the page needs nothing but the sensor. The page polls
-//! `/api/live`, a JSON snapshot of [`History`]: verdict counts per minute and per day of
-//! capture time (so a replay of last week's capture shows last week).
+//! The verdict history behind the live page: verdict counts per minute and per day of
+//! capture time (so a replay of last week's capture shows last week), which the workers
+//! add to once per batch and the control plane's endpoint serves as `/api/live`
+//! ([`crate::control::page`] draws it).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-
-/// The page.
-pub const PAGE: &str = include_str!("../../assets/live.html");
-/// Apache ECharts 5.6.0 (`dist/echarts.min.js` of the npm package).
-pub const ECHARTS: &[u8] = include_bytes!("../../assets/echarts.min.js");
-/// SHA-256 of [`ECHARTS`] as published in the npm package.
-pub const ECHARTS_SHA256: &str = "bf4a223524e40b77c304bec67e1222cf551f14880cf42c69dc046558e11c07b1";
 
 /// Minutes kept (one day).
 const MAX_MINUTES: usize = 24 * 60;
@@ -76,13 +67,6 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha2::{Digest, Sha256};
-
-    #[test]
-    fn embedded_echarts_is_the_published_file() {
-        assert_eq!(crate::decode::tls::hex(&Sha256::digest(ECHARTS)), ECHARTS_SHA256);
-        assert!(PAGE.contains("/assets/echarts.min.js") && PAGE.contains("/api/live"));
-    }
 
     #[test]
     fn history_buckets_by_minute_and_day_and_stays_bounded() {

@@ -5,7 +5,6 @@
 
 pub mod eve;
 pub mod event;
-pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod live;

@@ -13,7 +13,8 @@
 //! Values are raw but bounded (log1p of counts, lengths and times; ratios; flags). The
 //! model's scaling is fitted in `model/` and stored in the schema file.
 
-pub mod url;
+/// URL tokens, in the parser crate [`nightjar_parse`] (re-exported here).
+pub use nightjar_parse::url;
 
 use std::fmt::Arguments;
 use std::sync::LazyLock;

@@ -11,8 +11,7 @@
 //! Each worker owns one [`FlowTable`] (its shard); nothing here is shared or locked.
 //! Time is packet time, so replay and live capture expire flows the same way.
 
-pub mod reassembly;
-pub mod sniff;
+pub use nightjar_parse::{reassembly, sniff};
 
 use std::net::IpAddr;
 
@@ -53,62 +52,34 @@ impl Dir {
     }
 }
 
-/// Why a flow's record was written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EndReason {
-    /// The first `head_packets` packets were seen; the flow goes on.
-    HeadComplete,
-    /// FIN from both sides.
-    Fin,
-    /// RST from either side.
-    Rst,
-    /// No packet for `idle_timeout_secs`.
-    IdleTimeout,
-    /// Older than `active_timeout_secs`.
-    ActiveTimeout,
-    /// The table was full and this was the least recently seen flow.
-    Evicted,
-    /// A new SYN reused the 5-tuple of a flow.
-    PortReuse,
-    /// The input ended.
-    EndOfInput,
-    /// Packet time jumped backwards by more than [`CLOCK_STEP_BACK_NS`] (the next of
-    /// several captures replayed together starts earlier): every flow of the old
-    /// timeline ends.
-    ClockReset,
+nightjar_common::label_enum! {
+    /// Why a flow's record was written.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum EndReason {
+        /// The first `head_packets` packets were seen; the flow goes on.
+        HeadComplete => "head_complete",
+        /// FIN from both sides.
+        Fin => "fin",
+        /// RST from either side.
+        Rst => "rst",
+        /// No packet for `idle_timeout_secs`.
+        IdleTimeout => "idle_timeout",
+        /// Older than `active_timeout_secs`.
+        ActiveTimeout => "active_timeout",
+        /// The table was full and this was the least recently seen flow.
+        Evicted => "evicted",
+        /// A new SYN reused the 5-tuple of a flow.
+        PortReuse => "port_reuse",
+        /// The input ended.
+        EndOfInput => "end_of_input",
+        /// Packet time jumped backwards by more than [`CLOCK_STEP_BACK_NS`] (the next of
+        /// several captures replayed together starts earlier): every flow of the old
+        /// timeline ends.
+        ClockReset => "clock_reset",
+    }
 }
 
 const _: () = assert!(EndReason::ALL.len() == crate::stats::END_REASONS, "stats::END_REASONS is out of date");
-
-impl EndReason {
-    /// Every variant, for counters and metric registration.
-    pub const ALL: [EndReason; 9] = [
-        EndReason::HeadComplete,
-        EndReason::Fin,
-        EndReason::Rst,
-        EndReason::IdleTimeout,
-        EndReason::ActiveTimeout,
-        EndReason::Evicted,
-        EndReason::PortReuse,
-        EndReason::EndOfInput,
-        EndReason::ClockReset,
-    ];
-
-    /// Bounded label, also the event's `reason` field.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EndReason::HeadComplete => "head_complete",
-            EndReason::Fin => "fin",
-            EndReason::Rst => "rst",
-            EndReason::IdleTimeout => "idle_timeout",
-            EndReason::ActiveTimeout => "active_timeout",
-            EndReason::Evicted => "evicted",
-            EndReason::PortReuse => "port_reuse",
-            EndReason::EndOfInput => "end_of_input",
-            EndReason::ClockReset => "clock_reset",
-        }
-    }
-}
 
 /// Symmetric flow key: both directions of a connection map to the same key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -14,32 +14,19 @@ pub mod preprocess;
 
 pub use classifier::Classifier;
 pub use model::{InferenceError, ModelBundle};
-/// The class of a flow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Class {
-    /// Benign traffic (model class 0).
-    Benign,
-    /// A network attack: web attack, exploit, scan (model class 1).
-    Attack,
-    /// Malware: C2, dropper (model class 2).
-    Malware,
-    /// No model, or the model was not confident enough.
-    Unknown,
-}
-
-impl Class {
-    /// Every class, for metric registration.
-    pub const ALL: [Class; 4] = [Class::Benign, Class::Attack, Class::Malware, Class::Unknown];
-
-    /// Bounded label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Class::Benign => "benign",
-            Class::Attack => "attack",
-            Class::Malware => "malware",
-            Class::Unknown => "unknown",
-        }
+nightjar_common::label_enum! {
+    /// The class of a flow.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Class {
+        /// Benign traffic (model class 0).
+        Benign => "benign",
+        /// A network attack: web attack, exploit, scan (model class 1).
+        Attack => "attack",
+        /// Malware: C2, dropper (model class 2).
+        Malware => "malware",
+        /// No model, or the model was not confident enough.
+        Unknown => "unknown",
     }
 }
 

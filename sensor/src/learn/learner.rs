@@ -69,40 +69,26 @@ pub struct Feedback {
     pub flow: Option<(super::Tuple, f64)>,
 }
 
-/// What became of one label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Drove an accepted update.
-    Applied,
-    /// Kept back for evaluation.
-    HeldBack,
-    /// Source over its rate.
-    RateLimited,
-    /// No such source configured.
-    UnknownSource,
-    /// Bad class or embedding.
-    Invalid,
-    /// The candidate update moved the head too far this hour.
-    MoveCap,
-    /// The candidate update made an evaluation pool worse.
-    Shadow,
-    /// The source had labelled this flow already.
-    Duplicate,
-}
-
-impl Outcome {
-    /// Bounded metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Applied => "applied",
-            Outcome::HeldBack => "held_back",
-            Outcome::RateLimited => "rate_limited",
-            Outcome::UnknownSource => "unknown_source",
-            Outcome::Invalid => "invalid",
-            Outcome::MoveCap => "move_cap",
-            Outcome::Shadow => "shadow",
-            Outcome::Duplicate => "duplicate",
-        }
+nightjar_common::label_enum! {
+    /// What became of one label.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Outcome {
+        /// Drove an accepted update.
+        Applied => "applied",
+        /// Kept back for evaluation.
+        HeldBack => "held_back",
+        /// Source over its rate.
+        RateLimited => "rate_limited",
+        /// No such source configured.
+        UnknownSource => "unknown_source",
+        /// Bad class or embedding.
+        Invalid => "invalid",
+        /// The candidate update moved the head too far this hour.
+        MoveCap => "move_cap",
+        /// The candidate update made an evaluation pool worse.
+        Shadow => "shadow",
+        /// The source had labelled this flow already.
+        Duplicate => "duplicate",
     }
 }
 

@@ -1,16 +1,16 @@
 //! Live capture: the XDP filter on an interface, one AF_XDP socket per RX queue, and
-//! one worker thread per queue pinned to its own core. Each worker owns its socket, its
-//! flow-table shard and its buffers; serialised events leave through a bounded queue to
-//! one writer thread, and a full queue drops (and counts) output instead of blocking
-//! the worker. On shutdown the workers drain and flush their flows, the counters are
-//! read, and the program is detached when the filter is dropped.
+//! one worker thread per queue pinned to its own core, each running the same loop as a
+//! replay's workers ([`super::driver::run_worker`] over a [`SourceFeed`]). Each worker
+//! owns its socket, its flow-table shard and its buffers; serialised events leave
+//! through the one writer ([`super::output`]) with the `Drop` policy: a full queue drops
+//! (and counts) output instead of blocking the worker. On shutdown the workers drain
+//! their rings and flush their flows (waiting a bounded time for the writer), the
+//! counters are read, and the program is detached when the filter is dropped.
 
-use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, bounded};
 use nightjar_common::Counter;
 #[cfg(feature = "ebpf")]
 use nightjar_common::{FilterConfig, MODE_HOST, MODE_SPAN};
@@ -24,8 +24,10 @@ use crate::capture::xsk::XskSocket;
 use crate::capture::{KernelDrops, ifindex};
 use crate::config::Config;
 use crate::error::LiveError;
-use crate::export::metrics::{self, StatsPublisher};
-use crate::runtime::{Sinks, Stream, Worker};
+use crate::export::metrics;
+use crate::runtime::driver::{Feed, Loop, SourceFeed, TICK, run_worker};
+use crate::runtime::output::{Backpressure, Writer};
+use crate::runtime::{Sinks, Worker};
 use crate::stats::Stats;
 
 /// Frames read per ring poll.
@@ -34,9 +36,6 @@ const RX_BATCH: usize = 256;
 const OUTPUT_QUEUE: usize = 64;
 /// Output bytes a worker gathers before handing them on.
 const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
-/// How often a worker advances its flow clock without packets.
-const TICK: Duration = Duration::from_millis(500);
-
 /// Where the XDP program sends what it selects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -129,10 +128,6 @@ pub struct LiveSummary {
     pub elapsed: Duration,
 }
 
-fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-}
-
 /// Pins the calling thread to `core`; failure is logged, not fatal.
 fn pin_to_core(core: usize) {
     // Safety: cpu_set_t is plain data; CPU_SET writes inside it.
@@ -176,10 +171,10 @@ pub struct LiveOptions<'a> {
 pub fn run(
     cfg: &Config,
     opts: LiveOptions<'_>,
-    mut sinks: Sinks,
+    sinks: Sinks,
     stop: &Arc<AtomicBool>,
     ready: &AtomicBool,
-    control: Option<&super::control::Control>,
+    control: Option<&dyn super::Attach>,
 ) -> Result<LiveSummary, PipelineError> {
     let LiveOptions { iface, queues, mode, path } = opts;
     let start = Instant::now();
@@ -205,20 +200,8 @@ pub fn run(
     drop_capabilities();
 
     let outputs = sinks.outputs();
-    let (out_tx, out_rx) = bounded::<(Stream, Vec<u8>)>(OUTPUT_QUEUE);
-    let dropped = Arc::new(AtomicU64::new(0));
-    let writer = std::thread::Builder::new()
-        .name("nightjar-writer".into())
-        .spawn(move || -> Result<(), PipelineError> {
-            for (stream, buf) in out_rx {
-                sinks.write(stream, &buf)?;
-                if let Some(s) = sinks.get_mut(stream) {
-                    s.flush().map_err(|source| PipelineError::Output { what: stream.as_str(), source })?;
-                }
-            }
-            Ok(())
-        })
-        .map_err(|source| PipelineError::Output { what: "writer thread", source })?;
+    // Capture never waits for output: a full queue drops (and counts) lines.
+    let (writer, out) = Writer::spawn(sinks, OUTPUT_QUEUE, Backpressure::Drop, true)?;
 
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let capacity = cfg.flow.max_flows.div_ceil(sources.len().max(1));
@@ -229,17 +212,20 @@ pub fn run(
             Some(c) => c.attach(w),
             None => w,
         };
-        let (stop, out_tx, dropped) = (Arc::clone(stop), out_tx.clone(), Arc::clone(&dropped));
+        let (stop, mut out) = (Arc::clone(stop), out.clone());
+        let mut w = w;
         let h = std::thread::Builder::new()
             .name(name)
-            .spawn(move || {
+            .spawn(move || -> Result<(Stats, KernelDrops), PipelineError> {
                 pin_to_core(i % cores);
-                run_worker(i, w, source, &stop, &out_tx, &dropped)
+                let mut feed = SourceFeed::new(source, RX_BATCH);
+                let opts = Loop { stop: Some(&stop), live: Some(i), hand_out_bytes: OUTPUT_FLUSH_BYTES };
+                run_worker(&mut w, &mut feed, &mut out, &opts)?;
+                Ok((w.stats, feed.kernel_drops()))
             })
             .map_err(|source| PipelineError::Output { what: "worker thread", source })?;
         handles.push(h);
     }
-    drop(out_tx);
 
     ready.store(true, Ordering::Relaxed);
     // Publish the XDP counters while the workers run.
@@ -257,7 +243,7 @@ pub fn run(
     ready.store(false, Ordering::Relaxed);
     let mut summary = LiveSummary { attach, ..LiveSummary::default() };
     for (i, h) in handles.into_iter().enumerate() {
-        let (stats, xsk) = h.join().map_err(|_| PipelineError::WorkerPanic(i))?;
+        let (stats, xsk) = h.join().map_err(|_| PipelineError::WorkerPanic(i))??;
         summary.stats.merge(&stats);
         summary.xsk.rx_dropped += xsk.rx_dropped;
         summary.xsk.rx_ring_full += xsk.rx_ring_full;
@@ -265,68 +251,15 @@ pub fn run(
         summary.xsk.rx_invalid += xsk.rx_invalid;
         summary.xsk.unstamped += xsk.unstamped;
     }
-    writer.join().map_err(|_| PipelineError::WorkerPanic(usize::MAX))??;
+    summary.output_dropped = out.dropped_lines();
+    drop(out);
+    writer.join()?;
     if let Some(f) = &filter {
         summary.xdp = f.counters().map_err(live)?;
         metrics::publish_xdp(&summary.xdp);
     }
-    summary.output_dropped = dropped.load(Ordering::Relaxed);
     metrics::output_dropped(summary.output_dropped);
     drop(filter);
     summary.elapsed = start.elapsed();
     Ok(summary)
-}
-
-fn hand_out(w: &mut Worker, out: &Sender<(Stream, Vec<u8>)>, dropped: &AtomicU64, threshold: usize) {
-    for stream in Stream::ALL {
-        let buf = w.buf_mut(stream);
-        if buf.is_empty() || buf.len() < threshold {
-            continue;
-        }
-        let b = std::mem::replace(buf, Vec::with_capacity(OUTPUT_FLUSH_BYTES));
-        if let Err(e) = out.try_send((stream, b)) {
-            // The writer is behind: drop this output rather than stall capture, and count
-            // the lines (events, feature lines, EVE records) it held.
-            let (_, lost) = e.into_inner();
-            let lines = (lost.split(|&c| c == b'\n').count() - 1) as u64;
-            dropped.fetch_add(lines, Ordering::Relaxed);
-        }
-    }
-}
-
-fn run_worker(
-    index: usize,
-    mut w: Worker,
-    mut sock: Box<dyn PacketSource + Send>,
-    stop: &AtomicBool,
-    out: &Sender<(Stream, Vec<u8>)>,
-    dropped: &AtomicU64,
-) -> (Stats, KernelDrops) {
-    let mut last_tick = Instant::now();
-    let mut publisher = StatsPublisher::new(index);
-    while !stop.load(Ordering::Relaxed) {
-        // A read error on a live socket is not recoverable here: stop this worker.
-        let Ok(n) = sock.read_batch(RX_BATCH, &mut |f| w.handle_frame(f)) else { break };
-        if n == 0 || last_tick.elapsed() >= TICK {
-            w.tick(now_ns());
-            publisher.publish(&w.stats, w.tracked_flows(), sock.kernel_drops());
-            last_tick = Instant::now();
-        }
-        w.finish_records(&mut |_| {});
-        hand_out(&mut w, out, dropped, if n == 0 { 1 } else { OUTPUT_FLUSH_BYTES });
-    }
-    // Drain what is already in the ring, then end every flow.
-    while let Ok(n) = sock.read_batch(RX_BATCH, &mut |f| w.handle_frame(f)) {
-        if n == 0 {
-            break;
-        }
-    }
-    w.flush_in_chunks(&mut |_| {}, |w| {
-        hand_out(w, out, dropped, 1);
-        Ok::<(), std::convert::Infallible>(())
-    })
-    .unwrap_or_else(|e| match e {});
-    let drops = sock.kernel_drops();
-    publisher.publish(&w.stats, w.tracked_flows(), drops);
-    (w.stats, drops)
 }

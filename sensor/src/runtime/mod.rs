@@ -1,11 +1,16 @@
 //! How the stages run: a [`Worker`] owns one flow-table shard and runs decode → flow →
-//! features → (inference) → serialisation for the frames it is given; [`replay`] shards
-//! frames from pcap files over workers by a symmetric flow hash, exactly as RSS spreads
-//! live traffic over RX queues, and one writer thread copies the serialised lines out.
+//! features → (inference) → serialisation for the packets it is given. Every way of
+//! running uses the one worker loop of [`driver`]: inline replay (one worker on the
+//! calling thread, reading the files), sharded replay (the reader decodes each frame
+//! once and shards the packets over workers by a symmetric flow hash, exactly as RSS
+//! spreads live traffic over RX queues) and live capture ([`live`], a worker per
+//! socket). Lines leave through [`output`]: straight into the sinks inline, otherwise
+//! through one writer thread with a backpressure policy (block for replay, drop and
+//! count for live) and recycled buffers.
 //!
 //! Workers share nothing: each has its table, scratch buffers and counters. Queues
-//! between threads are bounded; in replay they apply back-pressure (nothing is dropped
-//! offline), and buffers are recycled so the steady state does not allocate per frame.
+//! between threads are bounded, and batches and buffers are recycled so the steady state
+//! does not allocate per frame.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,15 +19,18 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-pub mod control;
+pub mod driver;
 pub mod error;
 pub mod live;
+pub mod output;
 
 pub use self::error::PipelineError;
 
-use crate::capture::{Frame, LinkType, PacketSource, PcapFileSource};
+use self::driver::{FileReader, FilesFeed, Loop, PacketBatch, ShardFeed, run_worker};
+use self::output::{Backpressure, Direct, HAND_OUT_BYTES, Writer};
+use crate::capture::{Frame, PacketSource, PcapFileSource};
 use crate::config::Config;
-use crate::decode::{Decoded, decode_frame};
+use crate::decode::{Decoded, Packet, decode_frame};
 use crate::error::CaptureError;
 use crate::export::eve::{EveTypes, write_eve_with};
 use crate::export::event::{community_id, write_event_with};
@@ -37,7 +45,7 @@ use crate::stats::Stats;
 
 /// Frames moved between threads per batch.
 const BATCH_FRAMES: usize = 512;
-/// Output bytes a worker gathers before handing them to the writer.
+/// Output bytes the inline worker gathers before writing them.
 const OUTPUT_FLUSH_BYTES: usize = 256 * 1024;
 /// Batches in flight per worker queue.
 const QUEUE_DEPTH: usize = 8;
@@ -55,28 +63,16 @@ pub struct Outputs {
     pub eve: Option<EveTypes>,
 }
 
-/// The serialised outputs of a worker, each with its buffer and sink.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stream {
-    /// Flow events (JSON lines).
-    Events,
-    /// Feature lines.
-    Features,
-    /// Suricata EVE records.
-    Eve,
-}
-
-impl Stream {
-    /// Every stream.
-    pub const ALL: [Stream; 3] = [Stream::Events, Stream::Features, Stream::Eve];
-
-    /// Name in errors.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Events => "events",
-            Stream::Features => "features",
-            Stream::Eve => "eve",
-        }
+nightjar_common::label_enum! {
+    /// The serialised outputs of a worker, each with its buffer and sink.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Stream {
+        /// Flow events (JSON lines).
+        Events => "events",
+        /// Feature lines.
+        Features => "features",
+        /// Suricata EVE records.
+        Eve => "eve",
     }
 }
 
@@ -122,6 +118,17 @@ pub struct Worker {
     slot: Option<Arc<ModelSlot>>,
     history: Option<Arc<crate::export::live::History>>,
     history_delta: crate::export::live::Delta,
+}
+
+/// What a running control plane ([`crate::control::Control`]) gives the workers: the
+/// model slot and the learner, attached to each worker at its start, and a poll between
+/// batches (where a requested model reload happens, off the packet path).
+pub trait Attach: Sync {
+    /// Gives a worker the model slot and the learner.
+    fn attach(&self, w: Worker) -> Worker;
+
+    /// Carries out what the operator asked for since the last poll (a model reload).
+    fn poll(&self);
 }
 
 /// The model the workers should run: a hot swap stores a new one (optimised once, off
@@ -281,13 +288,18 @@ impl Worker {
 
     /// Decodes and processes one frame; finished records are kept for [`Self::finish_records`].
     pub fn handle_frame(&mut self, frame: &Frame<'_>) {
-        self.stats.packets += 1;
-        self.stats.bytes += u64::from(frame.wire_len);
         match decode_frame(frame.link, frame.ts_ns, frame.wire_len, frame.data) {
-            Decoded::Tcp(pkt) => self.table.process(&pkt, &mut self.stats, &mut self.records),
-            Decoded::Skip(s) => self.stats.skip(s),
-            Decoded::Error(e) => self.stats.decode_error(e),
+            Decoded::Tcp(pkt) => self.handle_packet(&pkt),
+            other => count_not_tcp(&mut self.stats, frame.wire_len, &other),
         }
+    }
+
+    /// Processes one TCP packet decoded elsewhere (the sharded reader decodes each frame
+    /// once and hands its workers the packets).
+    pub fn handle_packet(&mut self, pkt: &Packet<'_>) {
+        self.stats.packets += 1;
+        self.stats.bytes += u64::from(pkt.wire_len);
+        self.table.process(pkt, &mut self.stats, &mut self.records);
     }
 
     /// Advances the flow clock without a packet (live capture) and expires flows.
@@ -644,20 +656,14 @@ fn replay_learning(
     Ok(Some(ReplayLearn { shared, trained, prequential, fingerprints }))
 }
 
-/// Frames copied out of a source for one worker.
-struct FrameBatch {
-    data: Vec<u8>,
-    frames: Vec<(usize, usize, u64, u32, LinkType)>,
-}
-
-impl FrameBatch {
-    fn new() -> Self {
-        Self { data: Vec::with_capacity(BATCH_FRAMES * 256), frames: Vec::with_capacity(BATCH_FRAMES) }
-    }
-
-    fn clear(&mut self) {
-        self.data.clear();
-        self.frames.clear();
+/// Counts a frame that is not for the TCP pipeline (a skip or a decode error).
+fn count_not_tcp(stats: &mut Stats, wire_len: u32, decoded: &Decoded<'_>) {
+    stats.packets += 1;
+    stats.bytes += u64::from(wire_len);
+    match decoded {
+        Decoded::Skip(s) => stats.skip(*s),
+        Decoded::Error(e) => stats.decode_error(*e),
+        Decoded::Tcp(_) => {}
     }
 }
 
@@ -721,11 +727,6 @@ impl Worker {
             Stream::Eve => &mut self.eve_buf,
         }
     }
-
-    /// Whether any output buffer holds at least `bytes`.
-    fn any_buf_over(&self, bytes: usize) -> bool {
-        [&self.events_buf, &self.features_buf, &self.eve_buf].iter().any(|b| b.len() >= bytes)
-    }
 }
 
 /// Replays pcap files through `workers` shards and writes events and features.
@@ -734,7 +735,7 @@ impl Worker {
 /// With `feedback` (a labels CSV) the replay is prequential: one worker scores each flow,
 /// then learns its label, in capture order (see [`crate::learn`]).
 ///
-/// With a [`control::Control`] (a running model slot and learner; not with `feedback`)
+/// With an [`Attach`] (a running control plane: model slot and learner; not with `feedback`)
 /// the workers follow its model swaps and feed its learner, and its reload flag is polled
 /// between batches.
 pub fn replay(
@@ -742,7 +743,7 @@ pub fn replay(
     files: &[PathBuf],
     sinks: Sinks,
     feedback: Option<&Path>,
-    control: Option<&control::Control>,
+    control: Option<&dyn Attach>,
     stop: Option<&std::sync::atomic::AtomicBool>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Summary, PipelineError> {
@@ -776,12 +777,11 @@ fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map_or(0, |m| m.len())
 }
 
-/// One worker on the calling thread: no queues at all.
 /// How a replay's workers get their model and learner.
 struct Setup<'a> {
     model: Option<&'a Arc<ModelBundle>>,
     learn: Option<ReplayLearn>,
-    control: Option<&'a control::Control>,
+    control: Option<&'a dyn Attach>,
     /// Set by SIGINT/SIGTERM: stop reading, then end every flow as at the end of input.
     stop: Option<&'a std::sync::atomic::AtomicBool>,
 }
@@ -809,8 +809,14 @@ impl Setup<'_> {
             c.poll();
         }
     }
+
+    fn stopped(&self) -> bool {
+        self.stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
+/// One worker on the calling thread, reading the files and writing into the sinks
+/// itself: no threads, no queues.
 fn replay_inline(
     cfg: &Config,
     mut setup: Setup<'_>,
@@ -818,30 +824,17 @@ fn replay_inline(
     mut sinks: Sinks,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Summary, PipelineError> {
-    let mut summary = Summary::default();
     let mut w = setup.worker(cfg, cfg.flow.max_flows, sinks.outputs())?;
+    let mut reader = FileReader::new(files);
+    let opts = Loop { stop: setup.stop, live: None, hand_out_bytes: OUTPUT_FLUSH_BYTES };
     let mut progress = |pos| {
         setup.poll();
         progress(pos);
     };
-    let mut done_bytes = 0;
-    let stop = setup.stop;
-    let stopped = || stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed));
-    for path in files {
-        if stopped() {
-            summary.interrupted = true;
-            break;
-        }
-        match replay_file_inline(path, &mut w, &mut sinks, &stopped, &mut |pos| progress(done_bytes + pos)) {
-            Ok(()) => {}
-            Err(PipelineError::Capture(c)) => summary.file_errors.push(c.to_string()),
-            Err(other) => return Err(other),
-        }
-        done_bytes += file_len(path);
-    }
-    summary.interrupted |= stopped();
-    w.flush_in_chunks(&mut |_| {}, |w| write_out(&mut sinks, w))?;
+    let mut feed = FilesFeed { reader: &mut reader, progress: &mut progress, batch: BATCH_FRAMES };
+    run_worker(&mut w, &mut feed, &mut Direct { sinks: &mut sinks }, &opts)?;
     sinks.flush()?;
+    let mut summary = Summary { file_errors: reader.file_errors, interrupted: setup.stopped(), ..Summary::default() };
     if let Some(mut pq) = w.take_prequential() {
         crate::learn::save_checkpoint(&mut pq.learner);
         summary.learning = Some(LearningSummary::of(&pq));
@@ -850,14 +843,16 @@ fn replay_inline(
     Ok(summary)
 }
 
-/// A reader thread (the caller) shards frames over `workers` threads by flow hash; a
-/// writer thread writes what the workers serialise.
+/// A reader (the calling thread) decodes every frame once and sends each TCP packet to
+/// the worker of its flow (by symmetric flow hash, as RSS spreads live traffic over RX
+/// queues); the workers' lines go to one writer thread. Every queue blocks when full:
+/// nothing is dropped offline.
 fn replay_sharded(
     cfg: &Config,
     setup: &Setup<'_>,
     workers: usize,
     files: &[PathBuf],
-    mut sinks: Sinks,
+    sinks: Sinks,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Summary, PipelineError> {
     let mut progress = |pos| {
@@ -866,192 +861,86 @@ fn replay_sharded(
     };
     let outputs = sinks.outputs();
     let capacity = cfg.flow.max_flows.div_ceil(workers);
-    let (out_tx, out_rx) = bounded::<(Stream, Vec<u8>)>(workers * QUEUE_DEPTH);
-    let (free_tx, free_rx) = bounded::<FrameBatch>(workers * (QUEUE_DEPTH + 2));
-    let mut txs: Vec<Sender<FrameBatch>> = Vec::with_capacity(workers);
+    let (writer, out) = Writer::spawn(sinks, workers * QUEUE_DEPTH, Backpressure::Block, false)?;
+    let (free_tx, free_rx) = bounded::<PacketBatch>(workers * (QUEUE_DEPTH + 2));
+    let mut txs: Vec<Sender<PacketBatch>> = Vec::with_capacity(workers);
     let mut handles = Vec::with_capacity(workers);
     for i in 0..workers {
-        let (tx, rx) = bounded::<FrameBatch>(QUEUE_DEPTH);
+        let (tx, rx) = bounded::<PacketBatch>(QUEUE_DEPTH);
         txs.push(tx);
-        let (out_tx, free_tx) = (out_tx.clone(), free_tx.clone());
-        let w = match setup.control {
+        let mut w = match setup.control {
             Some(c) => c.attach(Worker::new(cfg, capacity, outputs)),
             None => Worker::new(cfg, capacity, outputs).with_model(cfg, setup.model)?,
         };
+        let mut feed = ShardFeed { rx, free: free_tx.clone() };
+        let mut out = out.clone();
         let h = std::thread::Builder::new()
             .name(format!("nightjar-worker-{i}"))
-            .spawn(move || run_worker(w, &rx, &out_tx, &free_tx))
+            .spawn(move || -> Result<Stats, PipelineError> {
+                let opts = Loop { stop: None, live: None, hand_out_bytes: HAND_OUT_BYTES };
+                run_worker(&mut w, &mut feed, &mut out, &opts)?;
+                Ok(w.stats)
+            })
             .map_err(|source| PipelineError::Output { what: "worker thread", source })?;
         handles.push(h);
     }
-    drop((out_tx, free_tx));
+    drop((out, free_tx));
 
-    let writer = std::thread::Builder::new()
-        .name("nightjar-writer".into())
-        .spawn(move || -> Result<(), PipelineError> {
-            for (stream, b) in out_rx {
-                sinks.write(stream, &b)?;
-            }
-            sinks.flush()
-        })
-        .map_err(|source| PipelineError::Output { what: "writer thread", source })?;
-
-    let mut summary = Summary::default();
-    let stop = setup.stop;
-    let stopped = || stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed));
-    summary.stats = shard_files(files, &txs, &free_rx, &mut summary.file_errors, &stopped, &mut progress);
-    summary.interrupted = stopped();
+    let mut reader = FileReader::new(files);
+    let stopped = || setup.stopped();
+    let stats = shard_frames(&mut reader, &txs, &free_rx, &stopped, &mut progress);
+    let mut summary = Summary { stats, interrupted: stopped(), file_errors: reader.file_errors, ..Summary::default() };
     drop(txs);
     for (i, h) in handles.into_iter().enumerate() {
-        let stats = h.join().map_err(|_| PipelineError::WorkerPanic(i))?;
+        let stats = h.join().map_err(|_| PipelineError::WorkerPanic(i))??;
         summary.stats.merge(&stats);
     }
-    writer.join().map_err(|_| PipelineError::WorkerPanic(workers))??;
+    writer.join()?;
     Ok(summary)
 }
 
-/// Reads every file and sends each TCP frame to the worker of its flow. Frames that are
-/// not TCP are counted here and go no further. Returns the reader's counters.
-fn shard_files(
-    files: &[PathBuf],
-    txs: &[Sender<FrameBatch>],
-    free_rx: &Receiver<FrameBatch>,
-    file_errors: &mut Vec<String>,
+/// Reads every frame, decodes it once, and sends each TCP packet to the worker of its
+/// flow. Frames that are not TCP are counted here and go no further. Returns the
+/// reader's counters.
+fn shard_frames(
+    reader: &mut FileReader<'_>,
+    txs: &[Sender<PacketBatch>],
+    free_rx: &Receiver<PacketBatch>,
     stopped: &dyn Fn() -> bool,
     progress: &mut dyn FnMut(u64),
 ) -> Stats {
     let workers = txs.len();
     let mut stats = Stats::default();
-    let mut batches: Vec<FrameBatch> = (0..workers).map(|_| FrameBatch::new()).collect();
+    let mut batches: Vec<PacketBatch> = (0..workers).map(|_| PacketBatch::with_capacity(BATCH_FRAMES)).collect();
     let mut full: Vec<usize> = Vec::new();
-    let mut done_bytes = 0;
-    'files: for path in files {
-        if stopped() {
-            break;
-        }
-        let mut src = match PcapFileSource::open(path) {
-            Ok(s) => s,
-            Err(e) => {
-                file_errors.push(e.to_string());
-                continue;
-            }
-        };
-        loop {
-            let res = src.read_batch(BATCH_FRAMES, &mut |f| {
-                let shard = match decode_frame(f.link, f.ts_ns, f.wire_len, f.data) {
-                    Decoded::Tcp(p) => {
-                        (FlowKey::of(p.src, p.sport, p.dst, p.dport).shard_hash() % workers as u64) as usize
-                    }
-                    other => {
-                        stats.packets += 1;
-                        stats.bytes += u64::from(f.wire_len);
-                        match other {
-                            Decoded::Skip(s) => stats.skip(s),
-                            Decoded::Error(e) => stats.decode_error(e),
-                            Decoded::Tcp(_) => {}
-                        }
-                        return;
-                    }
-                };
-                let b = &mut batches[shard];
-                let off = b.data.len();
-                b.data.extend_from_slice(f.data);
-                b.frames.push((off, f.data.len(), f.ts_ns, f.wire_len, f.link));
-                if b.frames.len() == BATCH_FRAMES {
+    while !stopped() {
+        let read = reader.read_batch(BATCH_FRAMES, &mut |f| match decode_frame(f.link, f.ts_ns, f.wire_len, f.data) {
+            Decoded::Tcp(p) => {
+                let shard = (FlowKey::of(p.src, p.sport, p.dst, p.dport).shard_hash() % workers as u64) as usize;
+                batches[shard].push(&p);
+                if batches[shard].len() == BATCH_FRAMES {
                     full.push(shard);
                 }
-            });
-            for shard in full.drain(..) {
-                let fresh = free_rx.try_recv().unwrap_or_else(|_| FrameBatch::new());
-                let b = std::mem::replace(&mut batches[shard], fresh);
-                if txs[shard].send(b).is_err() {
-                    // A worker is gone (it panicked); its join reports the failure.
-                    return stats;
-                }
             }
-            progress(done_bytes + src.position());
-            if stopped() {
-                break 'files;
-            }
-            match res {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    file_errors.push(e.to_string());
-                    break;
-                }
+            other => count_not_tcp(&mut stats, f.wire_len, &other),
+        });
+        for shard in full.drain(..) {
+            let fresh = free_rx.try_recv().unwrap_or_else(|_| PacketBatch::with_capacity(BATCH_FRAMES));
+            let b = std::mem::replace(&mut batches[shard], fresh);
+            if txs[shard].send(b).is_err() {
+                // A worker is gone (it failed); its join reports why.
+                return stats;
             }
         }
-        done_bytes += file_len(path);
+        progress(reader.position());
+        if read.is_none() {
+            break;
+        }
     }
     for (shard, b) in batches.into_iter().enumerate() {
-        if !b.frames.is_empty() {
+        if !b.is_empty() {
             let _ = txs[shard].send(b);
         }
     }
     stats
-}
-
-fn run_worker(
-    mut w: Worker,
-    rx: &Receiver<FrameBatch>,
-    out: &Sender<(Stream, Vec<u8>)>,
-    free: &Sender<FrameBatch>,
-) -> Stats {
-    for mut batch in rx {
-        for &(off, len, ts_ns, wire_len, link) in &batch.frames {
-            let frame = Frame { ts_ns, link, wire_len, data: &batch.data[off..off + len] };
-            w.handle_frame(&frame);
-        }
-        batch.clear();
-        let _ = free.try_send(batch);
-        w.finish_records(&mut |_| {});
-        hand_out(&mut w, out, OUTPUT_FLUSH_BYTES);
-    }
-    w.flush_in_chunks(&mut |_| {}, |w| {
-        hand_out(w, out, 0);
-        Ok::<(), std::convert::Infallible>(())
-    })
-    .unwrap_or_else(|e| match e {});
-    w.stats
-}
-
-fn hand_out(w: &mut Worker, out: &Sender<(Stream, Vec<u8>)>, threshold: usize) {
-    for stream in Stream::ALL {
-        let buf = w.buf_mut(stream);
-        if !buf.is_empty() && buf.len() >= threshold {
-            let b = std::mem::replace(buf, Vec::with_capacity(OUTPUT_FLUSH_BYTES));
-            let _ = out.send((stream, b));
-        }
-    }
-}
-
-fn replay_file_inline(
-    path: &Path,
-    w: &mut Worker,
-    sinks: &mut Sinks,
-    stopped: &dyn Fn() -> bool,
-    progress: &mut dyn FnMut(u64),
-) -> Result<(), PipelineError> {
-    let mut src = PcapFileSource::open(path)?;
-    loop {
-        let res = src.read_batch(BATCH_FRAMES, &mut |f| w.handle_frame(f));
-        w.finish_records(&mut |_| {});
-        if w.any_buf_over(OUTPUT_FLUSH_BYTES) {
-            write_out(sinks, w)?;
-        }
-        progress(src.position());
-        if res? == 0 || stopped() {
-            return Ok(());
-        }
-    }
-}
-
-fn write_out(sinks: &mut Sinks, w: &mut Worker) -> Result<(), PipelineError> {
-    for stream in Stream::ALL {
-        let buf = w.buf_mut(stream);
-        sinks.write(stream, buf)?;
-        buf.clear();
-    }
-    Ok(())
 }

@@ -36,7 +36,7 @@ pub struct Api {
     /// Set to ask for a model reload.
     pub reload: Option<Arc<AtomicBool>>,
     /// Verdict history for the live page (absent: the page shows nothing).
-    pub history: Option<Arc<super::live::History>>,
+    pub history: Option<Arc<crate::export::live::History>>,
 }
 
 /// Largest request body read.
@@ -220,7 +220,7 @@ async fn serve(listener: std::net::TcpListener, ctx: Arc<Ctx>, mut stopped: toki
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             // At the cap: closed at once, counted.
-            metrics::counter!(super::metrics::HTTP_REFUSED).increment(1);
+            metrics::counter!(crate::export::metrics::HTTP_REFUSED).increment(1);
             drop(stream);
             continue;
         };
@@ -256,7 +256,7 @@ async fn answer(
     if path == "/assets/echarts.min.js" && !post {
         return Ok(response(
             200,
-            bytes::Bytes::from_static(super::live::ECHARTS),
+            bytes::Bytes::from_static(super::page::ECHARTS),
             &[("Content-Type", "application/javascript"), ("Cache-Control", "max-age=86400")],
         ));
     }
@@ -302,7 +302,7 @@ fn reply((code, body, ctype): Reply) -> hyper::Response<Body> {
 fn route(req: &Req, ctx: &Ctx) -> Reply {
     let (health, api) = (&ctx.health, &ctx.api);
     match (req.path.as_str(), req.post) {
-        ("/" | "/index.html", false) => (200, super::live::PAGE.to_owned(), "text/html; charset=utf-8"),
+        ("/" | "/index.html", false) => (200, super::page::PAGE.to_owned(), "text/html; charset=utf-8"),
         ("/api/live", false) => match &api.history {
             Some(h) => (200, h.snapshot_json(), "application/json"),
             None => error(503, "no verdict history in this mode"),

@@ -1,9 +1,21 @@
-//! The model and the learner of a running sensor: the [`ModelSlot`] the workers follow,
-//! the learner thread, and the hot swap of a full model (SIGHUP, `POST /model/reload`, or
-//! drift with `learning.on_drift = "reload"`). A swap loads and validates the new model
-//! and optimises it on the calling thread, then stores it; workers fork it between two
-//! batches, so capture never waits for it and no packet is dropped for it. A model that
-//! fails validation is refused and the running one stays.
+//! The control plane: everything that steers a running sensor from outside the packet
+//! path, and nothing on it. It takes a configuration and the operator's requests; it
+//! yields a model slot and a learner that the workers follow ([`Attach`]), and answers
+//! on the HTTP endpoint. It must not touch packets, flows or a worker's state beyond
+//! what [`Attach::attach`] hands the worker at its start.
+//!
+//! - [`Control`]: the model and the learner of a running sensor: the
+//!   [`crate::runtime::ModelSlot`] the workers follow, the learner thread, and the hot
+//!   swap of a full model (SIGHUP, `POST /model/reload`, or drift with
+//!   `learning.on_drift = "reload"`). A swap loads and validates the new model and
+//!   optimises it on the calling thread, then stores it; workers fork it between two
+//!   batches, so capture never waits for it and no packet is dropped for it. A model
+//!   that fails validation is refused and the running one stays.
+//! - [`endpoint`]: `/metrics`, `/healthz`, `/readyz`, the feedback API, `POST
+//!   /model/reload`, `GET /learning` and the live page ([`page`]).
+
+pub mod endpoint;
+pub mod page;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,13 +23,12 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, bounded};
 
-use super::PipelineError;
-use super::{ModelSlot, Worker, WorkerLearn, load_model};
 use crate::config::Config;
 use crate::export::metrics as m;
 use crate::inference::{Classifier, ModelBundle};
 use crate::learn::service::{self, Msg};
 use crate::learn::{Learner, Shared, intel::Intel, start_learner, trained_head};
+use crate::runtime::{Attach, ModelSlot, PipelineError, Worker, WorkerLearn, load_model};
 
 /// Scored flows queued for the learner before workers start dropping (and counting) them.
 const LEARN_QUEUE: usize = 8192;
@@ -140,5 +151,15 @@ impl Control {
             self.shared = None;
             let _ = h.join();
         }
+    }
+}
+
+impl Attach for Control {
+    fn attach(&self, w: Worker) -> Worker {
+        Control::attach(self, w)
+    }
+
+    fn poll(&self) {
+        Control::poll(self);
     }
 }

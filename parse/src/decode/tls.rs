@@ -1,7 +1,7 @@
 //! TLS over TCP: a streaming record scanner and handshake parser.
 //!
 //! Takes the in-order bytes of one direction of a TCP stream (from
-//! [`crate::flow::reassembly`]) and yields, without decrypting anything:
+//! [`crate::reassembly`]) and yields, without decrypting anything:
 //! - the metadata of every record (content type, length) for the record sequence;
 //! - the parsed ClientHello, ServerHello, Certificate chain (through `x509-parser`),
 //!   ClientKeyExchange and ServerKeyExchange, using `tls-parser`.

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 
 use etherparse::{EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 
-use crate::capture::LinkType;
+use crate::link::LinkType;
 
 /// How many tunnel layers are stripped before a frame is given up on.
 pub const MAX_TUNNEL_DEPTH: usize = 3;
@@ -94,71 +94,37 @@ pub struct Packet<'a> {
     pub truncated: bool,
 }
 
-/// Frames that are well formed but not for the TCP pipeline. Counted, not errors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Skip {
-    /// UDP datagram.
-    Udp,
-    /// ICMP or ICMPv6.
-    Icmp,
-    /// Another IP protocol.
-    OtherIp,
-    /// ARP or another non-IP ethertype.
-    NonIp,
-    /// An IP fragment (fragments are counted, not reassembled).
-    Fragment,
-}
-
-impl Skip {
-    /// Every variant, for metric registration.
-    pub const ALL: [Skip; 5] = [Skip::Udp, Skip::Icmp, Skip::OtherIp, Skip::NonIp, Skip::Fragment];
-
-    /// Bounded metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Skip::Udp => "udp",
-            Skip::Icmp => "icmp",
-            Skip::OtherIp => "other_ip",
-            Skip::NonIp => "non_ip",
-            Skip::Fragment => "ip_fragment",
-        }
+nightjar_common::label_enum! {
+    /// Frames that are well formed but not for the TCP pipeline. Counted, not errors.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum Skip {
+        /// UDP datagram.
+        Udp => "udp",
+        /// ICMP or ICMPv6.
+        Icmp => "icmp",
+        /// Another IP protocol.
+        OtherIp => "other_ip",
+        /// ARP or another non-IP ethertype.
+        NonIp => "non_ip",
+        /// An IP fragment (fragments are counted, not reassembled).
+        Fragment => "ip_fragment",
     }
 }
 
-/// Why a frame could not be decoded. A small `Copy` code, counted per kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DecodeError {
-    /// The frame ends inside a link-layer header.
-    TruncatedLink,
-    /// The frame ends inside, or has an invalid, IP header.
-    BadIpHeader,
-    /// The frame ends inside, or has an invalid, TCP header.
-    BadTcpHeader,
-    /// The link type of the capture is not supported.
-    UnsupportedLinkType,
-    /// Tunnel headers nest deeper than [`MAX_TUNNEL_DEPTH`] or are malformed.
-    BadTunnel,
-}
-
-impl DecodeError {
-    /// Every variant, for metric registration.
-    pub const ALL: [DecodeError; 5] = [
-        DecodeError::TruncatedLink,
-        DecodeError::BadIpHeader,
-        DecodeError::BadTcpHeader,
-        DecodeError::UnsupportedLinkType,
-        DecodeError::BadTunnel,
-    ];
-
-    /// Bounded metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DecodeError::TruncatedLink => "truncated_link",
-            DecodeError::BadIpHeader => "bad_ip_header",
-            DecodeError::BadTcpHeader => "bad_tcp_header",
-            DecodeError::UnsupportedLinkType => "unsupported_link_type",
-            DecodeError::BadTunnel => "bad_tunnel",
-        }
+nightjar_common::label_enum! {
+    /// Why a frame could not be decoded. A small `Copy` code, counted per kind.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum DecodeError {
+        /// The frame ends inside a link-layer header.
+        TruncatedLink => "truncated_link",
+        /// The frame ends inside, or has an invalid, IP header.
+        BadIpHeader => "bad_ip_header",
+        /// The frame ends inside, or has an invalid, TCP header.
+        BadTcpHeader => "bad_tcp_header",
+        /// The link type of the capture is not supported.
+        UnsupportedLinkType => "unsupported_link_type",
+        /// Tunnel headers nest deeper than [`MAX_TUNNEL_DEPTH`] or are malformed.
+        BadTunnel => "bad_tunnel",
     }
 }
 

@@ -1,0 +1,267 @@
+//! Where a worker's serialised lines go: straight into the sinks (one worker on the
+//! calling thread), or to the one writer thread of a threaded run through a bounded
+//! queue with an explicit [`Backpressure`] policy. The writer hands every emptied buffer
+//! back on a free list, so the steady state allocates no output buffers.
+//!
+//! Takes a [`Worker`]'s output buffers; yields nothing but bytes in the sinks and a count
+//! of the lines it dropped. Must not parse or re-serialise lines.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError, bounded};
+
+use super::{PipelineError, Sinks, Stream, Worker};
+
+/// Output bytes a worker gathers before handing them on (threaded runs).
+pub const HAND_OUT_BYTES: usize = 256 * 1024;
+/// How long the end-of-run flush of a [`Backpressure::Drop`] output waits for a stalled
+/// writer per buffer before it drops (and counts) the buffer: shutdown never hangs on a
+/// sink that stopped reading.
+pub const FINISH_WAIT: Duration = Duration::from_secs(2);
+
+/// What a worker does when the writer is behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backpressure {
+    /// Wait for the writer. Replay: nothing is lost offline, the reading slows down.
+    Block,
+    /// Drop the buffer and count its lines (`nightjar_output_dropped_lines_total`). Live
+    /// capture: the rings keep being read whatever the sinks do.
+    Drop,
+}
+
+/// A worker's way out for its serialised lines.
+pub trait Output {
+    /// Takes each output buffer of `w` that holds at least `threshold` bytes (every
+    /// non-empty one with 1).
+    fn take(&mut self, w: &mut Worker, threshold: usize) -> Result<(), PipelineError>;
+
+    /// Takes everything left at the end of a run (or of a chunk of the final flush).
+    fn finish(&mut self, w: &mut Worker) -> Result<(), PipelineError>;
+}
+
+/// Writes straight into the sinks, on the worker's own thread (inline replay).
+pub struct Direct<'a> {
+    /// Where the lines go.
+    pub sinks: &'a mut Sinks,
+}
+
+impl Output for Direct<'_> {
+    fn take(&mut self, w: &mut Worker, threshold: usize) -> Result<(), PipelineError> {
+        for stream in Stream::ALL {
+            let buf = w.buf_mut(stream);
+            if !buf.is_empty() && buf.len() >= threshold {
+                self.sinks.write(stream, buf)?;
+                buf.clear();
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, w: &mut Worker) -> Result<(), PipelineError> {
+        self.take(w, 1)
+    }
+}
+
+/// A worker's end of the writer's queue (cloned once per worker).
+#[derive(Clone)]
+pub struct ToWriter {
+    tx: Sender<(Stream, Vec<u8>)>,
+    free: Receiver<Vec<u8>>,
+    policy: Backpressure,
+    dropped: Arc<AtomicU64>,
+}
+
+impl ToWriter {
+    /// Lines dropped so far (events, feature lines, EVE records), by every worker.
+    pub fn dropped_lines(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn count_dropped(&self, lost: &[u8]) {
+        let lines = (lost.split(|&c| c == b'\n').count() - 1) as u64;
+        self.dropped.fetch_add(lines, Ordering::Relaxed);
+    }
+
+    /// Swaps `stream`'s buffer for a recycled one and sends the full one.
+    fn send(&self, w: &mut Worker, stream: Stream, finishing: bool) {
+        let fresh = self.free.try_recv().unwrap_or_else(|_| Vec::with_capacity(HAND_OUT_BYTES));
+        let full = std::mem::replace(w.buf_mut(stream), fresh);
+        let msg = (stream, full);
+        match self.policy {
+            // A send fails only when the writer is gone; its join reports why.
+            Backpressure::Block => {
+                let _ = self.tx.send(msg);
+            }
+            Backpressure::Drop if finishing => {
+                if let Err(SendTimeoutError::Timeout((_, lost))) = self.tx.send_timeout(msg, FINISH_WAIT) {
+                    self.count_dropped(&lost);
+                }
+            }
+            Backpressure::Drop => {
+                if let Err(TrySendError::Full((_, lost))) = self.tx.try_send(msg) {
+                    self.count_dropped(&lost);
+                }
+            }
+        }
+    }
+}
+
+impl Output for ToWriter {
+    fn take(&mut self, w: &mut Worker, threshold: usize) -> Result<(), PipelineError> {
+        for stream in Stream::ALL {
+            let len = w.buf_mut(stream).len();
+            if len > 0 && len >= threshold {
+                self.send(w, stream, false);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, w: &mut Worker) -> Result<(), PipelineError> {
+        for stream in Stream::ALL {
+            if !w.buf_mut(stream).is_empty() {
+                self.send(w, stream, true);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The writer thread: writes every buffer it is handed to its sink, in the order each
+/// worker handed them, and returns the emptied buffers to the free list.
+pub struct Writer {
+    handle: JoinHandle<Result<(), PipelineError>>,
+}
+
+impl Writer {
+    /// Starts the writer with a queue of `depth` buffers. With `flush_each` every buffer
+    /// is flushed to its sink as soon as it is written (live: events reach a file or a
+    /// pipe within a tick); otherwise the sinks flush when the writer ends.
+    pub fn spawn(
+        mut sinks: Sinks,
+        depth: usize,
+        policy: Backpressure,
+        flush_each: bool,
+    ) -> Result<(Self, ToWriter), PipelineError> {
+        let (tx, rx) = bounded::<(Stream, Vec<u8>)>(depth);
+        let (free_tx, free) = bounded::<Vec<u8>>(depth + 2);
+        let handle = std::thread::Builder::new()
+            .name("nightjar-writer".into())
+            .spawn(move || -> Result<(), PipelineError> {
+                for (stream, mut buf) in rx {
+                    sinks.write(stream, &buf)?;
+                    if flush_each && let Some(s) = sinks.get_mut(stream) {
+                        s.flush().map_err(|source| PipelineError::Output { what: stream.as_str(), source })?;
+                    }
+                    buf.clear();
+                    let _ = free_tx.try_send(buf);
+                }
+                sinks.flush()
+            })
+            .map_err(|source| PipelineError::Output { what: "writer thread", source })?;
+        Ok((Self { handle }, ToWriter { tx, free, policy, dropped: Arc::new(AtomicU64::new(0)) }))
+    }
+
+    /// Waits for the writer to write everything queued (every [`ToWriter`] must have been
+    /// dropped) and returns its first error.
+    pub fn join(self) -> Result<(), PipelineError> {
+        self.handle.join().map_err(|_| PipelineError::WorkerPanic(usize::MAX))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::runtime::Outputs;
+
+    /// A sink that keeps what it is given, and can be made to stall.
+    #[derive(Clone, Default)]
+    struct Kept {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        gate: Arc<Mutex<()>>,
+    }
+
+    impl Write for Kept {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let _open = self.gate.lock().expect("gate");
+            self.bytes.lock().expect("bytes").extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn worker() -> Worker {
+        Worker::new(&Config::default(), 16, Outputs { events: true, ..Outputs::default() })
+    }
+
+    #[test]
+    fn block_keeps_every_line_in_order() {
+        let kept = Kept::default();
+        let sinks = Sinks { events: Some(Box::new(kept.clone())), ..Sinks::default() };
+        let (writer, mut out) = Writer::spawn(sinks, 1, Backpressure::Block, false).expect("writer");
+        let mut w = worker();
+        for i in 0..200 {
+            writeln!(w.buf_mut(Stream::Events), "{i}").expect("line");
+            out.take(&mut w, 1).expect("take");
+        }
+        out.finish(&mut w).expect("finish");
+        assert_eq!(out.dropped_lines(), 0);
+        drop(out);
+        writer.join().expect("join");
+        let text = String::from_utf8(kept.bytes.lock().expect("bytes").clone()).expect("utf8");
+        let want: String = (0..200).map(|i| i.to_string() + "\n").collect();
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn drop_counts_every_line_it_loses() {
+        let kept = Kept::default();
+        let sinks = Sinks { events: Some(Box::new(kept.clone())), ..Sinks::default() };
+        // The sink stalls: the writer holds one buffer, the queue one more, the rest drop.
+        let stall = kept.gate.lock().expect("gate");
+        let (writer, mut out) = Writer::spawn(sinks, 1, Backpressure::Drop, true).expect("writer");
+        let mut w = worker();
+        for i in 0..50 {
+            writeln!(w.buf_mut(Stream::Events), "a{i}\nb{i}").expect("lines");
+            out.take(&mut w, 1).expect("take");
+        }
+        let dropped = out.dropped_lines();
+        assert!(dropped >= 2 * 47, "a stalled writer must cost dropped lines, not a stalled worker: {dropped}");
+        drop(stall);
+        drop(out);
+        writer.join().expect("join");
+        let written = (kept.bytes.lock().expect("bytes").split(|&c| c == b'\n').count() - 1) as u64;
+        assert_eq!(written + dropped, 100, "every line is written or counted as dropped");
+    }
+
+    #[test]
+    fn buffers_are_recycled() {
+        let sinks = Sinks { events: Some(Box::new(std::io::sink())), ..Sinks::default() };
+        let (writer, mut out) = Writer::spawn(sinks, 4, Backpressure::Block, false).expect("writer");
+        let mut w = worker();
+        w.buf_mut(Stream::Events).extend_from_slice(b"x\n");
+        out.take(&mut w, 1).expect("take");
+        // Once the writer has emptied it, the same allocation comes back.
+        let mut back = None;
+        for _ in 0..1000 {
+            if let Ok(b) = out.free.try_recv() {
+                back = Some(b);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let back = back.expect("the writer returned the buffer");
+        assert!(back.is_empty() && back.capacity() >= 2);
+        drop(out);
+        writer.join().expect("join");
+    }
+}
