@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
     }
     t.flush(&mut st, &mut out);
     for rec in &out {
-        let fv = nightjar::features::extract(&rec.flow);
+        let fv = nightjar::features::extract(&rec);
         let mut buf = Vec::new();
         nightjar::export::event::write_event(rec, "1:x", &nightjar::inference::Verdict::unknown(), &mut buf);
         assert!(fv.static_features.iter().all(|v| v.is_finite()));

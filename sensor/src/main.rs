@@ -14,6 +14,9 @@ use nightjar::config::Config;
 use nightjar::control::Control;
 use nightjar::decode::{DecodeError, Skip};
 use nightjar::export::eve::EveTypes;
+#[cfg(feature = "kafka")]
+use nightjar::export::lines::Tee;
+use nightjar::export::lines::{LineSink, WriteSink};
 use nightjar::flow::EndReason;
 use nightjar::runtime::{Attach, Sinks, Summary, replay};
 
@@ -282,13 +285,13 @@ fn kafka_sink(arg: Option<&str>) -> Result<Option<KafkaHandle>> {
 
 /// The events writer: the file (or stdout) unless `file` is `None`, and Kafka.
 #[cfg_attr(not(feature = "kafka"), expect(clippy::needless_pass_by_value, reason = "same signature"))]
-fn events_sink(file: Option<Box<dyn Write + Send>>, kafka: Option<KafkaHandle>) -> Option<Box<dyn Write + Send>> {
+fn events_sink(file: Option<Box<dyn LineSink>>, kafka: Option<KafkaHandle>) -> Option<Box<dyn LineSink>> {
     #[cfg(feature = "kafka")]
     if let Some(k) = kafka {
-        let kw = nightjar::export::kafka::KafkaWriter::new(k);
+        let kw = Box::new(nightjar::export::kafka::KafkaWriter::new(k));
         return Some(match file {
-            Some(f) => Box::new(nightjar::export::kafka::Tee(f, kw)),
-            None => Box::new(kw),
+            Some(f) => Box::new(Tee(f, kw)),
+            None => kw,
         });
     }
     let _ = kafka;
@@ -297,13 +300,14 @@ fn events_sink(file: Option<Box<dyn Write + Send>>, kafka: Option<KafkaHandle>) 
 
 /// The EVE writer: the `--eve` file, and Kafka's `eve_topic`.
 #[cfg_attr(not(feature = "kafka"), expect(clippy::needless_pass_by_value, reason = "same signature"))]
-fn eve_sink(args: &EveArgs, kafka: Option<KafkaHandle>) -> Result<Option<(Box<dyn Write + Send>, EveTypes)>> {
-    let file = args.eve.as_deref().map(|p| open_out(Some(p))).transpose()?;
+fn eve_sink(args: &EveArgs, kafka: Option<KafkaHandle>) -> Result<Option<(Box<dyn LineSink>, EveTypes)>> {
+    let file = args.eve.as_deref().map(|p| open_sink(Some(p))).transpose()?;
     #[cfg(feature = "kafka")]
     if let Some(kw) = kafka.and_then(nightjar::export::kafka::KafkaWriter::eve) {
-        let w: Box<dyn Write + Send> = match file {
-            Some(f) => Box::new(nightjar::export::kafka::Tee(f, kw)),
-            None => Box::new(kw),
+        let kw: Box<dyn LineSink> = Box::new(kw);
+        let w: Box<dyn LineSink> = match file {
+            Some(f) => Box::new(Tee(f, kw)),
+            None => kw,
         };
         return Ok(Some((w, args.eve_types)));
     }
@@ -328,6 +332,11 @@ fn kafka_summary(k: Option<&KafkaHandle>) -> serde_json::Value {
 #[cfg(not(feature = "kafka"))]
 fn kafka_summary(_: Option<&KafkaHandle>) -> serde_json::Value {
     serde_json::Value::Null
+}
+
+/// A sink of lines into `path` (stdout for none or `-`).
+fn open_sink(path: Option<&Path>) -> Result<Box<dyn LineSink>> {
+    Ok(Box::new(WriteSink(open_out(path)?)))
 }
 
 fn open_out(path: Option<&Path>) -> Result<Box<dyn Write + Send>> {
@@ -441,16 +450,24 @@ fn linger(args: &ReplayArgs, stop: &std::sync::atomic::AtomicBool, control: Opti
     }
 }
 
+/// The replay's sinks: events (unless `--no-events`), feature lines, EVE records, Kafka.
+fn replay_sinks(args: &ReplayArgs, kafka: Option<&KafkaHandle>) -> Result<Sinks> {
+    Ok(Sinks {
+        events: events_sink(
+            if args.no_events { None } else { Some(open_sink(args.events.as_deref())?) },
+            kafka.cloned(),
+        ),
+        features: args.features.as_deref().map(|p| open_sink(Some(p))).transpose()?,
+        eve: eve_sink(&args.eve, kafka.cloned())?,
+    })
+}
+
 fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
     if let Some(w) = args.workers {
         cfg.runtime.workers = w;
     }
     let kafka = kafka_sink(args.kafka.as_deref())?;
-    let sinks = Sinks {
-        events: events_sink(if args.no_events { None } else { Some(open_out(args.events.as_deref())?) }, kafka.clone()),
-        features: args.features.as_deref().map(|p| open_out(Some(p))).transpose()?,
-        eve: eve_sink(&args.eve, kafka.clone())?,
-    };
+    let sinks = replay_sinks(args, kafka.as_ref())?;
     let total: u64 = args.files.iter().map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum();
     let bar = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
@@ -569,8 +586,8 @@ fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
     let (_endpoint, health) = serve_metrics(args.metrics_listen, handle, api_of(cfg, control.as_ref()))?;
     let kafka = kafka_sink(args.kafka.as_deref())?;
     let sinks = Sinks {
-        events: events_sink(Some(open_out(args.events.as_deref())?), kafka.clone()),
-        features: args.features.as_deref().map(|p| open_out(Some(p))).transpose()?,
+        events: events_sink(Some(open_sink(args.events.as_deref())?), kafka.clone()),
+        features: args.features.as_deref().map(|p| open_sink(Some(p))).transpose()?,
         eve: eve_sink(&args.eve, kafka.clone())?,
     };
     let mode = match args.mode {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use etherparse::PacketBuilder;
 use nightjar::config::Config;
+use nightjar::export::lines::WriteSink;
 use nightjar::runtime::{Sinks, Summary, replay};
 
 /// A sink that keeps what it is given.
@@ -92,7 +93,11 @@ fn run(files: &[PathBuf], workers: usize) -> (Summary, Vec<String>, Vec<String>)
     cfg.model.enabled = false;
     cfg.runtime.workers = workers;
     let (events, features) = (Kept::default(), Kept::default());
-    let sinks = Sinks { events: Some(Box::new(events.clone())), features: Some(Box::new(features.clone())), eve: None };
+    let sinks = Sinks {
+        events: Some(Box::new(WriteSink(events.clone()))),
+        features: Some(Box::new(WriteSink(features.clone()))),
+        eve: None,
+    };
     let summary = replay(&cfg, files, sinks, None, None, None, &mut |_, _| {}).expect("replay");
     let lines = |k: &Kept| {
         let text = String::from_utf8(k.0.lock().expect("kept").clone()).expect("utf-8");

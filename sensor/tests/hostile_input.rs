@@ -396,9 +396,9 @@ struct Got {
 fn sensor(path: &Path) -> (HashMap<u16, Got>, Stats) {
     let mut out = HashMap::new();
     let stats = replay_records(&Config::default(), &[path.to_path_buf()], &mut |rec| {
-        let f = &rec.flow;
+        let f = rec;
         let g: &mut Got = out.entry(f.client_port).or_default();
-        f.app_name().clone_into(&mut g.app);
+        f.app.as_str().clone_into(&mut g.app);
         if let Some(t) = f.tls.as_deref() {
             g.ja3.extend(t.client_hellos.iter().map(|ch| ja3(ch).hash));
             g.ja3s.extend(t.server_hellos.iter().map(|sh| ja3s(sh).hash));

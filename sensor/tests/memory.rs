@@ -221,8 +221,11 @@ fn shutdown_peak(frames: &[(u64, Vec<u8>)], flows: usize, chunked: bool) -> (usi
     (peak, lines)
 }
 
-fn newlines(buf: &[u8]) -> usize {
-    buf.split(|&b| b == b'\n').count() - 1
+/// Lines in a batch, checked against the newlines of its bytes.
+fn newlines(buf: &nightjar::export::lines::Lines) -> usize {
+    let n = buf.bytes().split(|&b| b == b'\n').count() - 1;
+    assert_eq!(n, buf.len(), "a batch's line index disagrees with its bytes");
+    n
 }
 
 #[test]

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 
 use crate::decode::tls::TlsInfo;
 use crate::fingerprint::Fingerprints;
-use crate::flow::{EndReason, Flow, FlowRecord};
+use crate::flow::{EndReason, FlowRecord};
 use crate::inference::{Class, Verdict};
 
 /// Which EVE record types to write.
@@ -329,7 +329,7 @@ fn printable(bytes: &[u8]) -> String {
     bytes.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { char::from(b) } else { '.' }).collect()
 }
 
-fn http_obj(f: &Flow) -> Option<HttpObject<'_>> {
+fn http_obj(f: &FlowRecord) -> Option<HttpObject<'_>> {
     let h = f.http.as_deref()?;
     Some(HttpObject {
         hostname: h.host.as_deref(),
@@ -344,7 +344,7 @@ fn http_obj(f: &Flow) -> Option<HttpObject<'_>> {
     })
 }
 
-fn tcp_state(f: &Flow) -> &'static str {
+fn tcp_state(f: &FlowRecord) -> &'static str {
     if f.tcp.rst || (f.tcp.fin[0] && f.tcp.fin[1]) {
         "closed"
     } else if f.tcp.syn_ack {
@@ -355,7 +355,7 @@ fn tcp_state(f: &Flow) -> &'static str {
 }
 
 fn flow_obj(rec: &FlowRecord, alerted: Option<bool>, full: bool) -> FlowObj {
-    let f = &rec.flow;
+    let f = rec;
     FlowObj {
         pkts_toserver: f.pkts[0],
         pkts_toclient: f.pkts[1],
@@ -425,7 +425,7 @@ fn alert_obj(app: &'static str, verdict: &Verdict) -> Alert {
 
 /// Appends the EVE records of one flow to `out`, one JSON line each.
 pub fn write_eve(rec: &FlowRecord, community_id: &str, verdict: &Verdict, types: EveTypes, out: &mut Vec<u8>) {
-    write_eve_with(rec, &Fingerprints::of(rec.flow.tls.as_deref()), community_id, verdict, types, out);
+    write_eve_with(rec, &Fingerprints::of(rec.tls.as_deref()), community_id, verdict, types, out);
 }
 
 /// [`write_eve`] with the flow's fingerprints already computed.
@@ -437,8 +437,8 @@ pub fn write_eve_with(
     types: EveTypes,
     out: &mut Vec<u8>,
 ) {
-    let f = &rec.flow;
-    let app = f.app_name();
+    let f = rec;
+    let app = f.app.as_str();
     let app_proto = match app {
         "tls" => Some("tls"),
         "http" => Some("http"),

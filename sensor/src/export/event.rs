@@ -191,12 +191,12 @@ fn tls_event<'a>(t: &'a TlsInfo, fp: &Fingerprints) -> TlsEvent<'a> {
 
 /// Appends one JSON event line for `rec` to `out`.
 pub fn write_event(rec: &FlowRecord, community_id: &str, verdict: &Verdict, out: &mut Vec<u8>) {
-    write_event_with(rec, &Fingerprints::of(rec.flow.tls.as_deref()), community_id, verdict, out);
+    write_event_with(rec, &Fingerprints::of(rec.tls.as_deref()), community_id, verdict, out);
 }
 
 /// [`write_event`] with the flow's fingerprints already computed.
 pub fn write_event_with(rec: &FlowRecord, fp: &Fingerprints, community_id: &str, verdict: &Verdict, out: &mut Vec<u8>) {
-    let f = &rec.flow;
+    let f = rec;
     let mut prev = 0;
     let pkt_iat_us = f
         .head
@@ -227,7 +227,7 @@ pub fn write_event_with(rec: &FlowRecord, fp: &Fingerprints, community_id: &str,
         dest_ip: f.server_ip,
         dest_port: f.server_port,
         proto: "TCP",
-        app: f.app_name(),
+        app: f.app.as_str(),
         reason: rec.reason.as_str(),
         flow: Counters {
             pkts_toserver: f.pkts[0],

@@ -5,7 +5,8 @@
 //! blocks: librdkafka's queue is bounded (`queue=` messages, default 100,000); when the
 //! broker is away and the queue is full, events are dropped and counted, and capture goes
 //! on. Delivery failures (after librdkafka's retries, within `message.timeout.ms`) are
-//! counted too. The writer thread calls [`KafkaSink::send_lines`]; nothing here is on the
+//! counted too. The writer thread hands [`KafkaWriter`] each batch with the keys the workers
+//! kept ([`crate::export::lines::Lines`]); nothing here is on the
 //! packet path.
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
+use crate::export::lines::{LineSink, Lines};
 use crate::export::metrics as m;
 
 /// Parsed `--kafka` argument.
@@ -139,14 +141,6 @@ pub struct KafkaSinkError {
     source: KafkaError,
 }
 
-/// The Community ID of a serialised event (the message key).
-fn community_id(line: &[u8]) -> Option<&[u8]> {
-    const TAG: &[u8] = b"\"community_id\":\"";
-    let start = line.windows(TAG.len()).position(|w| w == TAG)? + TAG.len();
-    let len = line[start..].iter().position(|&b| b == b'"')?;
-    Some(&line[start..start + len])
-}
-
 impl KafkaSink {
     /// Creates the producer (it connects in the background: a broker that is down now is
     /// not an error).
@@ -182,18 +176,10 @@ impl KafkaSink {
         self.eve_topic.as_deref()
     }
 
-    /// Queues one message per JSON line of `buf` to the events topic; never blocks.
-    pub fn send_lines(&self, buf: &[u8]) {
-        self.send_lines_to(&self.topic, buf);
-    }
-
-    /// Queues one message per JSON line of `buf` to `topic`; never blocks.
-    pub fn send_lines_to(&self, topic: &str, buf: &[u8]) {
-        for line in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let Some(key) = community_id(line) else {
-                self.drop_one("malformed");
-                continue;
-            };
+    /// Queues one message per line of `lines` to `topic`, keyed by the line's key (the
+    /// flow's Community ID, kept by the worker that serialised it); never blocks.
+    pub fn send_lines_to(&self, topic: &str, lines: &Lines) {
+        for (line, key) in lines.iter() {
             let record = BaseRecord::to(topic).key(key).payload(line);
             if let Err((e, _)) = self.producer.send(record) {
                 let reason = match e.rdkafka_error_code() {
@@ -230,41 +216,32 @@ impl KafkaSink {
     }
 }
 
-/// The sink as an events writer (for [`crate::runtime::Sinks`]): complete lines are sent,
-/// a partial line waits for its end. `flush` does not wait (the live writer flushes after
-/// every buffer); dropping the writer waits up to the flush timeout for delivery.
+/// The sink for one stream (events, or EVE records to `eve_topic`). `flush` does not
+/// wait (the live writer flushes after every batch); dropping the writer waits up to the
+/// flush timeout for delivery.
 pub struct KafkaWriter {
     sink: Arc<KafkaSink>,
     topic: String,
-    partial: Vec<u8>,
 }
 
 impl KafkaWriter {
     /// A writer into `sink`'s events topic.
     pub fn new(sink: Arc<KafkaSink>) -> Self {
         let topic = sink.topic.clone();
-        Self { sink, topic, partial: Vec::new() }
+        Self { sink, topic }
     }
 
     /// A writer into `sink`'s EVE topic, if it has one.
     pub fn eve(sink: Arc<KafkaSink>) -> Option<Self> {
         let topic = sink.eve_topic.clone()?;
-        Some(Self { sink, topic, partial: Vec::new() })
+        Some(Self { sink, topic })
     }
 }
 
-impl std::io::Write for KafkaWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let end = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        if self.partial.is_empty() {
-            self.sink.send_lines_to(&self.topic, &buf[..end]);
-        } else if end > 0 {
-            self.partial.extend_from_slice(&buf[..end]);
-            self.sink.send_lines_to(&self.topic, &self.partial);
-            self.partial.clear();
-        }
-        self.partial.extend_from_slice(&buf[end..]);
-        Ok(buf.len())
+impl LineSink for KafkaWriter {
+    fn write_lines(&mut self, lines: &Lines) -> std::io::Result<()> {
+        self.sink.send_lines_to(&self.topic, lines);
+        Ok(())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -274,27 +251,7 @@ impl std::io::Write for KafkaWriter {
 
 impl Drop for KafkaWriter {
     fn drop(&mut self) {
-        if !self.partial.is_empty() {
-            self.partial.push(b'\n');
-            self.sink.send_lines_to(&self.topic, &self.partial);
-        }
         self.sink.close();
-    }
-}
-
-/// Writes to two writers (events to a file and to Kafka).
-pub struct Tee<A, B>(pub A, pub B);
-
-impl<A: std::io::Write, B: std::io::Write> std::io::Write for Tee<A, B> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write_all(buf)?;
-        self.1.write_all(buf)?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()?;
-        self.1.flush()
     }
 }
 
@@ -315,12 +272,5 @@ mod tests {
         assert!("topic=x".parse::<KafkaOptions>().is_err());
         assert!("brokers=a:1,topic=x,compression=brotli".parse::<KafkaOptions>().is_err());
         assert!("brokers=a:1,topic=x,colour=red".parse::<KafkaOptions>().is_err());
-    }
-
-    #[test]
-    fn finds_the_community_id_key() {
-        let line = br#"{"ts":"x","flow_id":1,"community_id":"1:abc+/=","src_ip":"198.18.0.1"}"#;
-        assert_eq!(community_id(line), Some(&b"1:abc+/="[..]));
-        assert_eq!(community_id(b"{}"), None);
     }
 }

@@ -1,4 +1,4 @@
-//! Stage 4: features. Takes a finished [`Flow`] and yields a [`FeatureVector`]: a fixed
+//! Stage 4: features. Takes a [`FlowRecord`] and yields a [`FeatureVector`]: a fixed
 //! list of static features (TLS metadata, certificate, HTTP request, flow counters), the
 //! per-packet and per-record sequences of the flow head, and the URL tokens of an HTTP
 //! request for the TF-IDF branch of the model, and a few of the flow's strings (the HTTP
@@ -22,7 +22,7 @@ use std::sync::LazyLock;
 use serde::Serialize;
 
 use crate::decode::tls::{ClientHello, is_grease};
-use crate::flow::{Dir, Flow, TcpSeen};
+use crate::flow::{Dir, FlowRecord, TcpSeen};
 
 /// Version of the feature layout; bump on any change to names, order or transforms.
 /// Version 2 added [`FeatureVector::chars`]; the static features and sequences are
@@ -55,7 +55,7 @@ pub const GROUP_VOCAB: [u16; 10] = [29, 23, 24, 25, 30, 256, 257, 0x11ec, 0x6399
 /// Names of the static features, in order.
 pub static FEATURE_NAMES: LazyLock<Vec<String>> = LazyLock::new(|| {
     let mut names = NameSink(Vec::new());
-    static_features(&Flow::placeholder(), &mut names);
+    static_features(&FlowRecord::placeholder(), &mut names);
     names.0
 });
 
@@ -132,7 +132,7 @@ impl Sink for ValueSink {
 }
 
 /// Computes the features of a flow.
-pub fn extract(flow: &Flow) -> FeatureVector {
+pub fn extract(flow: &FlowRecord) -> FeatureVector {
     let mut v = ValueSink(Vec::with_capacity(FEATURE_NAMES.len()));
     static_features(flow, &mut v);
     debug_assert_eq!(v.0.len(), FEATURE_NAMES.len());
@@ -227,7 +227,7 @@ fn log_iat_ms(prev_us: u32, cur_us: u32) -> f32 {
     (f64::from(cur_us.saturating_sub(prev_us)) / 1000.0).ln_1p() as f32
 }
 
-fn packet_sequence(flow: &Flow) -> Vec<[f32; 6]> {
+fn packet_sequence(flow: &FlowRecord) -> Vec<[f32; 6]> {
     let mut rows = vec![[0.0; 6]; SEQ_LEN];
     let mut prev = 0;
     for (row, p) in rows.iter_mut().zip(&flow.head) {
@@ -246,7 +246,7 @@ fn packet_sequence(flow: &Flow) -> Vec<[f32; 6]> {
     rows
 }
 
-fn record_sequence(flow: &Flow) -> Vec<[f32; 6]> {
+fn record_sequence(flow: &FlowRecord) -> Vec<[f32; 6]> {
     let mut rows = vec![[0.0; 6]; SEQ_LEN];
     let mut prev = 0;
     for (row, r) in rows.iter_mut().zip(&flow.records) {
@@ -271,8 +271,8 @@ fn version_onehot(s: &mut dyn Sink, prefix: &str, v: Option<u16>) {
     s.flag(format_args!("{prefix}_other"), v != 0 && !(0x0301..=0x0304).contains(&v));
 }
 
-fn static_features(flow: &Flow, s: &mut dyn Sink) {
-    let app = flow.app_name();
+fn static_features(flow: &FlowRecord, s: &mut dyn Sink) {
+    let app = flow.app.as_str();
     s.flag(format_args!("app_tls"), app == "tls");
     s.flag(format_args!("app_http"), app == "http");
     s.flag(format_args!("app_other"), app == "other");
@@ -395,7 +395,7 @@ fn client_hello_features(ch: Option<&ClientHello>, s: &mut dyn Sink) {
     }
 }
 
-fn http_features(flow: &Flow, s: &mut dyn Sink) {
+fn http_features(flow: &FlowRecord, s: &mut dyn Sink) {
     let h = flow.http.as_deref();
     s.flag(format_args!("http_request"), h.is_some());
     let m = h.map(|r| r.method.as_str());
@@ -466,7 +466,7 @@ mod tests {
         let names = &*FEATURE_NAMES;
         let set: std::collections::HashSet<_> = names.iter().collect();
         assert_eq!(set.len(), names.len(), "duplicate feature name");
-        let fv = extract(&Flow::placeholder());
+        let fv = extract(&FlowRecord::placeholder());
         assert_eq!(fv.static_features.len(), names.len());
         assert_eq!(fv.packets.len(), SEQ_LEN);
         assert_eq!(fv.records.len(), SEQ_LEN);

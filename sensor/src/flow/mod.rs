@@ -179,9 +179,10 @@ struct AppState {
     probes: [u8; 2],
 }
 
-/// A tracked connection.
+/// A tracked connection: the table's own state, never handed downstream (a
+/// [`FlowRecord`] is).
 #[derive(Debug)]
-pub struct Flow {
+struct Flow {
     /// Client (initiator) address.
     pub client_ip: IpAddr,
     /// Client port.
@@ -225,13 +226,70 @@ pub struct Flow {
     closed: bool,
 }
 
-/// A flow handed to features and export.
+nightjar_common::label_enum! {
+    /// What a flow carried, decided from its first bytes (`app` in events and feature lines).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum App {
+        /// A TLS handshake (from the first bytes, or after STARTTLS/CONNECT/SOCKS).
+        Tls => "tls",
+        /// An HTTP/1.x request.
+        Http => "http",
+        /// Anything else.
+        Other => "other",
+    }
+}
+
+/// What flow yields: one connection as the table saw it up to the moment the record was
+/// cut, immutable, with no table or parser state. Features, inference and export read
+/// it; nothing downstream can change the table through it.
 #[derive(Debug)]
 pub struct FlowRecord {
-    /// The flow as it was when the record was cut.
-    pub flow: Flow,
-    /// Why.
+    /// Client (initiator) address.
+    pub client_ip: IpAddr,
+    /// Client port.
+    pub client_port: u16,
+    /// Server (responder) address.
+    pub server_ip: IpAddr,
+    /// Server port.
+    pub server_port: u16,
+    /// Stable flow id: hash of the oriented 5-tuple and start time, below 2^53.
+    pub id: u64,
+    /// First packet time, ns since the epoch.
+    pub first_ts: u64,
+    /// Last packet time, ns since the epoch.
+    pub last_ts: u64,
+    /// Packets per direction ([to server, to client]).
+    pub pkts: [u64; 2],
+    /// Wire bytes per direction.
+    pub bytes: [u64; 2],
+    /// TCP payload bytes per direction.
+    pub payload_bytes: [u64; 2],
+    /// TCP flags seen.
+    pub tcp: TcpSeen,
+    /// The first `head_packets` packets.
+    pub head: Vec<PacketMeta>,
+    /// The first `head_packets` TLS records.
+    pub records: Vec<RecordInfo>,
+    /// TLS handshake, when the flow carried one.
+    pub tls: Option<Box<TlsInfo>>,
+    /// First HTTP request, when the flow carried one.
+    pub http: Option<Box<HttpRequest>>,
+    /// What the flow carried.
+    pub app: App,
+    /// Why the record was cut.
     pub reason: EndReason,
+}
+
+impl FlowRecord {
+    /// A record of no connection (zero addresses, nothing seen): feature names and tests.
+    pub fn placeholder() -> Self {
+        Flow::placeholder().into_record(EndReason::EndOfInput)
+    }
+
+    /// Total packets both ways.
+    pub fn total_packets(&self) -> u64 {
+        self.pkts[0] + self.pkts[1]
+    }
 }
 
 impl Flow {
@@ -285,7 +343,7 @@ impl Flow {
 
     /// An empty flow between unspecified addresses: every feature at its neutral value.
     /// Used to enumerate feature names.
-    pub fn placeholder() -> Self {
+    fn placeholder() -> Self {
         let any = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
         Flow::new(&Packet {
             ts_ns: 0,
@@ -307,18 +365,18 @@ impl Flow {
     }
 
     /// Total packets both ways.
-    pub fn total_packets(&self) -> u64 {
+    fn total_packets(&self) -> u64 {
         self.pkts[0] + self.pkts[1]
     }
 
-    /// `tls`, `http` or `other`.
-    pub fn app_name(&self) -> &'static str {
+    /// What the flow carried.
+    fn app(&self) -> App {
         if self.saw_tls || self.tls.as_ref().is_some_and(|t| !t.client_hellos.is_empty()) {
-            "tls"
+            App::Tls
         } else if self.saw_http || self.http.is_some() {
-            "http"
+            App::Http
         } else {
-            "other"
+            App::Other
         }
     }
 
@@ -330,7 +388,7 @@ impl Flow {
     fn take_record(&mut self, reason: EndReason) -> FlowRecord {
         self.emitted = true;
         self.app = None;
-        let flow = Flow {
+        FlowRecord {
             client_ip: self.client_ip,
             client_port: self.client_port,
             server_ip: self.server_ip,
@@ -342,23 +400,17 @@ impl Flow {
             bytes: self.bytes,
             payload_bytes: self.payload_bytes,
             tcp: self.tcp,
+            app: self.app(),
             head: std::mem::take(&mut self.head),
             records: std::mem::take(&mut self.records),
             tls: self.tls.take(),
             http: self.http.take(),
-            saw_tls: self.saw_tls,
-            saw_http: self.saw_http,
-            app: None,
-            isn: self.isn,
-            emitted: true,
-            closed: self.closed,
-        };
-        FlowRecord { flow, reason }
+            reason,
+        }
     }
 
     fn into_record(mut self, reason: EndReason) -> FlowRecord {
-        self.app = None;
-        FlowRecord { flow: self, reason }
+        self.take_record(reason)
     }
 }
 
@@ -604,10 +656,10 @@ fn emit_now(flow: &mut Flow, reason: EndReason, stats: &mut Stats, out: &mut Vec
 }
 
 fn count_app(flow: &Flow, stats: &mut Stats) {
-    match flow.app_name() {
-        "tls" => stats.tls_flows += 1,
-        "http" => stats.http_flows += 1,
-        _ => {}
+    match flow.app() {
+        App::Tls => stats.tls_flows += 1,
+        App::Http => stats.http_flows += 1,
+        App::Other => {}
     }
     if let Some(t) = &flow.tls {
         stats.tls_handshake_truncated += u64::from(t.handshake_truncated);
@@ -833,12 +885,12 @@ mod tests {
         assert_eq!(out.len(), 1);
         let r = &out[0];
         assert_eq!(r.reason, EndReason::Fin);
-        assert_eq!(r.flow.client_port, 40000);
-        assert_eq!(r.flow.pkts, [3, 2]);
-        assert_eq!(r.flow.app_name(), "http");
-        assert_eq!(r.flow.http.as_ref().expect("http").uri, "/");
-        assert_eq!(r.flow.head.len(), 5);
-        assert_eq!(r.flow.head[2].offset_us, 2);
+        assert_eq!(r.client_port, 40000);
+        assert_eq!(r.pkts, [3, 2]);
+        assert_eq!(r.app.as_str(), "http");
+        assert_eq!(r.http.as_ref().expect("http").uri, "/");
+        assert_eq!(r.head.len(), 5);
+        assert_eq!(r.head[2].offset_us, 2);
         // The trailing ACK belongs to the closed flow, not a new one.
         t.process(&pkt(6_000, true, TcpFlags::ACK, 30, b""), &mut st, &mut out);
         assert_eq!(st.flows_created, 1);
@@ -859,7 +911,7 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].reason, EndReason::Evicted);
-        assert_eq!(out[0].flow.client_port, 1000);
+        assert_eq!(out[0].client_port, 1000);
         assert_eq!(st.flows_ended[EndReason::Evicted as usize], 1);
     }
 
@@ -904,7 +956,7 @@ mod tests {
         assert_eq!(st.flows_created, 2);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].reason, EndReason::PortReuse);
-        assert_eq!(out[0].flow.pkts, [3, 3]);
+        assert_eq!(out[0].pkts, [3, 3]);
         // Refused, then accepted on a retransmitted SYN: one flow that carries the request.
         t.process(&pkt(11 * S, false, TcpFlags::RST, 0, b""), &mut st, &mut out);
         t.process(&pkt(12 * S, true, TcpFlags::SYN, 5_000, b""), &mut st, &mut out);
@@ -914,7 +966,7 @@ mod tests {
         assert_eq!(st.flows_created, 2);
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].reason, EndReason::Rst);
-        assert_eq!(out[1].flow.app_name(), "http");
+        assert_eq!(out[1].app.as_str(), "http");
         // The linger time ends a refused attempt with its reason.
         let mut p = pkt(20 * S, true, TcpFlags::SYN, 1, b"");
         p.sport = 41000;
@@ -923,7 +975,7 @@ mod tests {
         r.dport = 41000;
         t.process(&r, &mut st, &mut out);
         t.tick(20 * S + 1 + (cfg.closed_linger_secs + 1) * S, &mut st, &mut out);
-        assert_eq!(out.last().map(|r| (r.reason, r.flow.client_port)), Some((EndReason::Rst, 41000)));
+        assert_eq!(out.last().map(|r| (r.reason, r.client_port)), Some((EndReason::Rst, 41000)));
     }
 
     #[test]
@@ -947,8 +999,8 @@ mod tests {
                 );
             }
             t.flush(&mut st, &mut out);
-            let f = &out[0].flow;
-            assert_eq!(f.app_name(), "http", "first segment {first}");
+            let f = &out[0];
+            assert_eq!(f.app.as_str(), "http", "first segment {first}");
             let req = f.http.as_ref().expect("request");
             assert_eq!((req.method.as_str(), req.uri.as_str(), req.host.as_deref()), ("GET", "/x", Some("h")));
             assert_eq!(st.proxy_headers, 1);

@@ -12,7 +12,6 @@
 //! between threads are bounded, and batches and buffers are recycled so the steady state
 //! does not allocate per frame.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,9 +34,10 @@ use crate::error::CaptureError;
 use crate::export::eve::{EveTypes, write_eve_with};
 use crate::export::event::{community_id, write_event_with};
 use crate::export::features_line;
+use crate::export::lines::{LineSink, Lines};
 use crate::features::{FeatureVector, extract};
 use crate::fingerprint::Fingerprints;
-use crate::flow::{FlowKey, FlowRecord, FlowTable};
+use crate::flow::{App, FlowKey, FlowRecord, FlowTable};
 use crate::inference::{Classifier, InferenceError, ModelBundle, Verdict};
 use crate::learn::service::Scored;
 use crate::learn::{Head, LearnError, Prequential, Shared};
@@ -95,11 +95,11 @@ pub struct Worker {
     records: Vec<FlowRecord>,
     outputs: Outputs,
     /// Serialised events not yet handed out.
-    pub events_buf: Vec<u8>,
+    pub events_buf: Lines,
     /// Serialised feature lines not yet handed out.
-    pub features_buf: Vec<u8>,
+    pub features_buf: Lines,
     /// Serialised EVE records not yet handed out.
-    pub eve_buf: Vec<u8>,
+    pub eve_buf: Lines,
     classifier: Option<Classifier>,
     max_wait: Duration,
     /// Explain verdicts that are not benign (`model.reasons`).
@@ -201,9 +201,9 @@ impl Worker {
             stats: Stats::default(),
             records: Vec::new(),
             outputs,
-            events_buf: Vec::new(),
-            features_buf: Vec::new(),
-            eve_buf: Vec::new(),
+            events_buf: Lines::default(),
+            features_buf: Lines::default(),
+            eve_buf: Lines::default(),
             classifier: None,
             max_wait: Duration::ZERO,
             reasons: cfg.model.reasons,
@@ -356,8 +356,8 @@ impl Worker {
             {
                 continue;
             }
-            let classify = self.classifier.is_some() && rec.flow.app_name() != "other";
-            let features = (self.outputs.features || classify).then(|| extract(&rec.flow));
+            let classify = self.classifier.is_some() && rec.app != App::Other;
+            let features = (self.outputs.features || classify).then(|| extract(&rec));
             if classify {
                 self.queued += 1;
                 self.oldest.get_or_insert_with(Instant::now);
@@ -366,7 +366,7 @@ impl Worker {
                 || self.outputs.eve.is_some()
                 || self.learn.as_ref().is_some_and(|l| l.fingerprints);
             let fingerprints =
-                if wants_fingerprints { Fingerprints::of(rec.flow.tls.as_deref()) } else { Fingerprints::default() };
+                if wants_fingerprints { Fingerprints::of(rec.tls.as_deref()) } else { Fingerprints::default() };
             self.pending.push(Pending { rec, features, fingerprints, classify, verdict: Verdict::unknown() });
             if self.queued >= batch {
                 self.run_batch();
@@ -466,9 +466,9 @@ impl Worker {
 
     fn write_pending(&mut self) {
         for p in self.pending.drain(..) {
-            let f = &p.rec.flow;
+            let f = &p.rec;
             // Every TLS/HTTP flow gets a verdict (`unknown` without a model).
-            if p.classify || (self.classifier.is_none() && f.app_name() != "other") {
+            if p.classify || (self.classifier.is_none() && f.app != App::Other) {
                 self.stats.detections[p.verdict.class as usize] += 1;
                 if self.history.is_some() {
                     self.history_delta.entry(f.last_ts / 60_000_000_000).or_default()[p.verdict.class as usize] += 1;
@@ -479,16 +479,17 @@ impl Worker {
             }
             let cid = community_id(f.client_ip, f.client_port, f.server_ip, f.server_port);
             if self.outputs.events {
-                write_event_with(&p.rec, &p.fingerprints, &cid, &p.verdict, &mut self.events_buf);
+                self.events_buf.push_with(&cid, |out| write_event_with(&p.rec, &p.fingerprints, &cid, &p.verdict, out));
                 self.stats.events += 1;
             }
             if let Some(types) = self.outputs.eve {
-                write_eve_with(&p.rec, &p.fingerprints, &cid, &p.verdict, types, &mut self.eve_buf);
+                self.eve_buf
+                    .push_with(&cid, |out| write_eve_with(&p.rec, &p.fingerprints, &cid, &p.verdict, types, out));
             }
             if self.outputs.features
                 && let Some(fv) = &p.features
             {
-                features_line(f, &cid, fv, &mut self.features_buf);
+                self.features_buf.push_with(&cid, |out| features_line(f, &cid, fv, out));
             }
         }
         if let Some(h) = &self.history
@@ -510,7 +511,7 @@ fn feed_learner(learn: &mut WorkerLearn, classifier: &Classifier, generation: u6
         .zip(classifier.embeddings.chunks_exact(dim.max(1)))
         .zip(classifier.last_probs().chunks_exact(3));
     for ((p, e), probs) in scored {
-        let f = &p.rec.flow;
+        let f = &p.rec;
         let class = crate::learn::head::argmax(probs);
         let (ja3, ja4, cert_sha1) = if learn.fingerprints {
             (
@@ -667,20 +668,20 @@ fn count_not_tcp(stats: &mut Stats, wire_len: u32, decoded: &Decoded<'_>) {
     }
 }
 
-/// Where serialised lines go.
+/// Where serialised lines go: one [`LineSink`] per stream.
 #[derive(Default)]
 pub struct Sinks {
     /// Event lines.
-    pub events: Option<Box<dyn Write + Send>>,
+    pub events: Option<Box<dyn LineSink>>,
     /// Feature lines.
-    pub features: Option<Box<dyn Write + Send>>,
+    pub features: Option<Box<dyn LineSink>>,
     /// Suricata EVE records, of these types.
-    pub eve: Option<(Box<dyn Write + Send>, EveTypes)>,
+    pub eve: Option<(Box<dyn LineSink>, EveTypes)>,
 }
 
 impl Sinks {
     /// The sink of `stream`, if any.
-    pub fn get_mut(&mut self, stream: Stream) -> Option<&mut Box<dyn Write + Send>> {
+    pub fn get_mut(&mut self, stream: Stream) -> Option<&mut Box<dyn LineSink>> {
         match stream {
             Stream::Events => self.events.as_mut(),
             Stream::Features => self.features.as_mut(),
@@ -697,12 +698,20 @@ impl Sinks {
         }
     }
 
-    /// Writes `bytes` to the sink of `stream` (nothing without one).
-    pub fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), PipelineError> {
+    /// Writes `lines` to the sink of `stream` (nothing without one).
+    pub fn write(&mut self, stream: Stream, lines: &Lines) -> Result<(), PipelineError> {
         if let Some(s) = self.get_mut(stream)
-            && !bytes.is_empty()
+            && !lines.is_empty()
         {
-            s.write_all(bytes).map_err(|source| PipelineError::Output { what: stream.as_str(), source })?;
+            s.write_lines(lines).map_err(|source| PipelineError::Output { what: stream.as_str(), source })?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the sink of `stream`.
+    pub fn flush_stream(&mut self, stream: Stream) -> Result<(), PipelineError> {
+        if let Some(s) = self.get_mut(stream) {
+            s.flush().map_err(|source| PipelineError::Output { what: stream.as_str(), source })?;
         }
         Ok(())
     }
@@ -710,9 +719,7 @@ impl Sinks {
     /// Flushes every sink.
     pub fn flush(&mut self) -> Result<(), PipelineError> {
         for stream in Stream::ALL {
-            if let Some(s) = self.get_mut(stream) {
-                s.flush().map_err(|source| PipelineError::Output { what: stream.as_str(), source })?;
-            }
+            self.flush_stream(stream)?;
         }
         Ok(())
     }
@@ -720,7 +727,7 @@ impl Sinks {
 
 impl Worker {
     /// The output buffer of `stream`.
-    pub fn buf_mut(&mut self, stream: Stream) -> &mut Vec<u8> {
+    pub fn buf_mut(&mut self, stream: Stream) -> &mut Lines {
         match stream {
             Stream::Events => &mut self.events_buf,
             Stream::Features => &mut self.features_buf,

@@ -14,6 +14,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError, bounded};
 
 use super::{PipelineError, Sinks, Stream, Worker};
+use crate::export::lines::Lines;
 
 /// Output bytes a worker gathers before handing them on (threaded runs).
 pub const HAND_OUT_BYTES: usize = 256 * 1024;
@@ -52,7 +53,7 @@ impl Output for Direct<'_> {
     fn take(&mut self, w: &mut Worker, threshold: usize) -> Result<(), PipelineError> {
         for stream in Stream::ALL {
             let buf = w.buf_mut(stream);
-            if !buf.is_empty() && buf.len() >= threshold {
+            if !buf.is_empty() && buf.byte_len() >= threshold {
                 self.sinks.write(stream, buf)?;
                 buf.clear();
             }
@@ -68,8 +69,8 @@ impl Output for Direct<'_> {
 /// A worker's end of the writer's queue (cloned once per worker).
 #[derive(Clone)]
 pub struct ToWriter {
-    tx: Sender<(Stream, Vec<u8>)>,
-    free: Receiver<Vec<u8>>,
+    tx: Sender<(Stream, Lines)>,
+    free: Receiver<Lines>,
     policy: Backpressure,
     dropped: Arc<AtomicU64>,
 }
@@ -80,14 +81,13 @@ impl ToWriter {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    fn count_dropped(&self, lost: &[u8]) {
-        let lines = (lost.split(|&c| c == b'\n').count() - 1) as u64;
-        self.dropped.fetch_add(lines, Ordering::Relaxed);
+    fn count_dropped(&self, lost: &Lines) {
+        self.dropped.fetch_add(lost.len() as u64, Ordering::Relaxed);
     }
 
     /// Swaps `stream`'s buffer for a recycled one and sends the full one.
     fn send(&self, w: &mut Worker, stream: Stream, finishing: bool) {
-        let fresh = self.free.try_recv().unwrap_or_else(|_| Vec::with_capacity(HAND_OUT_BYTES));
+        let fresh = self.free.try_recv().unwrap_or_else(|_| Lines::with_capacity(HAND_OUT_BYTES));
         let full = std::mem::replace(w.buf_mut(stream), fresh);
         let msg = (stream, full);
         match self.policy {
@@ -112,8 +112,8 @@ impl ToWriter {
 impl Output for ToWriter {
     fn take(&mut self, w: &mut Worker, threshold: usize) -> Result<(), PipelineError> {
         for stream in Stream::ALL {
-            let len = w.buf_mut(stream).len();
-            if len > 0 && len >= threshold {
+            let buf = w.buf_mut(stream);
+            if !buf.is_empty() && buf.byte_len() >= threshold {
                 self.send(w, stream, false);
             }
         }
@@ -146,15 +146,15 @@ impl Writer {
         policy: Backpressure,
         flush_each: bool,
     ) -> Result<(Self, ToWriter), PipelineError> {
-        let (tx, rx) = bounded::<(Stream, Vec<u8>)>(depth);
-        let (free_tx, free) = bounded::<Vec<u8>>(depth + 2);
+        let (tx, rx) = bounded::<(Stream, Lines)>(depth);
+        let (free_tx, free) = bounded::<Lines>(depth + 2);
         let handle = std::thread::Builder::new()
             .name("nightjar-writer".into())
             .spawn(move || -> Result<(), PipelineError> {
                 for (stream, mut buf) in rx {
                     sinks.write(stream, &buf)?;
-                    if flush_each && let Some(s) = sinks.get_mut(stream) {
-                        s.flush().map_err(|source| PipelineError::Output { what: stream.as_str(), source })?;
+                    if flush_each {
+                        sinks.flush_stream(stream)?;
                     }
                     buf.clear();
                     let _ = free_tx.try_send(buf);
@@ -179,6 +179,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+    use crate::export::lines::WriteSink;
     use crate::runtime::Outputs;
 
     /// A sink that keeps what it is given, and can be made to stall.
@@ -206,11 +207,11 @@ mod tests {
     #[test]
     fn block_keeps_every_line_in_order() {
         let kept = Kept::default();
-        let sinks = Sinks { events: Some(Box::new(kept.clone())), ..Sinks::default() };
+        let sinks = Sinks { events: Some(Box::new(WriteSink(kept.clone()))), ..Sinks::default() };
         let (writer, mut out) = Writer::spawn(sinks, 1, Backpressure::Block, false).expect("writer");
         let mut w = worker();
         for i in 0..200 {
-            writeln!(w.buf_mut(Stream::Events), "{i}").expect("line");
+            w.buf_mut(Stream::Events).push_with("k", |b| writeln!(b, "{i}").expect("line"));
             out.take(&mut w, 1).expect("take");
         }
         out.finish(&mut w).expect("finish");
@@ -225,13 +226,13 @@ mod tests {
     #[test]
     fn drop_counts_every_line_it_loses() {
         let kept = Kept::default();
-        let sinks = Sinks { events: Some(Box::new(kept.clone())), ..Sinks::default() };
+        let sinks = Sinks { events: Some(Box::new(WriteSink(kept.clone()))), ..Sinks::default() };
         // The sink stalls: the writer holds one buffer, the queue one more, the rest drop.
         let stall = kept.gate.lock().expect("gate");
         let (writer, mut out) = Writer::spawn(sinks, 1, Backpressure::Drop, true).expect("writer");
         let mut w = worker();
         for i in 0..50 {
-            writeln!(w.buf_mut(Stream::Events), "a{i}\nb{i}").expect("lines");
+            w.buf_mut(Stream::Events).push_with("k", |b| writeln!(b, "a{i}\nb{i}").expect("lines"));
             out.take(&mut w, 1).expect("take");
         }
         let dropped = out.dropped_lines();
@@ -245,10 +246,10 @@ mod tests {
 
     #[test]
     fn buffers_are_recycled() {
-        let sinks = Sinks { events: Some(Box::new(std::io::sink())), ..Sinks::default() };
+        let sinks = Sinks { events: Some(Box::new(WriteSink(std::io::sink()))), ..Sinks::default() };
         let (writer, mut out) = Writer::spawn(sinks, 4, Backpressure::Block, false).expect("writer");
         let mut w = worker();
-        w.buf_mut(Stream::Events).extend_from_slice(b"x\n");
+        w.buf_mut(Stream::Events).push_with("k", |b| b.extend_from_slice(b"x\n"));
         out.take(&mut w, 1).expect("take");
         // Once the writer has emptied it, the same allocation comes back.
         let mut back = None;
@@ -260,7 +261,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         let back = back.expect("the writer returned the buffer");
-        assert!(back.is_empty() && back.capacity() >= 2);
+        assert!(back.is_empty());
         drop(out);
         writer.join().expect("join");
     }

@@ -46,7 +46,7 @@ pub fn prints_of(path: &std::path::Path) -> HashMap<Tuple, FlowPrints> {
     let mut out: HashMap<Tuple, FlowPrints> = HashMap::new();
     let cfg = Config::default();
     let _ = replay_records(&cfg, &[path.to_path_buf()], &mut |rec| {
-        let f = &rec.flow;
+        let f = rec;
         let Some(t) = f.tls.as_deref() else { return };
         let e = out.entry((f.client_ip, f.client_port, f.server_ip, f.server_port)).or_default();
         for ch in &t.client_hellos {
