@@ -12,13 +12,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use nightjar::config::Config;
 use nightjar::control::Control;
-use nightjar::decode::{DecodeError, Skip};
 use nightjar::export::eve::EveTypes;
 #[cfg(feature = "kafka")]
 use nightjar::export::lines::Tee;
 use nightjar::export::lines::{LineSink, WriteSink};
-use nightjar::flow::EndReason;
-use nightjar::runtime::{Attach, Sinks, Summary, replay};
+use nightjar::runtime::summary::{LiveParts, RunSummary};
+use nightjar::runtime::{Attach, Sinks, replay};
 
 /// Embedded sample captures for `nightjar demo` (FoxIO and Salesforce test vectors,
 /// BSD-3-Clause; see sensor/tests/data/README.md).
@@ -357,86 +356,6 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
     }
 }
 
-fn print_summary(s: &Summary) {
-    let st = &s.stats;
-    let secs = s.elapsed.as_secs_f64().max(1e-9);
-    let mut e = std::io::stderr().lock();
-    let _ = writeln!(e, "nightjar replay summary");
-    let _ = writeln!(
-        e,
-        "  packets        {:>12}  ({:.0} pkt/s, {:.1} MB/s, {} workers)",
-        st.packets,
-        st.packets as f64 / secs,
-        st.bytes as f64 / secs / 1e6,
-        s.workers
-    );
-    let _ = writeln!(e, "  tcp packets    {:>12}", st.tcp_packets);
-    let _ = writeln!(e, "  flows          {:>12}  ({:.0} flows/s)", st.flows_created, st.flows_created as f64 / secs);
-    let _ = writeln!(e, "  tls flows      {:>12}", st.tls_flows);
-    let _ = writeln!(e, "  http flows     {:>12}", st.http_flows);
-    let _ = writeln!(e, "  events         {:>12}", st.events);
-    if st.inference_batches > 0 || st.inference_errors > 0 {
-        let _ = writeln!(
-            e,
-            "  verdicts       benign {} · attack {} · malware {} · unknown {}  ({} batches, {} failed; reasons for {} flagged, {} over budget)",
-            st.detections[0],
-            st.detections[1],
-            st.detections[2],
-            st.detections[3],
-            st.inference_batches,
-            st.inference_errors,
-            st.explained,
-            st.reasons_skipped
-        );
-    }
-    for (i, r) in EndReason::ALL.iter().enumerate() {
-        if st.flows_ended[i] > 0 {
-            let _ = writeln!(e, "  ended {:<14} {:>6}", r.as_str(), st.flows_ended[i]);
-        }
-    }
-    for (i, k) in Skip::ALL.iter().enumerate() {
-        if st.skipped[i] > 0 {
-            let _ = writeln!(e, "  skipped {:<12} {:>6}", k.as_str(), st.skipped[i]);
-        }
-    }
-    for (i, k) in DecodeError::ALL.iter().enumerate() {
-        if st.decode_errors[i] > 0 {
-            let _ = writeln!(e, "  error {:<22} {:>6}", k.as_str(), st.decode_errors[i]);
-        }
-    }
-    for (name, v) in [
-        ("truncated payloads", st.truncated_payloads),
-        ("reassembly buffered", st.reassembly_buffered),
-        ("reassembly dropped", st.reassembly_dropped),
-        ("reassembly duplicates", st.reassembly_duplicates),
-        ("reassembly overlaps", st.reassembly_overlaps),
-        ("tls handshake truncated", st.tls_handshake_truncated),
-        ("tls oversized hellos", st.tls_oversized_hello),
-        ("tls parse errors", st.tls_parse_errors),
-        ("http oversized", st.http_oversized),
-        ("http too many headers", st.http_too_many_headers),
-        ("proxy headers skipped", st.proxy_headers),
-    ] {
-        if v > 0 {
-            let _ = writeln!(e, "  {name:<24} {v:>6}");
-        }
-    }
-    if let Some(l) = &s.learning {
-        let _ = writeln!(
-            e,
-            "  learning       head v{} · {} labels {:?} · reservoir {} · held back {} · rollbacks {} · drifts {:?}",
-            l.head_version, l.labels, l.outcomes, l.reservoir, l.holdout, l.rollbacks, l.drifts
-        );
-    }
-    for err in &s.file_errors {
-        let _ = writeln!(e, "  file error: {err}");
-    }
-    if s.interrupted {
-        let _ = writeln!(e, "  interrupted    by SIGINT/SIGTERM before the files ended (the flows read were written)");
-    }
-    let _ = writeln!(e, "  elapsed        {secs:>12.3} s");
-}
-
 /// After a replay with an endpoint: keeps serving `--linger-secs` (or, for `demo --serve`,
 /// until a signal) while still answering the control plane: a reload asked for now runs.
 fn linger(args: &ReplayArgs, stop: &std::sync::atomic::AtomicBool, control: Option<&Control>) {
@@ -533,24 +452,23 @@ fn run_replay(cfg: &mut Config, args: &ReplayArgs) -> Result<ExitCode> {
     if let Some(c) = control {
         c.finish();
     }
+    let report = RunSummary {
+        mode: "replay",
+        stats: &summary.stats,
+        elapsed: summary.elapsed,
+        workers: summary.workers,
+        file_errors: &summary.file_errors,
+        interrupted: summary.interrupted,
+        learning: summary.learning.as_ref(),
+        live: None,
+        kafka: kafka_summary(kafka.as_ref()),
+    };
     if !args.quiet {
-        print_summary(&summary);
+        eprint!("{report}");
     }
     if let Some(p) = &args.summary_json {
-        let st = &summary.stats;
-        let j = serde_json::json!({
-            "packets": st.packets,
-            "flows": st.flows_created,
-            "events": st.events,
-            "detections": {"benign": st.detections[0], "attack": st.detections[1], "malware": st.detections[2], "unknown": st.detections[3]},
-            "inference_errors": st.inference_errors,
-            "reasons": {"explained": st.explained, "skipped_budget": st.reasons_skipped},
-            "learning": summary.learning,
-            "kafka": kafka_summary(kafka.as_ref()),
-            "elapsed_secs": summary.elapsed.as_secs_f64(),
-            "interrupted": summary.interrupted,
-        });
-        std::fs::write(p, j.to_string()).with_context(|| format!("cannot write {}", p.display()))?;
+        let j = serde_json::to_string(&report).context("cannot serialise the summary")?;
+        std::fs::write(p, j).with_context(|| format!("cannot write {}", p.display()))?;
     }
     if summary.interrupted && !args.serve_until_signal {
         eprintln!("interrupted: stopped reading on a signal; every flow read so far was ended and written");
@@ -604,31 +522,27 @@ fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
     if let Some(c) = control {
         c.finish();
     }
-    let xdp: serde_json::Map<String, serde_json::Value> =
-        nightjar_common::Counter::ALL.iter().map(|c| (c.as_str().to_owned(), s.xdp[*c as usize].into())).collect();
-    let summary = serde_json::json!({
-        "elapsed_secs": s.elapsed.as_secs_f64(),
-        "attach": format!("{:?}", s.attach),
-        "packets": s.stats.packets,
-        "tcp_packets": s.stats.tcp_packets,
-        "flows": s.stats.flows_created,
-        "tls_flows": s.stats.tls_flows,
-        "http_flows": s.stats.http_flows,
-        "events": s.stats.events,
-        "xdp": xdp,
-        "xsk": {
-            "rx_dropped": s.xsk.rx_dropped,
-            "rx_ring_full": s.xsk.rx_ring_full,
-            "fill_ring_empty": s.xsk.fill_ring_empty,
-            "rx_invalid": s.xsk.rx_invalid,
-            "unstamped": s.xsk.unstamped,
-        },
-        "output_dropped": s.output_dropped,
-        "kafka": kafka_summary(kafka.as_ref()),
-    });
-    eprintln!("nightjar run summary: {summary}");
+    let report = RunSummary {
+        mode: "run",
+        stats: &s.stats,
+        elapsed: s.elapsed,
+        workers: s.workers,
+        file_errors: &[],
+        interrupted: false,
+        learning: None,
+        live: Some(LiveParts {
+            attach: s.attach.map(|a| format!("{a:?}")),
+            xdp: nightjar_common::Counter::ALL.iter().map(|c| (c.as_str(), s.xdp[*c as usize])).collect(),
+            xsk: s.xsk,
+            output_dropped: s.output_dropped,
+            iface: &args.iface,
+        }),
+        kafka: kafka_summary(kafka.as_ref()),
+    };
+    eprint!("{report}");
     if let Some(p) = &args.summary_json {
-        std::fs::write(p, summary.to_string()).with_context(|| format!("cannot write {}", p.display()))?;
+        let j = serde_json::to_string(&report).context("cannot serialise the summary")?;
+        std::fs::write(p, j).with_context(|| format!("cannot write {}", p.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }

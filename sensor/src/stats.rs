@@ -68,43 +68,65 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Adds `other` into `self`.
+    /// Adds `other` into `self`. `other` is taken apart field by field, so a counter added
+    /// to [`Stats`] and not merged here does not compile.
     pub fn merge(&mut self, o: &Stats) {
-        self.packets += o.packets;
-        self.bytes += o.bytes;
-        self.tcp_packets += o.tcp_packets;
-        for (a, b) in self.skipped.iter_mut().zip(o.skipped) {
-            *a += b;
-        }
-        for (a, b) in self.decode_errors.iter_mut().zip(o.decode_errors) {
-            *a += b;
-        }
-        for (a, b) in self.flows_ended.iter_mut().zip(o.flows_ended) {
-            *a += b;
-        }
-        self.truncated_payloads += o.truncated_payloads;
-        self.flows_created += o.flows_created;
-        self.tls_flows += o.tls_flows;
-        self.http_flows += o.http_flows;
-        self.reassembly_buffered += o.reassembly_buffered;
-        self.reassembly_dropped += o.reassembly_dropped;
-        self.reassembly_duplicates += o.reassembly_duplicates;
-        self.reassembly_overlaps += o.reassembly_overlaps;
-        self.tls_handshake_truncated += o.tls_handshake_truncated;
-        self.tls_oversized_hello += o.tls_oversized_hello;
-        self.tls_parse_errors += o.tls_parse_errors;
-        self.http_oversized += o.http_oversized;
-        self.proxy_headers += o.proxy_headers;
-        self.http_too_many_headers += o.http_too_many_headers;
-        self.events += o.events;
-        for (a, b) in self.detections.iter_mut().zip(o.detections) {
-            *a += b;
-        }
-        self.inference_batches += o.inference_batches;
-        self.inferred_flows += o.inferred_flows;
-        self.inference_errors += o.inference_errors;
-        self.explained += o.explained;
-        self.reasons_skipped += o.reasons_skipped;
+        let Stats {
+            packets,
+            bytes,
+            tcp_packets,
+            skipped,
+            decode_errors,
+            truncated_payloads,
+            flows_created,
+            flows_ended,
+            tls_flows,
+            http_flows,
+            reassembly_buffered,
+            reassembly_dropped,
+            reassembly_duplicates,
+            reassembly_overlaps,
+            tls_handshake_truncated,
+            tls_oversized_hello,
+            tls_parse_errors,
+            http_oversized,
+            http_too_many_headers,
+            proxy_headers,
+            events,
+            detections,
+            inference_batches,
+            inferred_flows,
+            inference_errors,
+            explained,
+            reasons_skipped,
+        } = *o;
+        self.packets += packets;
+        self.bytes += bytes;
+        self.tcp_packets += tcp_packets;
+        add_each(&mut self.skipped, &skipped);
+        add_each(&mut self.decode_errors, &decode_errors);
+        self.truncated_payloads += truncated_payloads;
+        self.flows_created += flows_created;
+        add_each(&mut self.flows_ended, &flows_ended);
+        self.tls_flows += tls_flows;
+        self.http_flows += http_flows;
+        self.reassembly_buffered += reassembly_buffered;
+        self.reassembly_dropped += reassembly_dropped;
+        self.reassembly_duplicates += reassembly_duplicates;
+        self.reassembly_overlaps += reassembly_overlaps;
+        self.tls_handshake_truncated += tls_handshake_truncated;
+        self.tls_oversized_hello += tls_oversized_hello;
+        self.tls_parse_errors += tls_parse_errors;
+        self.http_oversized += http_oversized;
+        self.http_too_many_headers += http_too_many_headers;
+        self.proxy_headers += proxy_headers;
+        self.events += events;
+        add_each(&mut self.detections, &detections);
+        self.inference_batches += inference_batches;
+        self.inferred_flows += inferred_flows;
+        self.inference_errors += inference_errors;
+        self.explained += explained;
+        self.reasons_skipped += reasons_skipped;
     }
 
     /// Counts a skipped frame.
@@ -125,5 +147,12 @@ impl Stats {
     /// Total frames that failed to decode.
     pub fn decode_errors_total(&self) -> u64 {
         self.decode_errors.iter().sum()
+    }
+}
+
+/// Adds `b` into `a`, element by element.
+fn add_each<const N: usize>(a: &mut [u64; N], b: &[u64; N]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
     }
 }

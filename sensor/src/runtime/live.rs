@@ -124,6 +124,8 @@ pub struct LiveSummary {
     pub output_dropped: u64,
     /// How the program was attached.
     pub attach: Option<AttachMode>,
+    /// Workers (one per socket).
+    pub workers: usize,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -241,7 +243,7 @@ pub fn run(
         }
     }
     ready.store(false, Ordering::Relaxed);
-    let mut summary = LiveSummary { attach, ..LiveSummary::default() };
+    let mut summary = LiveSummary { attach, workers: handles.len(), ..LiveSummary::default() };
     for (i, h) in handles.into_iter().enumerate() {
         let (stats, xsk) = h.join().map_err(|_| PipelineError::WorkerPanic(i))??;
         summary.stats.merge(&stats);

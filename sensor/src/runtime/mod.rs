@@ -22,6 +22,7 @@ pub mod driver;
 pub mod error;
 pub mod live;
 pub mod output;
+pub mod summary;
 
 pub use self::error::PipelineError;
 
