@@ -16,7 +16,9 @@ pub mod metrics;
 use serde::Serialize;
 
 use crate::features::{FeatureVector, SCHEMA_VERSION};
+use crate::fingerprint::Fingerprints;
 use crate::flow::FlowRecord;
+use crate::inference::Verdict;
 
 /// One line of the `--features` file: identity, 5-tuple, start time and the vector.
 #[derive(Serialize)]
@@ -32,6 +34,46 @@ struct FeaturesLine<'a> {
     app: &'a str,
     #[serde(flatten)]
     features: &'a FeatureVector,
+}
+
+/// One finished flow as every output sees it: the record, its features (when computed),
+/// its fingerprints (computed once, for the event, the EVE records and the learner's
+/// intel lookup) and its verdict. The serialisers below write it; the sinks get their
+/// lines ([`lines::Lines`]) with the flow's Community ID as key.
+#[derive(Debug)]
+pub struct FlowEvent {
+    /// What flow saw.
+    pub record: FlowRecord,
+    /// Model features (computed for the model or the feature lines).
+    pub features: Option<FeatureVector>,
+    /// JA3/JA3S/JA4 of the handshake, computed once.
+    pub fingerprints: Fingerprints,
+    /// The decision (`unknown` until the model has run).
+    pub verdict: Verdict,
+}
+
+impl FlowEvent {
+    /// An event whose verdict is not known yet.
+    pub fn new(record: FlowRecord, features: Option<FeatureVector>, fingerprints: Fingerprints) -> Self {
+        Self { record, features, fingerprints, verdict: Verdict::unknown() }
+    }
+
+    /// Appends the JSON event line ([`event`]).
+    pub fn write_json(&self, community_id: &str, out: &mut Vec<u8>) {
+        event::write_event_with(&self.record, &self.fingerprints, community_id, &self.verdict, out);
+    }
+
+    /// Appends the Suricata EVE records of `types` ([`eve`]).
+    pub fn write_eve(&self, community_id: &str, types: eve::EveTypes, out: &mut Vec<u8>) {
+        eve::write_eve_with(&self.record, &self.fingerprints, community_id, &self.verdict, types, out);
+    }
+
+    /// Appends the feature line, when features were computed.
+    pub fn write_features(&self, community_id: &str, out: &mut Vec<u8>) {
+        if let Some(fv) = &self.features {
+            features_line(&self.record, community_id, fv, out);
+        }
+    }
 }
 
 /// Appends one JSON line of features to `out`.

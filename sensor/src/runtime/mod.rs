@@ -32,9 +32,9 @@ use crate::capture::{Frame, PacketSource, PcapFileSource};
 use crate::config::Config;
 use crate::decode::{Decoded, Packet, decode_frame};
 use crate::error::CaptureError;
-use crate::export::eve::{EveTypes, write_eve_with};
-use crate::export::event::{community_id, write_event_with};
-use crate::export::features_line;
+use crate::export::FlowEvent;
+use crate::export::eve::EveTypes;
+use crate::export::event::community_id;
 use crate::export::lines::{LineSink, Lines};
 use crate::features::{FeatureVector, extract};
 use crate::fingerprint::Fingerprints;
@@ -80,12 +80,9 @@ nightjar_common::label_enum! {
 /// A finished flow waiting for its verdict (flows keep their order: those that need no
 /// model wait behind those that do).
 struct Pending {
-    rec: FlowRecord,
-    features: Option<FeatureVector>,
-    /// Computed once for the event, the EVE records and the learner's intel lookup.
-    fingerprints: Fingerprints,
+    event: FlowEvent,
+    /// The flow goes through the model.
     classify: bool,
-    verdict: Verdict,
 }
 
 /// One shard of the pipeline: decode, flow table, features, inference, serialisation.
@@ -368,7 +365,7 @@ impl Worker {
                 || self.learn.as_ref().is_some_and(|l| l.fingerprints);
             let fingerprints =
                 if wants_fingerprints { Fingerprints::of(rec.tls.as_deref()) } else { Fingerprints::default() };
-            self.pending.push(Pending { rec, features, fingerprints, classify, verdict: Verdict::unknown() });
+            self.pending.push(Pending { event: FlowEvent::new(rec, features, fingerprints), classify });
             if self.queued >= batch {
                 self.run_batch();
             }
@@ -393,7 +390,7 @@ impl Worker {
         self.follow_slot();
         let Some(classifier) = self.classifier.as_mut() else { return };
         let flows: Vec<&FeatureVector> =
-            self.pending.iter().filter(|p| p.classify).filter_map(|p| p.features.as_ref()).collect();
+            self.pending.iter().filter(|p| p.classify).filter_map(|p| p.event.features.as_ref()).collect();
         let started = Instant::now();
         // The learned head, if it belongs to the model this worker runs.
         let head = self.learn.as_ref().map(|l| l.shared.head.load_full()).filter(|s| s.generation == self.generation);
@@ -410,7 +407,7 @@ impl Worker {
                 let mut verdicts = self.verdicts.drain(..);
                 for p in self.pending.iter_mut().filter(|p| p.classify) {
                     if let Some(v) = verdicts.next() {
-                        p.verdict = v;
+                        p.event.verdict = v;
                     }
                 }
                 drop(verdicts);
@@ -435,15 +432,15 @@ impl Worker {
     fn explain(&mut self, head: Option<&Head>) {
         let Some(classifier) = self.classifier.as_mut() else { return };
         // Most batches have nothing flagged: nothing to gather then.
-        if !self.pending.iter().any(|p| p.classify && p.verdict.class != crate::inference::Class::Benign) {
+        if !self.pending.iter().any(|p| p.classify && p.event.verdict.class != crate::inference::Class::Benign) {
             return;
         }
         let mut flows: Vec<&FeatureVector> = Vec::new();
         let mut verdicts: Vec<Verdict> = Vec::new();
         for p in self.pending.iter_mut().filter(|p| p.classify) {
-            if let Some(fv) = p.features.as_ref() {
+            if let Some(fv) = p.event.features.as_ref() {
                 flows.push(fv);
-                verdicts.push(std::mem::replace(&mut p.verdict, Verdict::unknown()));
+                verdicts.push(std::mem::replace(&mut p.event.verdict, Verdict::unknown()));
             }
         }
         let budget = self.cfg_reasons_budget;
@@ -458,21 +455,22 @@ impl Worker {
         }
         drop(flows);
         let mut verdicts = verdicts.into_iter();
-        for p in self.pending.iter_mut().filter(|p| p.classify && p.features.is_some()) {
+        for p in self.pending.iter_mut().filter(|p| p.classify && p.event.features.is_some()) {
             if let Some(v) = verdicts.next() {
-                p.verdict = v;
+                p.event.verdict = v;
             }
         }
     }
 
     fn write_pending(&mut self) {
         for p in self.pending.drain(..) {
-            let f = &p.rec;
+            let f = &p.event.record;
             // Every TLS/HTTP flow gets a verdict (`unknown` without a model).
             if p.classify || (self.classifier.is_none() && f.app != App::Other) {
-                self.stats.detections[p.verdict.class as usize] += 1;
+                self.stats.detections[p.event.verdict.class as usize] += 1;
                 if self.history.is_some() {
-                    self.history_delta.entry(f.last_ts / 60_000_000_000).or_default()[p.verdict.class as usize] += 1;
+                    self.history_delta.entry(f.last_ts / 60_000_000_000).or_default()
+                        [p.event.verdict.class as usize] += 1;
                 }
             }
             if !(self.outputs.events || self.outputs.features || self.outputs.eve.is_some()) {
@@ -480,17 +478,14 @@ impl Worker {
             }
             let cid = community_id(f.client_ip, f.client_port, f.server_ip, f.server_port);
             if self.outputs.events {
-                self.events_buf.push_with(&cid, |out| write_event_with(&p.rec, &p.fingerprints, &cid, &p.verdict, out));
+                self.events_buf.push_with(&cid, |out| p.event.write_json(&cid, out));
                 self.stats.events += 1;
             }
             if let Some(types) = self.outputs.eve {
-                self.eve_buf
-                    .push_with(&cid, |out| write_eve_with(&p.rec, &p.fingerprints, &cid, &p.verdict, types, out));
+                self.eve_buf.push_with(&cid, |out| p.event.write_eve(&cid, types, out));
             }
-            if self.outputs.features
-                && let Some(fv) = &p.features
-            {
-                self.features_buf.push_with(&cid, |out| features_line(f, &cid, fv, out));
+            if self.outputs.features {
+                self.features_buf.push_with(&cid, |out| p.event.write_features(&cid, out));
             }
         }
         if let Some(h) = &self.history
@@ -512,12 +507,12 @@ fn feed_learner(learn: &mut WorkerLearn, classifier: &Classifier, generation: u6
         .zip(classifier.embeddings.chunks_exact(dim.max(1)))
         .zip(classifier.last_probs().chunks_exact(3));
     for ((p, e), probs) in scored {
-        let f = &p.rec;
+        let f = &p.event.record;
         let class = crate::learn::head::argmax(probs);
         let (ja3, ja4, cert_sha1) = if learn.fingerprints {
             (
-                p.fingerprints.ja3.as_ref().map(|x| x.hash.clone()),
-                p.fingerprints.ja4.as_ref().map(|x| x.hash.clone()),
+                p.event.fingerprints.ja3.as_ref().map(|x| x.hash.clone()),
+                p.event.fingerprints.ja4.as_ref().map(|x| x.hash.clone()),
                 f.tls.as_ref().and_then(|t| t.leaf.as_ref()).map(|l| l.sha1.clone()),
             )
         } else {
