@@ -1,7 +1,7 @@
 //! Stage 1: capture. Yields [`Frame`]s (timestamp, link type, bytes) from a
-//! [`PacketSource`]: a pcap/pcapng file for offline replay, and (in later stages of the
-//! project) AF_XDP rings or AF_PACKET for live capture. Every source feeds the very same
-//! decode → flow → features → export stages.
+//! [`PacketSource`]: a pcap/pcapng file for offline replay, AF_XDP rings behind the XDP
+//! pre-filter, the host-mode copy ring, or AF_PACKET for live capture, each frame with its
+//! own capture time. Every source feeds the very same worker loop (`runtime::driver`).
 //!
 //! Sources hand frames to a visitor so that bytes can be borrowed from a ring or a read
 //! buffer without copying. A source must not allocate per frame.

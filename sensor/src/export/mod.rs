@@ -4,6 +4,9 @@
 //! workers into reusable [`lines::Lines`] batches that keep each line's key (the flow's
 //! Community ID); a single writer thread hands the batches to the sinks, which all
 //! implement [`lines::LineSink`] (files and stdout, [`kafka`] keyed from the batch).
+//!
+//! Takes [`FlowEvent`]s; yields lines. Must not change a verdict or a record, and must not
+//! block a worker on a sink (the writer thread and its policy decide that).
 
 pub mod eve;
 pub mod event;

@@ -12,6 +12,9 @@
 //!
 //! Values are raw but bounded (log1p of counts, lengths and times; ratios; flags). The
 //! model's scaling is fitted in `model/` and stored in the schema file.
+//!
+//! Must not read anything but the record (no table, clock or model state): the same
+//! record gives the same vector in replay, live capture and `model/`.
 
 /// URL tokens, in the parser crate [`nightjar_parse`] (re-exported here).
 pub use nightjar_parse::url;

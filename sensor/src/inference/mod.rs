@@ -3,6 +3,10 @@
 //! run by tract-onnx in fixed-shape micro-batches on each worker ([`Classifier`]). The
 //! model (metadata + ONNX, [`ModelBundle`]) is checked against this sensor's feature
 //! schema when it loads. Without a model every verdict is [`Class::Unknown`].
+//!
+//! Must not load or optimise a model on the packet path (a model is loaded once, or
+//! swapped in by the control plane between batches), and must not see packets or flows:
+//! only feature vectors.
 
 use serde::Serialize;
 

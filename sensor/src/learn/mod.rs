@@ -5,6 +5,10 @@
 //! its own thread ([`service`]), which applies guarded updates, detects drift and
 //! checkpoints its state. `nightjar replay --feedback` runs the learner inline instead
 //! ([`Prequential`]): each label is applied right after its flow was scored.
+//!
+//! Takes scored flows (embedding, verdict, fingerprints) and labels; yields a new head.
+//! Must not block a worker: workers hand scored flows over a bounded queue (a full queue
+//! drops and counts) and read the head without a lock.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
