@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 copies=${1:-4000}
 runs=${2:-3}
 pcap=${TMPDIR:-/tmp}/nightjar-compare.pcap
+bin=${CARGO_TARGET_DIR:-target}/release
 cargo build --release -q -p nightjar -p nightjar-benches
-./target/release/nightjar-synth --out "$pcap" --copies "$copies" --spacing-us 500
-pkts=$(./target/release/nightjar replay --no-events --workers 1 "$pcap" 2>&1 | awk '/^  packets/{print $2}')
-flows=$(./target/release/nightjar replay --no-events --workers 1 "$pcap" 2>&1 | awk '/^  flows/{print $2}')
+"$bin"/nightjar-synth --out "$pcap" --copies "$copies" --spacing-us 500
+pkts=$("$bin"/nightjar replay --no-events --workers 1 "$pcap" 2>&1 | awk '/^  packets/{print $2}')
+flows=$("$bin"/nightjar replay --no-events --workers 1 "$pcap" 2>&1 | awk '/^  flows/{print $2}')
 
 median() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 timeit() {
@@ -22,8 +23,8 @@ timeit() {
   done | median
 }
 
-t1=$(timeit ./target/release/nightjar replay --workers 1 --events /dev/null "$pcap")
-t2=$(timeit ./target/release/nightjar replay --workers 2 --events /dev/null "$pcap")
+t1=$(timeit "$bin"/nightjar replay --workers 1 --events /dev/null "$pcap")
+t2=$(timeit "$bin"/nightjar replay --workers 2 --events /dev/null "$pcap")
 ts=$(timeit tshark -r "$pcap" -T fields -e tls.handshake.ja3)
 nd=$(timeit ndpiReader -i "$pcap" -q)
 row() { printf '| %s | %.2f s | %.0f | %.0f | %.1fx |\n' "$1" "$2" "$(echo "$pkts / $2" | bc -l)" "$(echo "$flows / $2" | bc -l)" "$(echo "$ts / $2" | bc -l)"; }
