@@ -531,7 +531,7 @@ fn run_live(cfg: &Config, args: &RunArgs) -> Result<ExitCode> {
         interrupted: false,
         learning: None,
         live: Some(LiveParts {
-            attach: s.attach.map(|a| format!("{a:?}")),
+            attach: format!("{:?}", s.attach),
             xdp: nightjar_common::Counter::ALL.iter().map(|c| (c.as_str(), s.xdp[*c as usize])).collect(),
             xsk: s.xsk,
             output_dropped: s.output_dropped,

@@ -55,6 +55,11 @@ impl Lines {
         self.bytes.len()
     }
 
+    /// Bytes the batch can hold before it grows.
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
     /// Every line, with its `\n`, back to back.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes

@@ -23,6 +23,8 @@ use crate::export::metrics::StatsPublisher;
 
 /// How often a live worker advances its flow clock and publishes its counters.
 pub const TICK: Duration = Duration::from_millis(500);
+/// Frames a live worker reads from its ring after a stop, at most: twice an AF_XDP ring.
+pub const DRAIN_MAX_FRAMES: usize = 8192;
 
 /// What one read of a [`Feed`] gave.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,15 +66,21 @@ pub struct Loop<'a> {
 
 /// Runs `w` over `feed` until the input ends or `opts.stop` is set, then drains the
 /// feed and ends every flow, [`super::FLUSH_CHUNK_FLOWS`] at a time, through `out`.
+/// Returns whether the stop ended the reading before the input did.
 pub fn run_worker(
     w: &mut Worker,
     feed: &mut dyn Feed,
     out: &mut dyn Output,
     opts: &Loop<'_>,
-) -> Result<(), PipelineError> {
+) -> Result<bool, PipelineError> {
     let mut publisher = opts.live.map(StatsPublisher::new);
     let mut last_tick = Instant::now();
-    while !opts.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+    let mut stopped = false;
+    loop {
+        if opts.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            stopped = true;
+            break;
+        }
         let read = feed.feed(w);
         let idle = read == Read::Idle;
         if let Some(p) = publisher.as_mut()
@@ -93,7 +101,7 @@ pub fn run_worker(
     if let Some(p) = publisher.as_mut() {
         p.publish(&w.stats, w.tracked_flows(), feed.kernel_drops());
     }
-    Ok(())
+    Ok(stopped)
 }
 
 /// A live socket (AF_XDP, the host-mode copy ring, AF_PACKET) as a worker's feed.
@@ -119,10 +127,14 @@ impl Feed for SourceFeed {
         }
     }
 
+    /// Reads what the ring holds, at most [`DRAIN_MAX_FRAMES`]: on a busy port the
+    /// ring refills as fast as it is read, and a stop must end.
     fn drain(&mut self, w: &mut Worker) {
-        while let Ok(n) = self.source.read_batch(self.batch, &mut |f| w.handle_frame(f)) {
-            if n == 0 {
-                break;
+        let mut left = DRAIN_MAX_FRAMES;
+        while left > 0 {
+            match self.source.read_batch(self.batch.min(left), &mut |f| w.handle_frame(f)) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
             }
         }
     }

@@ -835,9 +835,9 @@ fn replay_inline(
         progress(pos);
     };
     let mut feed = FilesFeed { reader: &mut reader, progress: &mut progress, batch: BATCH_FRAMES };
-    run_worker(&mut w, &mut feed, &mut Direct { sinks: &mut sinks }, &opts)?;
+    let interrupted = run_worker(&mut w, &mut feed, &mut Direct { sinks: &mut sinks }, &opts)?;
     sinks.flush()?;
-    let mut summary = Summary { file_errors: reader.file_errors, interrupted: setup.stopped(), ..Summary::default() };
+    let mut summary = Summary { file_errors: reader.file_errors, interrupted, ..Summary::default() };
     if let Some(mut pq) = w.take_prequential() {
         crate::learn::save_checkpoint(&mut pq.learner);
         summary.learning = Some(LearningSummary::of(&pq));

@@ -19,8 +19,8 @@ use crate::export::lines::Lines;
 /// Output bytes a worker gathers before handing them on (threaded runs).
 pub const HAND_OUT_BYTES: usize = 256 * 1024;
 /// How long the end-of-run flush of a [`Backpressure::Drop`] output waits for a stalled
-/// writer per buffer before it drops (and counts) the buffer: shutdown never hangs on a
-/// sink that stopped reading.
+/// writer, once per worker: past it the rest of that worker's flush is dropped (and
+/// counted) at once, so shutdown never hangs on a sink that stopped reading.
 pub const FINISH_WAIT: Duration = Duration::from_secs(2);
 
 /// What a worker does when the writer is behind.
@@ -73,6 +73,8 @@ pub struct ToWriter {
     free: Receiver<Lines>,
     policy: Backpressure,
     dropped: Arc<AtomicU64>,
+    /// The end-of-run wait for this worker has been spent (the writer stalled).
+    stalled: bool,
 }
 
 impl ToWriter {
@@ -85,27 +87,42 @@ impl ToWriter {
         self.dropped.fetch_add(lost.len() as u64, Ordering::Relaxed);
     }
 
-    /// Swaps `stream`'s buffer for a recycled one and sends the full one.
-    fn send(&self, w: &mut Worker, stream: Stream, finishing: bool) {
-        let fresh = self.free.try_recv().unwrap_or_else(|_| Lines::with_capacity(HAND_OUT_BYTES));
-        let full = std::mem::replace(w.buf_mut(stream), fresh);
-        let msg = (stream, full);
-        match self.policy {
+    /// Sends `stream`'s buffer to the writer and gives the worker a recycled one; a buffer
+    /// the policy drops is counted, emptied and handed back to the worker (so a writer
+    /// that is behind costs no allocation either).
+    fn send(&mut self, w: &mut Worker, stream: Stream, finishing: bool) {
+        let full = std::mem::take(w.buf_mut(stream));
+        let lost = match self.policy {
             // A send fails only when the writer is gone; its join reports why.
-            Backpressure::Block => {
-                let _ = self.tx.send(msg);
-            }
-            Backpressure::Drop if finishing => {
-                if let Err(SendTimeoutError::Timeout((_, lost))) = self.tx.send_timeout(msg, FINISH_WAIT) {
+            Backpressure::Block => self.tx.send((stream, full)).err().map(|e| e.into_inner().1),
+            // At the end of a live run, one wait of at most FINISH_WAIT per worker: once
+            // the writer has stalled that long, the rest of the flush drops at once.
+            Backpressure::Drop if finishing && !self.stalled => match self.tx.send_timeout((stream, full), FINISH_WAIT)
+            {
+                Ok(()) => None,
+                Err(SendTimeoutError::Timeout((_, lost))) => {
+                    self.stalled = true;
                     self.count_dropped(&lost);
+                    Some(lost)
                 }
-            }
-            Backpressure::Drop => {
-                if let Err(TrySendError::Full((_, lost))) = self.tx.try_send(msg) {
+                Err(SendTimeoutError::Disconnected((_, lost))) => Some(lost),
+            },
+            Backpressure::Drop => match self.tx.try_send((stream, full)) {
+                Ok(()) => None,
+                Err(TrySendError::Full((_, lost))) => {
                     self.count_dropped(&lost);
+                    Some(lost)
                 }
+                Err(TrySendError::Disconnected((_, lost))) => Some(lost),
+            },
+        };
+        *w.buf_mut(stream) = match lost {
+            Some(mut back) => {
+                back.clear();
+                back
             }
-        }
+            None => self.free.try_recv().unwrap_or_else(|_| Lines::with_capacity(HAND_OUT_BYTES)),
+        };
     }
 }
 
@@ -162,7 +179,7 @@ impl Writer {
                 sinks.flush()
             })
             .map_err(|source| PipelineError::Output { what: "writer thread", source })?;
-        Ok((Self { handle }, ToWriter { tx, free, policy, dropped: Arc::new(AtomicU64::new(0)) }))
+        Ok((Self { handle }, ToWriter { tx, free, policy, dropped: Arc::new(AtomicU64::new(0)), stalled: false }))
     }
 
     /// Waits for the writer to write everything queued (every [`ToWriter`] must have been
@@ -237,11 +254,52 @@ mod tests {
         }
         let dropped = out.dropped_lines();
         assert!(dropped >= 2 * 47, "a stalled writer must cost dropped lines, not a stalled worker: {dropped}");
+        // A dropped batch comes back to the worker emptied, its memory kept.
+        let back = w.buf_mut(Stream::Events);
+        assert!(back.is_empty() && back.capacity() > 0, "the dropped batch is reused");
         drop(stall);
         drop(out);
         writer.join().expect("join");
         let written = (kept.bytes.lock().expect("bytes").split(|&c| c == b'\n').count() - 1) as u64;
         assert_eq!(written + dropped, 100, "every line is written or counted as dropped");
+    }
+
+    #[test]
+    fn a_stalled_writer_is_waited_for_once_at_the_end() {
+        let kept = Kept::default();
+        let sinks = Sinks { events: Some(Box::new(WriteSink(kept.clone()))), ..Sinks::default() };
+        let stall = kept.gate.lock().expect("gate");
+        let (writer, mut out) = Writer::spawn(sinks, 1, Backpressure::Drop, true).expect("writer");
+        let mut w = worker();
+        // Fill the writer and its queue, then end the run: the first end-of-run buffer
+        // waits (and times out), every later one is dropped without waiting.
+        for i in 0..3 {
+            w.buf_mut(Stream::Events).push_with("k", |b| writeln!(b, "x{i}").expect("line"));
+            out.take(&mut w, 1).expect("take");
+            if i == 0 {
+                // The writer holds the first batch (stuck in the sink) before the next comes.
+                for _ in 0..5000 {
+                    if out.tx.is_empty() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                assert!(out.tx.is_empty(), "the writer took the first batch");
+            }
+        }
+        assert!(!out.stalled);
+        for i in 0..5 {
+            w.buf_mut(Stream::Events).push_with("k", |b| writeln!(b, "y{i}").expect("line"));
+            out.finish(&mut w).expect("finish");
+            assert!(out.stalled, "the wait is spent after the first end-of-run buffer");
+        }
+        drop(stall);
+        let dropped = out.dropped_lines();
+        drop(out);
+        writer.join().expect("join");
+        let written = (kept.bytes.lock().expect("bytes").split(|&c| c == b'\n').count() - 1) as u64;
+        assert_eq!(written + dropped, 8, "every line is written or counted as dropped");
+        assert!(dropped >= 5, "the end-of-run lines behind a stalled writer are dropped: {dropped}");
     }
 
     #[test]

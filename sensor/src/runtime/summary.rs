@@ -149,8 +149,9 @@ pub fn counters(s: &Stats) -> Vec<Group> {
 /// What only live capture has.
 #[derive(Clone, Debug)]
 pub struct LiveParts<'a> {
-    /// How the XDP program attached (`None`: AF_PACKET).
-    pub attach: Option<String>,
+    /// How the XDP program attached, as earlier versions wrote it (`Some(Native)`,
+    /// `Some(Generic)`, or `None` on AF_PACKET).
+    pub attach: String,
     /// The XDP program's decision counters, by name.
     pub xdp: Vec<(&'static str, u64)>,
     /// The kernel's drop counters of the sockets.
@@ -243,8 +244,7 @@ impl fmt::Display for RunSummary<'_> {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         writeln!(f, "nightjar {} summary", self.mode)?;
         if let Some(l) = &self.live {
-            let attach = l.attach.as_deref().unwrap_or("none (AF_PACKET)");
-            writeln!(f, "  interface      {} (XDP attach: {attach})", l.iface)?;
+            writeln!(f, "  interface      {} (XDP attach: {})", l.iface, l.attach)?;
         }
         writeln!(
             f,

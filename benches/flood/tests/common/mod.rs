@@ -17,6 +17,24 @@ pub fn privileged() -> bool {
     root
 }
 
+/// True when the shared data the scenarios read (payload lists, CSIC 2010) is there:
+/// `$NIGHTJAR_SHARED_DATA` or `../shared/data` beside the repository. Without it the test
+/// says SKIP on the real stderr (shown even when the test passes), unless
+/// `NIGHTJAR_REQUIRE_SHARED` is set (CI), where its absence fails.
+pub fn shared_data() -> bool {
+    let dir = std::env::var_os("NIGHTJAR_SHARED_DATA")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"), PathBuf::from);
+    if dir.is_dir() {
+        return true;
+    }
+    assert!(std::env::var_os("NIGHTJAR_REQUIRE_SHARED").is_none(), "shared data not found at {}", dir.display());
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("SKIP: nightjar-flood scenarios need the shared data, not found at {}\n", dir.display()).as_bytes(),
+    );
+    false
+}
+
 /// The sensor's binary, built beside nightjar-flood's.
 pub fn nightjar_bin() -> PathBuf {
     let p = Path::new(env!("CARGO_BIN_EXE_nightjar-flood")).with_file_name("nightjar");
