@@ -144,7 +144,8 @@ impl Feed for SourceFeed {
     }
 }
 
-fn file_len(p: &std::path::Path) -> u64 {
+/// Size of `p` in bytes (0 when it cannot be read), for progress.
+pub(super) fn file_len(p: &std::path::Path) -> u64 {
     std::fs::metadata(p).map_or(0, |m| m.len())
 }
 

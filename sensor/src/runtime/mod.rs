@@ -26,7 +26,7 @@ pub mod summary;
 
 pub use self::error::PipelineError;
 
-use self::driver::{FileReader, FilesFeed, Loop, PacketBatch, ShardFeed, run_worker};
+use self::driver::{FileReader, FilesFeed, Loop, PacketBatch, ShardFeed, file_len, run_worker};
 use self::output::{Backpressure, Direct, HAND_OUT_BYTES, Writer};
 use crate::capture::{Frame, PacketSource, PcapFileSource};
 use crate::config::Config;
@@ -774,10 +774,6 @@ pub fn replay(
     summary.workers = workers;
     summary.elapsed = start.elapsed();
     Ok(summary)
-}
-
-fn file_len(p: &Path) -> u64 {
-    std::fs::metadata(p).map_or(0, |m| m.len())
 }
 
 /// How a replay's workers get their model and learner.
