@@ -341,9 +341,10 @@ def main():
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--balance", choices=["cap", "weight", "none"], default=None, help="per-run balancing (default cap)")
     s.add_argument("--cap", type=int, default=None, help="flows per (run, class) and pass (default 40)")
-    s.add_argument("--threshold", choices=["offset", "classes", "unknown"], default="offset",
+    s.add_argument("--threshold", choices=["offset", "classes", "flag", "unknown"], default="offset",
                    help="how the benign flag target is met: a benign offset (default), class log offsets "
-                        "(benign, and malware against attack), or a higher unknown threshold")
+                        "(benign, and malware against attack), the offset with `unknown` for weak benign verdicts only "
+                        "(flag), or a higher unknown threshold")
     s.add_argument("--variants", action="store_true", help="also cross-validate the balancing variants (CV only)")
     s.add_argument("--demo", help="features of the demo captures (`nightjar replay --features`), scored by the candidate")
     s.add_argument("--reports", default=str(ROOT / "reports" / "real"))

@@ -1,7 +1,10 @@
 """The decision rule: how calibrated logits become the sensor's verdicts, and how its
 thresholds are chosen on validation logits (numpy only, so the unit tests run without
 torch). The sensor applies the same rule (`inference/classifier.rs`): probabilities =
-softmax(logits / T + class log offsets), the top class, `unknown` below `unknown_below`."""
+softmax(logits / T + class log offsets), the top class, `unknown` below `unknown_below`,
+for every flow (`unknown_scope` "all", the rule up to 2026.12.02-real-5) or only for flows
+whose top class is benign (`unknown_scope` "benign": a weak benign verdict becomes
+`unknown`, an alert stays an alert with its low score)."""
 
 import numpy as np
 
@@ -23,29 +26,36 @@ def class_offsets(off):
     return np.array([float(off), 0.0, 0.0]) if off.ndim == 0 else off
 
 
-def deployed(z, delta, unknown_below):
+SCOPES = ("all", "benign")
+
+
+def deployed(z, delta, unknown_below, scope="all"):
     """Verdicts as the sensor gives them from calibrated logits `z` (logits / T) with the
     class log offsets `delta` ([benign, attack, malware], or the benign offset alone)
-    added: argmax, `unknown` (3) below the threshold; and the probabilities."""
+    added: argmax, `unknown` (3) below the threshold (`scope` "all": any flow; "benign":
+    only a flow whose top class is benign; a per-flow boolean array: True = "benign");
+    and the probabilities."""
     p = softmax(z + class_offsets(delta))
     v = p.argmax(1)
-    v[p.max(1) < unknown_below] = UNKNOWN
+    low = p.max(1) < unknown_below
+    benign_only = np.asarray(scope == "benign") if isinstance(scope, str) else np.asarray(scope, dtype=bool)
+    v[low & (~benign_only | (v == 0))] = UNKNOWN
     return v, p
 
 
-def flag_rate(z, y, delta, u):
+def flag_rate(z, y, delta, u, scope="all"):
     b = y == 0
     if not b.any():
         return 0.0
-    v, _ = deployed(z[b], delta, u)
+    v, _ = deployed(z[b], delta, u, scope if isinstance(scope, str) else np.asarray(scope)[b])
     return float(np.isin(v, (1, 2)).mean())
 
 
-def smallest_offset(z, y, u, target, split=0.0):
+def smallest_offset(z, y, u, target, split=0.0, scope="all"):
     """The smallest benign offset that flags at most `target` of the benign flows, with
     malware shifted by `split` against attack (offsets [delta, 0, split])."""
     for delta in np.arange(0.0, 12.01, 0.05):
-        if flag_rate(z, y, [delta, 0.0, split], u) <= target:
+        if flag_rate(z, y, [delta, 0.0, split], u, scope) <= target:
             return float(delta)
     return 12.0
 
@@ -55,10 +65,10 @@ SPLITS = np.arange(-4.0, 4.01, 0.5)
 MIN_CLASS_FLOWS = 5
 
 
-def class_recall(z, y, off, u):
+def class_recall(z, y, off, u, scope="all"):
     """Mean over attack and malware (those with at least `MIN_CLASS_FLOWS` flows) of the
     share of their flows given their own class: what the `classes` rule maximises."""
-    v, _ = deployed(z, off, u)
+    v, _ = deployed(z, off, u, scope)
     r = [float((v[y == c] == c).mean()) for c in (1, 2) if (y == c).sum() >= MIN_CLASS_FLOWS]
     return float(np.mean(r)) if r else 0.0
 
@@ -75,6 +85,10 @@ def choose_thresholds(logits, y, mode="offset", target=FLAG_TARGET, unknown_shar
       their own class most often (`class_recall`) wins. One threshold per class instead
       of one for both: real benign requests that look like attacks (WebDAV, test suites)
       and those that look like malware (updaters' downloads) no longer set one bar for both;
+    - `flag`: as `offset`, but `unknown` only where the top class is benign (scope
+      "benign"): the offset alone meets the target (an alert is never hidden as
+      `unknown`), and u is the top-class probability below which the least confident
+      `unknown_share` of the validation flows given benign lie;
     - `unknown`: no offset, u raised until the target holds;
     - `none`: no offset, no target (what the model alone gives)."""
     if T is None:
@@ -92,8 +106,14 @@ def choose_thresholds(logits, y, mode="offset", target=FLAG_TARGET, unknown_shar
         o[0] = smallest_offset(z, y, u, target, split)
         return o, u
 
+    scope = "benign" if mode == "flag" else "all"
     if mode == "offset":
         off, u = fitted(0.0)
+    elif mode == "flag":
+        off = np.array([smallest_offset(z, y, 0.0, target, 0.0, scope), 0.0, 0.0])
+        v0, p0 = deployed(z, off, 0.0)
+        top = p0.max(1)[v0 == 0]
+        u = float(np.quantile(top, unknown_share)) if len(top) else 0.0
     elif mode == "classes":
         best = None
         for split in SPLITS:
@@ -107,12 +127,12 @@ def choose_thresholds(logits, y, mode="offset", target=FLAG_TARGET, unknown_shar
     if mode == "unknown":
         while u < 0.999 and flag_rate(z, y, off, u) > target:
             u += 0.0025
-    v, _ = deployed(z, off, u)
+    v, _ = deployed(z, off, u, scope)
     return {"temperature": round(float(T), 4), "unknown_below": round(float(u), 4), "benign_offset": round(float(off[0]), 3),
-            "malware_offset": round(float(off[2]), 3),
+            "malware_offset": round(float(off[2]), 3), "unknown_scope": scope,
             "validation_flows": int(len(y)), "validation_benign": int((y == 0).sum()),
-            "validation_flag_rate": round(flag_rate(z, y, off, u), 4),
-            "validation_class_recall": round(class_recall(z, y, off, u), 4),
+            "validation_flag_rate": round(flag_rate(z, y, off, u, scope), 4),
+            "validation_class_recall": round(class_recall(z, y, off, u, scope), 4),
             "validation_unknown_share": round(float((v == UNKNOWN).mean()), 4)}
 
 
@@ -126,8 +146,8 @@ def apps_of(static):
 
 def sensor_verdicts(meta, probs, apps):
     """Verdicts as the sensor gives them from the graph's probabilities: each app's
-    `decision` (class log offsets, `unknown_below`), else the top-level `unknown_below`; the
-    same rule as `deployed`, on log-probabilities."""
+    `decision` (class log offsets, `unknown_below`, `unknown_scope`), else the top-level
+    `unknown_below`; the same rule as `deployed`, on log-probabilities."""
     z = np.log(np.clip(probs, 1e-30, 1.0))
     v = np.empty(len(probs), dtype=np.int64)
     out = np.empty_like(probs)
@@ -136,5 +156,5 @@ def sensor_verdicts(meta, probs, apps):
         r = meta.get("decision", {}).get(APPS[a]) if a < len(APPS) else None
         r = r or {"benign_log_offset": 0.0, "unknown_below": meta["unknown_below"]}
         off = [r["benign_log_offset"], 0.0, r.get("malware_log_offset", 0.0)]
-        v[m], out[m] = deployed(z[m], off, r["unknown_below"])
+        v[m], out[m] = deployed(z[m], off, r["unknown_below"], r.get("unknown_scope", "all"))
     return v, out

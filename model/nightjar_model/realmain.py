@@ -200,15 +200,14 @@ def run(a, root: Path, shipped: Path):
     T = thr["temperature"]
     with torch.no_grad():
         net.temperature.fill_(T)
-    cT, cdelta, cu = rt.per_flow_rule(thr, apps[cal_idx])
-    cal_rep, _, _, cal_dep, _ = rt.evaluate(d, cal_idx, cal_logits, cT, cdelta, cu)
+    cal_rep, _, _, cal_dep, _ = rt.evaluate(d, cal_idx, cal_logits, *rt.per_flow_rule(thr, apps[cal_idx]))
     if cfg["decision"] == "oof":
-        dT, ddelta, du = rt.per_flow_rule(thr, apps[dec_idx])
-        dec_rep, *_ = rt.evaluate(d, dec_idx, dec_logits, dT, ddelta, du)
+        dec_rep, *_ = rt.evaluate(d, dec_idx, dec_logits, *rt.per_flow_rule(thr, apps[dec_idx]))
         results["decision_set_report_not_a_test"] = rt.headline(dec_rep)
     decision = {name: {"benign_log_offset": thr["apps"][name]["benign_offset"],
                        "malware_log_offset": thr["apps"][name].get("malware_offset", 0.0),
-                       "unknown_below": thr["apps"][name]["unknown_below"]} for name in rt.APPS}
+                       "unknown_below": thr["apps"][name]["unknown_below"],
+                       "unknown_scope": thr["apps"][name].get("unknown_scope", "all")} for name in rt.APPS}
     curves["final fit, calibration runs (chose T and the rules; not a test)"] = {
         "before (T = 1)": (rt.softmax(cal_logits), d["y"][cal_idx]),
         "temperature": (rt.softmax(cal_logits / T), d["y"][cal_idx]),
@@ -285,6 +284,8 @@ def run(a, root: Path, shipped: Path):
         for row in demo:
             print(row["flow"], row["app"], {k: row[k]["verdict"] for k in scored})
 
+    rt.save_arrays(reports / "arrays.npz", protocols,
+                   {"dec_idx": dec_idx, "dec_logits": dec_logits, "cal_idx": cal_idx, "cal_logits": cal_logits})
     for name, res in protocols.items():
         results[name] = rt.strip(res)
     timings["total"] = round(time.time() - t_start, 1)

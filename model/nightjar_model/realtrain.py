@@ -261,16 +261,19 @@ def rule_offsets(rule):
 
 
 def per_flow_rule(decision, apps):
-    """Per-flow (T, class log offsets [n, 3], unknown_below) for flows of `apps` under `decision`."""
+    """Per-flow (T, class log offsets [n, 3], unknown_below, unknown only for benign verdicts)
+    for flows of `apps` under `decision`."""
     n = len(apps)
     T = np.full(n, decision["temperature"])
     delta = np.tile(rule_offsets(decision["all"]), (n, 1))
     u = np.full(n, decision["all"]["unknown_below"])
+    scope = np.full(n, decision["all"].get("unknown_scope", "all") == "benign")
     for a, name in enumerate(APPS):
         m = apps == a
         delta[m] = rule_offsets(decision["apps"][name])
         u[m] = decision["apps"][name]["unknown_below"]
-    return T, delta, u
+        scope[m] = decision["apps"][name].get("unknown_scope", "all") == "benign"
+    return T, delta, u, scope
 
 
 def ece(probs, y, bins=15):
@@ -307,9 +310,10 @@ def run_balance_weights(d, idx):
     return np.asarray([1.0 / n[d["run"][i]] for i in idx])
 
 
-def evaluate(d, idx, logits, T, delta, u):
-    """Everything about one set of test predictions. `T`, `delta`, `u`: per flow (each
-    flow's split chose them on its own validation slice)."""
+def evaluate(d, idx, logits, T, delta, u, scope=None):
+    """Everything about one set of test predictions. `T`, `delta`, `u`, `scope` (True:
+    `unknown` only for benign verdicts; default all False): per flow (each flow's split
+    chose them on its own validation slice)."""
     y = d["y"][idx]
     raw = softmax(logits)
     z = logits / T[:, None]
@@ -317,9 +321,10 @@ def evaluate(d, idx, logits, T, delta, u):
     v = np.empty(len(idx), dtype=np.int64)
     dep = np.empty_like(cal)
     delta = np.asarray(delta, dtype=np.float64)
-    for key in set(zip(T, map(tuple, delta), u)):
-        m = (T == key[0]) & (delta == np.asarray(key[1])).all(1) & (u == key[2])
-        v[m], dep[m] = deployed(z[m], np.asarray(key[1]), key[2])
+    scope = np.zeros(len(idx), dtype=bool) if scope is None else np.asarray(scope, dtype=bool)
+    for key in set(zip(T, map(tuple, delta), u, scope)):
+        m = (T == key[0]) & (delta == np.asarray(key[1])).all(1) & (u == key[2]) & (scope == key[3])
+        v[m], dep[m] = deployed(z[m], np.asarray(key[1]), key[2], "benign" if key[3] else "all")
     rep = {"flows": int(len(idx)), "runs": int(len(set(d["run"][idx]))),
            "argmax": metrics.report(y, cal.argmax(1)),
            "deployed": deployed_report(y, v),
@@ -408,12 +413,12 @@ def plot_reliability(curves, path):
     plt.close(fig)
 
 
-def operating_points(z, y, u, offsets):
+def operating_points(z, y, u, offsets, scope="all"):
     """(benign flagged, non-benign alerted) of calibrated logits `z` for each benign
-    offset, `unknown` below the per-flow `u`."""
+    offset, `unknown` below the per-flow `u` (within the per-flow `scope`)."""
     pts = []
     for delta in offsets:
-        v, _ = deployed(z, delta, u)
+        v, _ = deployed(z, delta, u, scope)
         alert = np.isin(v, (1, 2))
         pts.append((float(alert[y == 0].mean()) if (y == 0).any() else 0.0,
                     float(alert[y > 0].mean()) if (y > 0).any() else 0.0))
@@ -441,7 +446,7 @@ def plot_operating(d, pooled_arrays, path):
             y = d["y"][p["idx"]][m]
             # Each split's malware shift stays; only the benign offset moves.
             z = p["logits"][m] / p["T"][m][:, None] + p["delta"][m] * [0.0, 0.0, 1.0]
-            pts = operating_points(z, y, p["u"][m], offsets)
+            pts = operating_points(z, y, p["u"][m], offsets, p["scope"][m])
             line = ax.plot([100 * x for x, _ in pts], [100 * r for _, r in pts], marker=".", label=title)[0]
             v = p["verdict"][m]
             dep = (100 * float(np.isin(v[y == 0], (1, 2)).mean()), 100 * float(np.isin(v[y > 0], (1, 2)).mean()))
@@ -467,7 +472,7 @@ def plot_operating(d, pooled_arrays, path):
 # Validation protocols
 
 
-MODES = ("classes", "offset", "unknown", "none")
+MODES = ("classes", "offset", "flag", "unknown", "none")
 
 
 def run_split(d, train_idx, test_idx, cfg, desc):
@@ -530,28 +535,32 @@ def pooled(d, splits, cfg, name, modes=MODES):
     idx = np.concatenate([te for _, te, _ in fits])
     logits = np.concatenate([r["test_logits"] for *_, r in fits])
     for mode in modes:
-        per, T, delta, u = {}, [], [], []
+        per, T, delta, u, scope = {}, [], [], [], []
         for label, te, r in fits:
             thr = choose_decision(r["val_logits"], r["val_y"], r["val_app"], mode, cfg.get("flag_targets"))
             thr["fit_flows"], thr["validation_runs"] = r["fit_flows"], r["validation_runs"]
-            t_, d_, u_ = per_flow_rule(thr, app_of(d)[te])
+            t_, d_, u_, s_ = per_flow_rule(thr, app_of(d)[te])
             T.append(t_)
             delta.append(d_)
             u.append(u_)
+            scope.append(s_)
             if mode == modes[0]:
-                rep, *_ = evaluate(d, te, r["test_logits"], T[-1], delta[-1], u[-1])
+                rep, *_ = evaluate(d, te, r["test_logits"], T[-1], delta[-1], u[-1], scope[-1])
                 per[label] = {"thresholds": thr, "test": headline(rep), "seconds": r["seconds"],
                               "history": r["history"], "test_per_family": rep.get("per_family", {})}
                 tqdm.write(f"{name} {label}: deployed macro F1 {rep['deployed']['macro_f1']}, benign flagged "
                            f"{rep['deployed']['benign_flag_rate']} (validation tls "
                            f"{thr['apps']['tls']['validation_flag_rate']}, http {thr['apps']['http']['validation_flag_rate']}), "
                            f"{r['seconds']} s")
-        arr = [np.concatenate(a) for a in (T, delta, u)]
+        arr = [np.concatenate(a) for a in (T, delta, u, scope)]
         rep, v, cal, dep, raw = evaluate(d, idx, logits, *arr)
         if mode == modes[0]:
             out["splits"], out["pooled"] = per, rep
             out["pooled_arrays"] = {"idx": idx, "logits": logits, "T": arr[0], "delta": arr[1], "u": arr[2],
-                                    "verdict": v, "cal": cal, "dep": dep, "raw": raw}
+                                    "scope": arr[3], "verdict": v, "cal": cal, "dep": dep, "raw": raw}
+            # What each split chose its rule on, so a rule can be re-chosen without refitting.
+            out["decision_arrays"] = {label: {"test_idx": te, "val_logits": r["val_logits"], "val_y": r["val_y"],
+                                              "val_app": r["val_app"]} for label, te, r in fits}
         out["by_mode"][mode] = headline(rep)
     slices, start = {}, 0
     for label, te, _ in fits:
@@ -631,7 +640,23 @@ def lofo_family_view(d, res, families):
 
 
 def strip(res):
-    return {k: v for k, v in res.items() if k not in ("pooled_arrays", "slices")}
+    return {k: v for k, v in res.items() if k not in ("pooled_arrays", "slices", "decision_arrays")}
+
+
+def save_arrays(path, protocols, final=None):
+    """Every protocol's pooled test logits and the logits each split chose its rule on (and
+    the final model's rule set), so a decision rule can be re-chosen and re-measured without
+    fitting again (`python -m nightjar_model rechoose`)."""
+    out = {}
+    for name, res in protocols.items():
+        for k in ("idx", "logits"):
+            out[f"{name}/pooled/{k}"] = res["pooled_arrays"][k]
+        for label, a in res.get("decision_arrays", {}).items():
+            for k, v in a.items():
+                out[f"{name}/split/{label}/{k}"] = v
+    for k, v in (final or {}).items():
+        out[f"final/{k}"] = v
+    np.savez_compressed(path, **out)
 
 
 # ---------------------------------------------------------------------------------------

@@ -50,3 +50,39 @@ def test_deployed_offsets_and_unknown():
     assert np.allclose(dr.deployed(z, 1.0, 0.0)[1], dr.deployed(z, [1.0, 0.0, 0.0], 0.0)[1])
     v, _ = dr.deployed(z, [0.0, 0.0, np.log(2.0)], 0.0)
     assert v.tolist() == [0, 2, 2]
+
+
+def test_benign_scope_never_hides_an_alert():
+    z = np.log(np.array([[0.45, 0.35, 0.2], [0.2, 0.42, 0.38], [0.3, 0.3, 0.4], [0.9, 0.05, 0.05]]))
+    every, _ = dr.deployed(z, 0.0, 0.5, "all")
+    benign, _ = dr.deployed(z, 0.0, 0.5, "benign")
+    assert every.tolist() == [dr.UNKNOWN, dr.UNKNOWN, dr.UNKNOWN, 0]
+    # A weak benign verdict is still `unknown`; weak alerts stay alerts.
+    assert benign.tolist() == [dr.UNKNOWN, 1, 2, 0]
+    # Per-flow scope: True = only benign verdicts may become unknown.
+    mixed, _ = dr.deployed(z, 0.0, 0.5, np.array([False, True, False, True]))
+    assert mixed.tolist() == [dr.UNKNOWN, 1, dr.UNKNOWN, 0]
+
+
+def test_flag_mode_meets_the_target_with_the_offset_alone():
+    z, y = population(2)
+    flag = dr.choose_thresholds(z, y, "flag", target=0.02, T=1.0)
+    off = dr.choose_thresholds(z, y, "offset", target=0.02, T=1.0)
+    assert flag["unknown_scope"] == "benign" and off["unknown_scope"] == "all"
+    assert flag["validation_flag_rate"] <= 0.02
+    # With u = 0 the offset alone flags at most the target ...
+    assert dr.flag_rate(z, y, [flag["benign_offset"], 0, 0], 0.0) <= 0.02
+    # ... and no non-benign flow the offset leaves flagged becomes unknown.
+    v, _ = dr.deployed(z, [flag["benign_offset"], 0, 0], flag["unknown_below"], "benign")
+    v0, _ = dr.deployed(z, [flag["benign_offset"], 0, 0], 0.0)
+    assert np.array_equal(v[v0 > 0], v0[v0 > 0])
+    assert flag["validation_class_recall"] >= off["validation_class_recall"]
+
+
+def test_sensor_verdicts_read_the_scope():
+    probs = np.array([[0.45, 0.35, 0.2], [0.2, 0.42, 0.38]])
+    apps = np.array([0, 0])
+    meta = {"unknown_below": 0.5, "decision": {"tls": {"benign_log_offset": 0.0, "unknown_below": 0.5}}}
+    assert dr.sensor_verdicts(meta, probs, apps)[0].tolist() == [dr.UNKNOWN, dr.UNKNOWN]
+    meta["decision"]["tls"]["unknown_scope"] = "benign"
+    assert dr.sensor_verdicts(meta, probs, apps)[0].tolist() == [dr.UNKNOWN, 1]

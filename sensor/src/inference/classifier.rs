@@ -12,7 +12,7 @@ use tract_onnx::prelude::*;
 
 use super::explain::{self, Group, MIN_DELTA};
 use super::head::Head;
-use super::model::{Decision, InferenceError, ModelBundle};
+use super::model::{Decision, InferenceError, ModelBundle, UnknownScope};
 use super::preprocess::{Preprocess, SEQ_COLUMNS};
 use super::{Class, MAX_REASONS, Reason, Verdict};
 #[cfg(feature = "model")]
@@ -268,16 +268,10 @@ impl Classifier {
     /// The verdict for one row of probabilities under app `app`'s decision rule (0 tls,
     /// 1 http, 2 other): the log-probabilities shifted by the app's class offsets, the
     /// probabilities renormalised, then the top class unless it is below the app's
-    /// `unknown_below`. The score is the shifted probability.
+    /// `unknown_below` (within the rule's `unknown_scope`). The score is the shifted
+    /// probability.
     fn verdict(&self, p: &[f32], app: usize) -> Verdict {
-        let q = self.shifted(p, app);
-        let (best, score) =
-            q.into_iter().enumerate().fold((0, f32::MIN), |acc, (i, v)| if v > acc.1 { (i, v) } else { acc });
-        let class = if score < self.decisions[app.min(2)].unknown_below {
-            Class::Unknown
-        } else {
-            [Class::Benign, Class::Attack, Class::Malware][best]
-        };
+        let (class, score) = decide(&self.decisions[app.min(2)], p);
         Verdict { class, score: Some(score), model: Some(self.label.clone()), head: None, reasons: Vec::new() }
     }
 }
@@ -508,11 +502,31 @@ fn shift(d: &Decision, p: &[f32]) -> [f32; 3] {
     if total > 0.0 { q.map(|v| v / total) } else { q }
 }
 
+/// One row of probabilities under rule `d`: the class and its shifted probability
+/// (`model/nightjar_model/decision.py`'s `deployed`).
+fn decide(d: &Decision, p: &[f32]) -> (Class, f32) {
+    let q = shift(d, p);
+    let (best, score) =
+        q.into_iter().enumerate().fold((0, f32::MIN), |acc, (i, v)| if v > acc.1 { (i, v) } else { acc });
+    let may_be_unknown = best == 0 || d.unknown_scope == UnknownScope::All;
+    let class = if score < d.unknown_below && may_be_unknown {
+        Class::Unknown
+    } else {
+        [Class::Benign, Class::Attack, Class::Malware][best]
+    };
+    (class, score)
+}
+
 #[cfg(feature = "model")]
 /// The decision rules of tls, http and other flows: the metadata's per-app rule, else the
 /// top-level `unknown_below` without offset.
 fn decisions(bundle: &ModelBundle) -> [Decision; 3] {
-    let base = Decision { benign_log_offset: 0.0, malware_log_offset: 0.0, unknown_below: bundle.meta.unknown_below };
+    let base = Decision {
+        benign_log_offset: 0.0,
+        malware_log_offset: 0.0,
+        unknown_below: bundle.meta.unknown_below,
+        unknown_scope: UnknownScope::All,
+    };
     ["tls", "http", "other"].map(|app| bundle.meta.decision.get(app).copied().unwrap_or(base))
 }
 
@@ -521,7 +535,27 @@ mod tests {
     use super::*;
 
     fn rule(b: f32, m: f32) -> Decision {
-        Decision { benign_log_offset: b, malware_log_offset: m, unknown_below: 0.0 }
+        Decision { benign_log_offset: b, malware_log_offset: m, unknown_below: 0.0, unknown_scope: UnknownScope::All }
+    }
+
+    #[test]
+    fn unknown_scope_benign_never_hides_an_alert() {
+        let weak_benign = [0.45, 0.35, 0.2];
+        let weak_attack = [0.2, 0.42, 0.38];
+        let weak_malware = [0.3, 0.3, 0.4];
+        let sure = [0.9, 0.05, 0.05];
+        let all = Decision { unknown_below: 0.5, ..rule(0.0, 0.0) };
+        let benign = Decision { unknown_scope: UnknownScope::Benign, ..all };
+        let classes = |d: &Decision| [weak_benign, weak_attack, weak_malware, sure].map(|p| decide(d, &p).0);
+        assert_eq!(classes(&all), [Class::Unknown, Class::Unknown, Class::Unknown, Class::Benign]);
+        assert_eq!(classes(&benign), [Class::Unknown, Class::Attack, Class::Malware, Class::Benign]);
+        // The score is the shifted top-class probability either way.
+        assert!((decide(&benign, &weak_attack).1 - 0.42).abs() < 1e-6);
+        // Metadata without the field keeps the old rule.
+        let old: Decision = serde_json::from_str(r#"{"benign_log_offset": 0.0, "unknown_below": 0.5}"#).unwrap();
+        assert_eq!(old.unknown_scope, UnknownScope::All);
+        let new: Decision = serde_json::from_str(r#"{"unknown_below": 0.5, "unknown_scope": "benign"}"#).unwrap();
+        assert_eq!(new.unknown_scope, UnknownScope::Benign);
     }
 
     #[test]

@@ -130,7 +130,9 @@ pub struct ModelMeta {
 /// flows are flagged, the malware one how the alerts split between attack and malware; an
 /// attack offset would be redundant, since shifting every class alike changes nothing),
 /// the probabilities renormalised, then the top class wins unless its probability is
-/// below `unknown_below`. Offsets left out are 0.
+/// below `unknown_below` (for every verdict, or, with `unknown_scope` `benign`, only when
+/// the top class is benign: a weak alert stays an alert with its low score). Offsets left
+/// out are 0; a rule without `unknown_scope` is `all` (metadata up to 2026.12.02-real-5).
 #[derive(Clone, Copy, Debug, Deserialize)]
 pub struct Decision {
     /// Added to the benign log-probability before renormalising.
@@ -141,6 +143,20 @@ pub struct Decision {
     pub malware_log_offset: f32,
     /// Below this top-class probability (after the shift) the verdict is `unknown`.
     pub unknown_below: f32,
+    /// Which verdicts `unknown_below` may turn into `unknown`.
+    #[serde(default)]
+    pub unknown_scope: UnknownScope,
+}
+
+/// Which verdicts a decision rule's `unknown_below` applies to.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownScope {
+    /// Any top class.
+    #[default]
+    All,
+    /// Only a benign top class (alerts are never hidden as `unknown`).
+    Benign,
 }
 
 /// The trained softmax layer: `weight` is classes x embedding width.
