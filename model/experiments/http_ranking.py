@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from nightjar_model import dataset, realmain, train  # noqa: E402
+from nightjar_model import dataset, train  # noqa: E402
 from nightjar_model import realtrain as rt  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def caught_at(neg, pos, share):
 
 def main(data, augment, bench, out):
     torch.set_num_threads(2)
-    d = realmain.with_augmentation(dataset.load(Path(data)), [augment])
+    d = dataset.with_augmentation(dataset.load(Path(data)), [augment])
     hb = dataset.load(Path(bench))
     cfg = dict(rt.REAL_DEFAULTS, chars=int(d["chars"].shape[1]), augment=True, decision="slice")
     app = rt.app_of(d)

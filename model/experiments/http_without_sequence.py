@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from nightjar_model import dataset, realmain  # noqa: E402
+from nightjar_model import dataset  # noqa: E402
 from nightjar_model import realtrain as rt  # noqa: E402
 
 
 def main(data, augment):
     torch.set_num_threads(1)
-    d = realmain.with_augmentation(dataset.load(Path(data)), [augment])
+    d = dataset.with_augmentation(dataset.load(Path(data)), [augment])
     d["seq"][rt.app_of(d) == 1] = 0.0
     cfg = dict(rt.REAL_DEFAULTS, chars=int(d["chars"].shape[1]), augment=True, decision="slice")
     res = rt.pooled(d, rt.cv_splits(d), cfg, "cv, HTTP without sequence", ("offset", "none"))

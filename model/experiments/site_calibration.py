@@ -53,7 +53,7 @@ def main(features, labels, metas):
             rep = calibrate.calibrate(meta_path, benign, site, ["http"], 0.01)
             for name, mp in (("as shipped", meta_path), ("calibrated", site / meta_path.name)):
                 meta = json.loads(mp.read_text())
-                v, _, _ = calibrate.verdicts(meta, mp.parent, [r for r, e in zip(rows, ev) if e])
+                v, *_ = calibrate.verdicts(meta, mp.parent, [r for r, e in zip(rows, ev) if e])
                 ye = y[ev]
                 att = metrics.report(ye, np.where(v == 1, 1, 0))["per_class"]["attack"]
                 res = {"benign_flagged": round(float(np.isin(v[ye == 0], (1, 2)).mean()), 4),

@@ -236,6 +236,14 @@ def cmd_online(a):
         Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
 
 
+def cmd_ood(a):
+    from . import oodmain
+
+    if Path(a.model).resolve().parent == (ROOT / "artifacts").resolve() and not a.shipped:
+        sys.exit("ood: writes into the model's directory; for the shipped artifacts/ say --shipped")
+    oodmain.run(a)
+
+
 def cmd_calibrate(a):
     from . import calibrate
 
@@ -399,9 +407,17 @@ def main():
     s.add_argument("--app", default="http", help="apps to refit: tls, http or tls,http (default http)")
     s.add_argument("--flag-target", type=float, default=0.01, help="share of those flows flagged at most (0.01)")
     s.add_argument("--out", required=True, help="directory of the calibrated copy (never the model's own)")
+    s = sub.add_parser("ood", help="fit the novelty block (benign verdicts on flows unlike the training flows: unknown) "
+                                   "of a train-real model and write it into its metadata and parity fixture")
+    s.add_argument("--model", required=True, help="the model's metadata (artifacts-real/nightjar.json)")
+    s.add_argument("--data", required=True, help="the real arrays the model was trained on (real.npz)")
+    s.add_argument("--augment", action="append", help="augmentation arrays it was trained with (repeatable)")
+    s.add_argument("--arrays", required=True, help="train-real's arrays.npz (the final fit's calibration slice)")
+    s.add_argument("--quantile", type=float, default=0.99, help="of the calibration slice's distances (0.99)")
+    s.add_argument("--shipped", action="store_true", help="allow writing into artifacts/")
     sub.add_parser("check")
     a = p.parse_args()
-    {"corpus": cmd_corpus, "dataset": cmd_dataset, "train": cmd_train, "train-real": cmd_train_real, "reference": cmd_reference, "without": cmd_without, "labels": cmd_labels, "online": cmd_online, "score": cmd_score, "calibrate": cmd_calibrate, "check": cmd_check}[a.cmd](a)
+    {"corpus": cmd_corpus, "dataset": cmd_dataset, "train": cmd_train, "train-real": cmd_train_real, "reference": cmd_reference, "without": cmd_without, "labels": cmd_labels, "online": cmd_online, "score": cmd_score, "calibrate": cmd_calibrate, "ood": cmd_ood, "check": cmd_check}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import dataset, decision, export
+from . import dataset, decision, export, ood
 from .schema import Preprocessing
 
 APPS = decision.APPS
@@ -43,8 +43,8 @@ def min_flows(target):
     return max(100, int(np.ceil(2.0 / target)))
 
 
-def unknown_share(logp, off, m, u):
-    v, _ = decision.deployed(logp, [off, 0.0, m], u)
+def unknown_share(logp, off, m, u, scope="all"):
+    v, _ = decision.deployed(logp, [off, 0.0, m], u, scope)
     return float((v == decision.UNKNOWN).mean())
 
 
@@ -58,19 +58,22 @@ def refit(logp, rule, target, share=decision.UNKNOWN_SHARE):
     the flagged and unknown shares before and after."""
     y = np.zeros(len(logp), dtype=np.int64)
     u0, m, off0 = rule["unknown_below"], rule.get("malware_log_offset", 0.0), rule["benign_log_offset"]
+    scope = rule.get("unknown_scope", "all")
     off, u = float(OFFSETS[-1]), u0
     for o in OFFSETS:
         _, p = decision.deployed(logp, [o, 0.0, m], 0.0)
-        uo = min(u0, float(np.quantile(p.max(1), share)))
-        if decision.flag_rate(logp, y, [o, 0.0, m], uo) <= target:
+        # The flows `unknown_below` may touch: every flow, or (scope "benign") those given benign.
+        top = p.max(1) if scope == "all" else p.max(1)[p.argmax(1) == 0]
+        uo = min(u0, float(np.quantile(top, share))) if len(top) else u0
+        if decision.flag_rate(logp, y, [o, 0.0, m], uo, scope) <= target:
             off, u = float(o), uo
             break
     new = dict(rule, benign_log_offset=off, unknown_below=round(u, 4))
     u = new["unknown_below"]
-    shares = {"flagged": {"before": round(decision.flag_rate(logp, y, [off0, 0.0, m], u0), 4),
-                          "after": round(decision.flag_rate(logp, y, [off, 0.0, m], u), 4)},
-              "unknown": {"before": round(unknown_share(logp, off0, m, u0), 4),
-                          "after": round(unknown_share(logp, off, m, u), 4)}}
+    shares = {"flagged": {"before": round(decision.flag_rate(logp, y, [off0, 0.0, m], u0, scope), 4),
+                          "after": round(decision.flag_rate(logp, y, [off, 0.0, m], u, scope), 4)},
+              "unknown": {"before": round(unknown_share(logp, off0, m, u0, scope), 4),
+                          "after": round(unknown_share(logp, off, m, u, scope), 4)}}
     return new, shares
 
 
@@ -83,15 +86,18 @@ def read(path):
 
 def verdicts(meta, model_dir: Path, rows):
     """The sensor's verdicts on feature lines `rows` (graph by ONNX Runtime, then each
-    app's rule from `meta`); also the log-probabilities and each flow's app."""
+    app's rule from `meta`); also the log-probabilities, each flow's app and whether it is
+    novel (`ood`: all False without the block)."""
     pre = Preprocessing.from_json(meta["preprocessing"])
     width = meta.get("chars", 0)
     static, seq, tokens, chars = dataset.line_arrays(rows, width)
-    probs = export.run_ort(model_dir / meta["files"]["float"]["path"],
-                           export.feeds(pre, static, seq, tokens, chars=chars if width else None))
+    probs, emb = export.run_ort(model_dir / meta["files"]["float"]["path"],
+                                export.feeds(pre, static, seq, tokens, chars=chars if width else None),
+                                ("probs", "embedding"))
     apps = decision.apps_of(static)
-    v, _ = decision.sensor_verdicts(meta, probs, apps)
-    return v, np.log(np.clip(probs, 1e-30, 1.0)), apps
+    v, _ = decision.sensor_verdicts(meta, probs, apps, emb)
+    novel = ood.novel(meta.get("ood"), emb) if meta.get("ood") else np.zeros(len(probs), dtype=bool)
+    return v, np.log(np.clip(probs, 1e-30, 1.0)), apps, novel
 
 
 def calibrate(model: Path, benign: Path, out: Path, apps, target):
@@ -104,7 +110,7 @@ def calibrate(model: Path, benign: Path, out: Path, apps, target):
     if versions != {meta["schema_version"]}:
         raise CalibrationError(f"{benign}: feature schema {sorted(map(str, versions))}, the model reads "
                                f"{meta['schema_version']}: replay the capture with the sensor that runs this model")
-    _, logp, app_of = verdicts(meta, model.parent, rows)
+    _, logp, app_of, novel = verdicts(meta, model.parent, rows)
     report = {"model": str(model), "model_version": meta["model_version"], "benign": str(benign),
               "benign_sha256": hashlib.sha256(benign.read_bytes()).hexdigest(), "flag_target": target, "apps": {}}
     for app in apps:
@@ -118,7 +124,9 @@ def calibrate(model: Path, benign: Path, out: Path, apps, target):
         new, shares = refit(logp[m], rule, target)
         report["apps"][app] = {"flows": n,
                                "benign_log_offset": {"before": rule["benign_log_offset"], "after": new["benign_log_offset"]},
-                               "unknown_below": {"before": rule["unknown_below"], "after": new["unknown_below"]}} | shares
+                               "unknown_below": {"before": rule["unknown_below"], "after": new["unknown_below"]},
+                               # Benign verdicts the `ood` block turns into `unknown` (not refitted here).
+                               "novel": round(float(novel[m].mean()), 4)} | shares
         meta["decision"][app] = new
     meta["calibration"] = report
     out.mkdir(parents=True, exist_ok=True)

@@ -135,3 +135,29 @@ def load(path: Path) -> dict:
     d = dict(np.load(path, allow_pickle=False))
     d["tokens"] = [json.loads(t) for t in d["tokens"]]
     return d
+
+
+# The `source` of generated flows appended to the real arrays.
+AUG_SOURCE = "nightjar-flood"
+
+
+def with_augmentation(d, paths):
+    """The real arrays with the generated ones appended (source `nightjar-flood`, run
+    `flood:<family>` so the per-run cap applies per generated family)."""
+    if not paths:
+        return d
+    parts = [d]
+    for p in paths:
+        a = load(Path(p))
+        a["source"] = np.asarray([AUG_SOURCE] * len(a["y"]))
+        a["run"] = np.asarray([f"flood:{f}" for f in a["family"]])
+        a["why"] = np.asarray(["generated"] * len(a["y"]))
+        parts.append(a)
+    keys = [k for k in d if all(k in p for p in parts)]
+    out = {}
+    for k in keys:
+        if k == "tokens":
+            out[k] = [t for p in parts for t in p[k]]
+        else:
+            out[k] = np.concatenate([np.asarray(p[k]) for p in parts])
+    return out

@@ -144,10 +144,12 @@ def apps_of(static):
     return np.where(static[:, 0] > 0.5, 0, np.where(static[:, 1] > 0.5, 1, 2))
 
 
-def sensor_verdicts(meta, probs, apps):
+def sensor_verdicts(meta, probs, apps, emb=None):
     """Verdicts as the sensor gives them from the graph's probabilities: each app's
     `decision` (class log offsets, `unknown_below`, `unknown_scope`), else the top-level
-    `unknown_below`; the same rule as `deployed`, on log-probabilities."""
+    `unknown_below`; the same rule as `deployed`, on log-probabilities. With the graph's
+    embeddings `emb` and an `ood` block in `meta`, a benign verdict on a novel flow
+    (`ood.novel`) is `unknown`."""
     z = np.log(np.clip(probs, 1e-30, 1.0))
     v = np.empty(len(probs), dtype=np.int64)
     out = np.empty_like(probs)
@@ -157,4 +159,8 @@ def sensor_verdicts(meta, probs, apps):
         r = r or {"benign_log_offset": 0.0, "unknown_below": meta["unknown_below"]}
         off = [r["benign_log_offset"], 0.0, r.get("malware_log_offset", 0.0)]
         v[m], out[m] = deployed(z[m], off, r["unknown_below"], r.get("unknown_scope", "all"))
+    if meta.get("ood") and emb is not None:
+        from . import ood
+
+        v[(v == 0) & ood.novel(meta["ood"], emb)] = UNKNOWN
     return v, out

@@ -71,12 +71,14 @@ def chars_of(d, idx, width):
     return d["chars"][idx] if width else None
 
 
-def run_ort(path: Path, feed_list):
+def run_ort(path: Path, feed_list, outputs=("probs",)):
+    """The graph's `outputs` over every feed: one array (one output) or a tuple of them."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    probs = [sess.run(["probs"], f)[0] for f in feed_list]
-    return np.concatenate(probs)
+    runs = [sess.run(list(outputs), f) for f in feed_list]
+    out = tuple(np.concatenate([r[k] for r in runs]) for k in range(len(outputs)))
+    return out[0] if len(outputs) == 1 else out
 
 
 def ort_speed(path: Path, feed, repeats=20):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import dataset, export, train
+from . import dataset, export, oodmain, train
 from . import realtrain as rt
 from .schema import CLASSES
 
@@ -34,28 +34,6 @@ def variant_grid(cfg):
 
 
 VARIANT_KEYS = ("balance", "cap", "class_weights", "noise", "dropout", "epochs", "chars", "augment")
-
-
-def with_augmentation(d, paths):
-    """The real arrays with the generated ones appended (source `nightjar-flood`, run
-    `flood:<family>` so the per-run cap applies per generated family)."""
-    if not paths:
-        return d
-    parts = [d]
-    for p in paths:
-        a = dataset.load(Path(p))
-        a["source"] = np.asarray([rt.AUG_SOURCE] * len(a["y"]))
-        a["run"] = np.asarray([f"flood:{f}" for f in a["family"]])
-        a["why"] = np.asarray(["generated"] * len(a["y"]))
-        parts.append(a)
-    keys = [k for k in d if all(k in p for p in parts)]
-    out = {}
-    for k in keys:
-        if k == "tokens":
-            out[k] = [t for p in parts for t in p[k]]
-        else:
-            out[k] = np.concatenate([np.asarray(p[k]) for p in parts])
-    return out
 
 
 def corpus_summary(d):
@@ -97,7 +75,7 @@ def parse_targets(text):
 
 def run(a, root: Path, shipped: Path):
     t_start = time.time()
-    d = with_augmentation(dataset.load(Path(a.data)), a.augment)
+    d = dataset.with_augmentation(dataset.load(Path(a.data)), a.augment)
     train.schema_checks(d)
     if "why" not in d:
         print("note: the arrays have no `why` column (older `dataset`): per-rule reports and weak-label weights are off")
@@ -248,10 +226,14 @@ def run(a, root: Path, shipped: Path):
     meta["reference"] = export.learning_reference(pre, d, cal_idx, d["y"], float_path, out / "nightjar-reference.json",
                                                   chars_width=width)
     (out / "nightjar.json").write_text(json.dumps(meta, indent=1) + "\n")
+    # Novelty: a benign verdict on a flow unlike the final fit's flows becomes `unknown`.
+    ood_report = oodmain.attach(out / "nightjar.json", d, fit_idx, cal_idx,
+                                "the final fit's flows; threshold from its calibration slice")
     timings["final_fit_and_export"] = round(time.time() - t0, 1)
     results["final"] = {"version": version, "fit_flows": int(len(fit_idx)), "calibration_flows": int(len(cal_idx)),
                         "calibration_runs": int(len(set(d["run"][cal_idx]))), "thresholds": thr, "history": hist,
                         "calibration_slice_report_not_a_test": rt.headline(cal_rep), "onnx": onnx_eval, "files": files,
+                        "ood": ood_report,
                         "directory": str(out)}
 
     # The shipped model (never trained on real traffic) on the whole real corpus.

@@ -50,7 +50,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import export, metrics, train
+from . import dataset, export, metrics, train
 from .decision import (FLAG_TARGET, SPLITS, UNKNOWN, UNKNOWN_SHARE, choose_thresholds, class_offsets,  # noqa: F401
                        class_recall, deployed, flag_rate, smallest_offset, softmax, apps_of, sensor_verdicts)
 from .metrics import VERDICTS, deployed_report, plot_matrix  # noqa: F401 (used as rt.*)
@@ -570,7 +570,7 @@ def pooled(d, splits, cfg, name, modes=MODES):
     return out
 
 
-AUG_SOURCE = "nightjar-flood"
+AUG_SOURCE = dataset.AUG_SOURCE
 
 
 def real(d):
@@ -670,7 +670,8 @@ def score_onnx(meta_path: Path, static, seq, tokens, variant="float", chars=None
     meta = json.loads(meta_path.read_text())
     pre = Preprocessing.from_json(meta["preprocessing"])
     width = meta.get("chars", 0)
-    probs = export.run_ort(meta_path.parent / meta["files"][variant]["path"],
-                           export.feeds(pre, static, seq, tokens, chars=chars if width else None))
-    v, q = sensor_verdicts(meta, probs, apps_of(static))
+    probs, emb = export.run_ort(meta_path.parent / meta["files"][variant]["path"],
+                                export.feeds(pre, static, seq, tokens, chars=chars if width else None),
+                                ("probs", "embedding"))
+    v, q = sensor_verdicts(meta, probs, apps_of(static), emb)
     return q, v, meta

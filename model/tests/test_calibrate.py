@@ -86,7 +86,7 @@ def test_the_calibrated_copy_meets_the_target_and_the_model_stays(tmp_path):
     for f in meta["files"].values():
         assert (tmp_path / "site" / f["path"]).stat().st_size == f["bytes"]
     rows = [json.loads(line) for line in benign.read_text().splitlines()]
-    v, _, _ = cal.verdicts(meta, tmp_path / "site", rows)
+    v, *_ = cal.verdicts(meta, tmp_path / "site", rows)
     assert np.isin(v, (1, 2)).mean() <= 0.05
     with pytest.raises(cal.CalibrationError, match="needs at least"):
         cal.calibrate(MODEL, benign, tmp_path / "x", ["http"], 0.001)

@@ -108,6 +108,40 @@ fn verdicts_follow_the_per_app_decision_rule() {
     eprintln!("verdicts: {same} of {} agree ({near} at a boundary)", want.len());
 }
 
+/// The novelty distances (`ood` block: nearest class mean, Mahalanobis) the sensor computes
+/// from tract's embeddings are ONNX Runtime's + numpy's, float and int8.
+#[test]
+fn novelty_matches_the_model() {
+    let (flows, j) = fixture();
+    let Some(want) = j.get("expected_novelty") else {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"SKIP model_parity: this fixture has no novelty distances (a model without an ood block)\n",
+        );
+        return;
+    };
+    for variant in ["float", "int8"] {
+        let bundle = ModelBundle::from_path(&artifacts().join("nightjar.json"), Some(variant)).expect("model loads");
+        let want: Vec<f32> = serde_json::from_value(want[variant].clone()).expect("distances");
+        let mut c = Classifier::new(std::sync::Arc::new(bundle), 32).expect("tract loads the model");
+        let mut got = Vec::new();
+        for chunk in flows.chunks(32) {
+            let refs: Vec<&FeatureVector> = chunk.iter().collect();
+            let mut probs = Vec::new();
+            c.probabilities(&refs, &mut probs).expect("inference");
+            let n = c.novelty().expect("the metadata has an ood block");
+            got.extend(c.embeddings.chunks_exact(c.embedding_dim).map(|e| n.distance(e)));
+        }
+        assert_eq!(got.len(), want.len());
+        // Relative: distances run from a few units to thousands. int8 embeddings differ more.
+        let tolerance = if variant == "float" { 1e-3 } else { 5e-2 };
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= tolerance * w.abs().max(1.0), "{variant} flow {i}: sensor {g}, model/ {w}");
+        }
+        eprintln!("{variant}: {} novelty distances agree", got.len());
+    }
+}
+
 fn j_decision(dir: &Path, app: &str) -> Option<f32> {
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("nightjar.json")).ok()?).ok()?;
@@ -168,6 +202,20 @@ fn corrupt_or_mismatched_models_are_refused() {
     std::fs::write(&meta, j.to_string()).expect("write");
     let err = ModelBundle::from_path(&meta, None).expect_err("bad decision rule");
     assert!(err.to_string().contains("decision for \"tls\""), "{err}");
+
+    // A novelty block whose matrices do not agree; one of another width than the graph's
+    // embeddings (the metadata loads, the classifier refuses it).
+    let meta = copy_artifacts(dir.path());
+    let mut j: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    j["ood"] = serde_json::json!({"class_means": [[0.0, 0.0]], "precision": [[1.0, 0.0]], "max_distance": 1.0});
+    std::fs::write(&meta, j.to_string()).expect("write");
+    let err = ModelBundle::from_path(&meta, None).expect_err("bad ood block");
+    assert!(err.to_string().contains("ood"), "{err}");
+    j["ood"] = serde_json::json!({"class_means": [[0.0, 0.0]], "precision": [[1.0, 0.0], [0.0, 1.0]], "max_distance": 1.0});
+    std::fs::write(&meta, j.to_string()).expect("write");
+    let bundle = ModelBundle::from_path(&meta, None).expect("a well-formed block loads");
+    let err = Classifier::new(std::sync::Arc::new(bundle), 4).err().expect("width differs from the embeddings");
+    assert!(err.to_string().contains("ood block of width 2"), "{err}");
 
     // Not metadata at all, a missing variant, a missing file.
     std::fs::write(&meta, "{ not json").expect("write");

@@ -12,7 +12,7 @@ use tract_onnx::prelude::*;
 
 use super::explain::{self, Group, MIN_DELTA};
 use super::head::Head;
-use super::model::{Decision, InferenceError, ModelBundle, UnknownScope};
+use super::model::{Decision, InferenceError, ModelBundle, Novelty, UnknownScope};
 use super::preprocess::{Preprocess, SEQ_COLUMNS};
 use super::{Class, MAX_REASONS, Reason, Verdict};
 #[cfg(feature = "model")]
@@ -38,6 +38,8 @@ pub struct Classifier {
     apps: Vec<usize>,
     /// Decision rule per app: tls, http, other.
     decisions: [Decision; 3],
+    /// Novelty of the embeddings (the metadata's `ood` block), when the model has one.
+    novelty: Option<Arc<Novelty>>,
     /// The last batch's embeddings (row-major, `embedding_dim` per flow), for online learning.
     pub embeddings: Vec<f32>,
     /// Width of one embedding.
@@ -96,6 +98,7 @@ impl Classifier {
         // Type, declutter and optimise for this machine, then plan the execution.
         let plan = model.into_optimized().and_then(IntoRunnable::into_runnable).map_err(load)?;
         let rules = decisions(&bundle);
+        let novelty = bundle_novelty(&bundle);
         let mut c = Self {
             plan,
             label: bundle.label(),
@@ -110,6 +113,7 @@ impl Classifier {
             chars_buf: vec![0; batch * chars_width],
             apps: vec![2; batch],
             decisions: rules,
+            novelty,
             embeddings: Vec::new(),
             embedding_dim: 0,
             probs: Vec::new(),
@@ -120,6 +124,14 @@ impl Classifier {
         // One run on zeros: proves the graph runs and learns the embedding width.
         let mut probs = Vec::new();
         c.run_raw(0, &mut probs)?;
+        if let Some(n) = &c.novelty
+            && n.dim() != c.embedding_dim
+        {
+            return Err(InferenceError::Load {
+                version: c.bundle.meta.model_version.clone(),
+                reason: format!("ood block of width {} for embeddings of width {}", n.dim(), c.embedding_dim),
+            });
+        }
         Ok(c)
     }
 
@@ -142,6 +154,7 @@ impl Classifier {
             chars_buf: vec![0; self.chars_buf.len()],
             apps: vec![2; self.batch],
             decisions: self.decisions,
+            novelty: self.novelty.clone(),
             embeddings: Vec::new(),
             embedding_dim: self.embedding_dim,
             probs: Vec::new(),
@@ -149,6 +162,11 @@ impl Classifier {
             jobs: Vec::new(),
             job_probs: Vec::new(),
         }
+    }
+
+    /// The model's novelty block (`ood` in its metadata), when it has one.
+    pub fn novelty(&self) -> Option<&Novelty> {
+        self.novelty.as_deref()
     }
 
     /// `version/variant` of the model.
@@ -202,9 +220,24 @@ impl Classifier {
         out.clear();
         if res.is_ok() {
             out.extend(probs.chunks_exact(3).enumerate().map(|(i, p)| self.verdict(p, self.apps[i])));
+            self.mark_novel(out);
         }
         self.probs = probs;
         res
+    }
+
+    /// A benign verdict on a flow unlike the training flows (its embedding beyond the
+    /// `ood` block's `max_distance`) becomes `unknown`; alerts stay alerts.
+    fn mark_novel(&self, out: &mut [Verdict]) {
+        let (Some(n), dim) = (&self.novelty, self.embedding_dim) else { return };
+        if dim == 0 {
+            return;
+        }
+        for (v, e) in out.iter_mut().zip(self.embeddings.chunks_exact(dim)) {
+            if v.class == Class::Benign && n.is_novel(e) {
+                v.class = Class::Unknown;
+            }
+        }
     }
 
     /// Verdicts of up to `batch_size()` flows from the online-learned `head` applied to the
@@ -234,6 +267,7 @@ impl Classifier {
             out.push(v);
             self.probs.extend_from_slice(&p);
         }
+        self.mark_novel(out);
         Ok(())
     }
 
@@ -515,6 +549,11 @@ fn decide(d: &Decision, p: &[f32]) -> (Class, f32) {
         [Class::Benign, Class::Attack, Class::Malware][best]
     };
     (class, score)
+}
+
+#[cfg(feature = "model")]
+fn bundle_novelty(bundle: &ModelBundle) -> Option<Arc<Novelty>> {
+    bundle.meta.ood.as_ref().and_then(Novelty::new).map(Arc::new)
 }
 
 #[cfg(feature = "model")]

@@ -17,7 +17,7 @@ pub mod model;
 pub mod preprocess;
 
 pub use classifier::Classifier;
-pub use model::{InferenceError, ModelBundle};
+pub use model::{InferenceError, ModelBundle, Novelty};
 nightjar_common::label_enum! {
     /// The class of a flow.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

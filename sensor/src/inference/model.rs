@@ -123,6 +123,11 @@ pub struct ModelMeta {
     /// of the online-learned head.
     #[serde(default)]
     pub decision: BTreeMap<String, Decision>,
+    /// Novelty (`model/nightjar_model/ood.py`): class means and precision of the training
+    /// flows' embeddings; a benign verdict on a flow farther than `max_distance` from every
+    /// class mean is `unknown`. Absent in models before 2026.12.07.
+    #[serde(default)]
+    pub ood: Option<OodJson>,
 }
 
 /// How one app's probabilities become a verdict: the benign and malware log-probabilities
@@ -158,6 +163,84 @@ pub enum UnknownScope {
     /// Only a benign top class (alerts are never hidden as `unknown`).
     Benign,
 }
+
+/// The metadata's `ood` block (other keys it holds are reports).
+#[derive(Clone, Debug, Deserialize)]
+pub struct OodJson {
+    /// One mean embedding per class the block was fitted on.
+    pub class_means: Vec<Vec<f32>>,
+    /// Inverse of the shared (shrunk) within-class covariance, embedding width squared.
+    pub precision: Vec<Vec<f32>>,
+    /// Squared Mahalanobis distance beyond which a flow is novel.
+    pub max_distance: f32,
+}
+
+impl OodJson {
+    /// The block's embedding width when its shapes agree and its numbers are finite.
+    fn width(&self) -> Option<usize> {
+        let dim = self.precision.len();
+        let square = self.precision.iter().all(|r| r.len() == dim);
+        let means = !self.class_means.is_empty() && self.class_means.iter().all(|m| m.len() == dim);
+        let finite = self.class_means.iter().chain(&self.precision).flatten().all(|v| v.is_finite());
+        (dim > 0 && square && means && finite && self.max_distance.is_finite() && self.max_distance > 0.0).then_some(dim)
+    }
+}
+
+/// A loaded `ood` block, flattened for the hot path.
+#[derive(Clone, Debug)]
+pub struct Novelty {
+    dim: usize,
+    means: Vec<f32>,
+    precision: Vec<f32>,
+    /// Squared Mahalanobis distance beyond which a flow is novel.
+    pub max_distance: f32,
+}
+
+impl Novelty {
+    /// `None` for a block whose shapes do not agree or whose numbers are not finite.
+    pub fn new(j: &OodJson) -> Option<Self> {
+        let dim = j.width()?;
+        Some(Self {
+            dim,
+            means: j.class_means.iter().flatten().copied().collect(),
+            precision: j.precision.iter().flatten().copied().collect(),
+            max_distance: j.max_distance,
+        })
+    }
+
+    /// Embedding width.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Smallest squared Mahalanobis distance of embedding `e` to a class mean (no
+    /// allocation; `e` shorter than the width counts its missing values as 0).
+    pub fn distance(&self, e: &[f32]) -> f32 {
+        let mut best = f32::INFINITY;
+        let mut x = [0.0f32; MAX_OOD_DIM];
+        for mean in self.means.chunks_exact(self.dim) {
+            for (k, xk) in x.iter_mut().take(self.dim).enumerate() {
+                *xk = e.get(k).copied().unwrap_or(0.0) - mean[k];
+            }
+            let mut d = 0.0f32;
+            for (row, xi) in self.precision.chunks_exact(self.dim).zip(&x) {
+                let dot: f32 = row.iter().zip(&x).map(|(p, xj)| p * xj).sum();
+                d += xi * dot;
+            }
+            best = best.min(d);
+        }
+        best
+    }
+
+    /// True when `e` lies beyond `max_distance` (a NaN distance counts as novel).
+    pub fn is_novel(&self, e: &[f32]) -> bool {
+        let d = self.distance(e);
+        d.is_nan() || d > self.max_distance
+    }
+}
+
+/// Widest embedding a novelty block may describe.
+pub const MAX_OOD_DIM: usize = 512;
 
 /// The trained softmax layer: `weight` is classes x embedding width.
 #[derive(Clone, Debug, Deserialize)]
@@ -281,6 +364,15 @@ impl ModelBundle {
                 reason: format!("decision for {app:?}: offsets must be finite and unknown_below within 0..=1"),
             });
         }
+        if meta.ood.as_ref().is_some_and(|o| o.width().is_none_or(|w| w > MAX_OOD_DIM)) {
+            return Err(InferenceError::Metadata {
+                what: what.to_owned(),
+                reason: format!(
+                    "ood: class_means and precision must share one width (at most {MAX_OOD_DIM}), \
+                     with finite numbers and a positive max_distance"
+                ),
+            });
+        }
         if meta.static_features != *FEATURE_NAMES {
             let first = meta.static_features.iter().zip(FEATURE_NAMES.iter()).position(|(a, b)| a != b);
             return Err(schema(format!(
@@ -328,5 +420,51 @@ impl ModelBundle {
     /// `version/variant`, as reported in events.
     pub fn label(&self) -> String {
         format!("{}/{}", self.meta.model_version, self.variant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(means: Vec<Vec<f32>>, precision: Vec<Vec<f32>>, max_distance: f32) -> OodJson {
+        OodJson { class_means: means, precision, max_distance }
+    }
+
+    #[test]
+    fn novelty_is_the_smallest_mahalanobis_distance() {
+        // Precision diag(1, 4): distance along the second axis counts four times.
+        let j = block(vec![vec![0.0, 0.0], vec![10.0, 0.0]], vec![vec![1.0, 0.0], vec![0.0, 4.0]], 5.0);
+        let n = Novelty::new(&j).expect("valid block");
+        assert!((n.distance(&[0.0, 1.0]) - 4.0).abs() < 1e-6);
+        assert!((n.distance(&[9.0, 0.0]) - 1.0).abs() < 1e-6, "nearest mean wins");
+        assert!(!n.is_novel(&[1.0, 1.0]), "1 + 4 = 5 is not beyond 5");
+        assert!(n.is_novel(&[5.0, 0.5]), "25 + 1 and 25 + 1 from both means");
+        assert!(n.is_novel(&[f32::NAN, 0.0]), "a NaN embedding is novel, not benign");
+        // An off-diagonal precision: x^T P x with P = [[2, 1], [1, 2]] at (1, -1) is 2.
+        let j = block(vec![vec![0.0, 0.0]], vec![vec![2.0, 1.0], vec![1.0, 2.0]], 1.0);
+        assert!((Novelty::new(&j).unwrap().distance(&[1.0, -1.0]) - 2.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn malformed_blocks_are_refused() {
+        let ok = || block(vec![vec![0.0, 0.0]], vec![vec![1.0, 0.0], vec![0.0, 1.0]], 1.0);
+        assert_eq!(ok().width(), Some(2));
+        let mut b = ok();
+        b.precision[1].pop();
+        assert!(b.width().is_none(), "not square");
+        let mut b = ok();
+        b.class_means[0].push(1.0);
+        assert!(b.width().is_none(), "mean of another width");
+        let mut b = ok();
+        b.class_means.clear();
+        assert!(b.width().is_none(), "no class");
+        let mut b = ok();
+        b.precision[0][0] = f32::INFINITY;
+        assert!(b.width().is_none(), "not finite");
+        let mut b = ok();
+        b.max_distance = -1.0;
+        assert!(b.width().is_none(), "threshold not positive");
+        assert!(Novelty::new(&b).is_none());
     }
 }
