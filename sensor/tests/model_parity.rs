@@ -211,7 +211,8 @@ fn corrupt_or_mismatched_models_are_refused() {
     std::fs::write(&meta, j.to_string()).expect("write");
     let err = ModelBundle::from_path(&meta, None).expect_err("bad ood block");
     assert!(err.to_string().contains("ood"), "{err}");
-    j["ood"] = serde_json::json!({"class_means": [[0.0, 0.0]], "precision": [[1.0, 0.0], [0.0, 1.0]], "max_distance": 1.0});
+    j["ood"] =
+        serde_json::json!({"class_means": [[0.0, 0.0]], "precision": [[1.0, 0.0], [0.0, 1.0]], "max_distance": 1.0});
     std::fs::write(&meta, j.to_string()).expect("write");
     let bundle = ModelBundle::from_path(&meta, None).expect("a well-formed block loads");
     let err = Classifier::new(std::sync::Arc::new(bundle), 4).err().expect("width differs from the embeddings");

@@ -182,7 +182,8 @@ impl OodJson {
         let square = self.precision.iter().all(|r| r.len() == dim);
         let means = !self.class_means.is_empty() && self.class_means.iter().all(|m| m.len() == dim);
         let finite = self.class_means.iter().chain(&self.precision).flatten().all(|v| v.is_finite());
-        (dim > 0 && square && means && finite && self.max_distance.is_finite() && self.max_distance > 0.0).then_some(dim)
+        (dim > 0 && square && means && finite && self.max_distance.is_finite() && self.max_distance > 0.0)
+            .then_some(dim)
     }
 }
 
