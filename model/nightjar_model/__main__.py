@@ -244,6 +244,14 @@ def cmd_ood(a):
     oodmain.run(a)
 
 
+def cmd_rechoose(a):
+    from . import rechoose
+
+    if a.model and Path(a.model).resolve().parent == (ROOT / "artifacts").resolve():
+        sys.exit("rechoose: --model must be a candidate (artifacts-real/...), not the shipped artifacts/")
+    rechoose.run(a)
+
+
 def cmd_calibrate(a):
     from . import calibrate
 
@@ -349,10 +357,10 @@ def main():
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--balance", choices=["cap", "weight", "none"], default=None, help="per-run balancing (default cap)")
     s.add_argument("--cap", type=int, default=None, help="flows per (run, class) and pass (default 40)")
-    s.add_argument("--threshold", choices=["offset", "classes", "flag", "unknown"], default="offset",
+    s.add_argument("--threshold", choices=["offset", "classes", "flag", "flag-classes", "unknown"], default="offset",
                    help="how the benign flag target is met: a benign offset (default), class log offsets "
                         "(benign, and malware against attack), the offset with `unknown` for weak benign verdicts only "
-                        "(flag), or a higher unknown threshold")
+                        "(flag; flag-classes: with class offsets), or a higher unknown threshold")
     s.add_argument("--variants", action="store_true", help="also cross-validate the balancing variants (CV only)")
     s.add_argument("--demo", help="features of the demo captures (`nightjar replay --features`), scored by the candidate")
     s.add_argument("--reports", default=str(ROOT / "reports" / "real"))
@@ -415,9 +423,17 @@ def main():
     s.add_argument("--arrays", required=True, help="train-real's arrays.npz (the final fit's calibration slice)")
     s.add_argument("--quantile", type=float, default=0.99, help="of the calibration slice's distances (0.99)")
     s.add_argument("--shipped", action="store_true", help="allow writing into artifacts/")
+    s = sub.add_parser("rechoose", help="choose a train-real run's decision rule again under another --threshold mode "
+                                        "from its saved logits (no fitting) and re-measure every split")
+    s.add_argument("--data", required=True, help="the real arrays of the run (real.npz)")
+    s.add_argument("--augment", action="append", default=[], help="its augmentation arrays (repeatable)")
+    s.add_argument("--run", required=True, help="the run's reports directory (results.json, arrays.npz)")
+    s.add_argument("--threshold", required=True, choices=["offset", "classes", "flag", "flag-classes", "unknown"])
+    s.add_argument("--model", help="the run's candidate metadata: its rule rewritten (never artifacts/)")
+    s.add_argument("--demo", help="feature lines the candidate's new rule is shown on (with --model)")
     sub.add_parser("check")
     a = p.parse_args()
-    {"corpus": cmd_corpus, "dataset": cmd_dataset, "train": cmd_train, "train-real": cmd_train_real, "reference": cmd_reference, "without": cmd_without, "labels": cmd_labels, "online": cmd_online, "score": cmd_score, "calibrate": cmd_calibrate, "ood": cmd_ood, "check": cmd_check}[a.cmd](a)
+    {"corpus": cmd_corpus, "dataset": cmd_dataset, "train": cmd_train, "train-real": cmd_train_real, "reference": cmd_reference, "without": cmd_without, "labels": cmd_labels, "online": cmd_online, "score": cmd_score, "calibrate": cmd_calibrate, "ood": cmd_ood, "rechoose": cmd_rechoose, "check": cmd_check}[a.cmd](a)
 
 
 if __name__ == "__main__":

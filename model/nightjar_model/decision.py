@@ -73,6 +73,15 @@ def class_recall(z, y, off, u, scope="all"):
     return float(np.mean(r)) if r else 0.0
 
 
+def benign_unknown_below(z, y, off, budget):
+    """The largest `unknown_below` (scope "benign") under which at most `budget` of the
+    benign flows `y == 0` of calibrated logits `z` come out `unknown`."""
+    v0, p0 = deployed(z[y == 0], off, 0.0)
+    top = np.sort(p0.max(1)[v0 == 0])
+    k = int(np.floor(budget * int((y == 0).sum())))
+    return float(top[k]) if k < len(top) else 1.0
+
+
 def choose_thresholds(logits, y, mode="offset", target=FLAG_TARGET, unknown_share=UNKNOWN_SHARE, T=None):
     """On validation logits: temperature T (NLL); then `unknown_below` u = the top-class
     probability below which the least confident `unknown_share` of the validation flows
@@ -87,8 +96,10 @@ def choose_thresholds(logits, y, mode="offset", target=FLAG_TARGET, unknown_shar
       and those that look like malware (updaters' downloads) no longer set one bar for both;
     - `flag`: as `offset`, but `unknown` only where the top class is benign (scope
       "benign"): the offset alone meets the target (an alert is never hidden as
-      `unknown`), and u is the top-class probability below which the least confident
-      `unknown_share` of the validation flows given benign lie;
+      `unknown`), and u the largest threshold that makes at most `target` of the
+      validation benign flows `unknown` (an `unknown` verdict raises a low-severity alert,
+      so it shares the flag budget; `unknown_share` is not used);
+    - `flag-classes`: `classes` with the scope of `flag`;
     - `unknown`: no offset, u raised until the target holds;
     - `none`: no offset, no target (what the model alone gives)."""
     if T is None:
@@ -100,25 +111,27 @@ def choose_thresholds(logits, y, mode="offset", target=FLAG_TARGET, unknown_shar
     z = logits / T
     off = np.zeros(3)
 
+    scope = "benign" if mode in ("flag", "flag-classes") else "all"
+
     def fitted(split):
+        if scope == "benign":
+            # `unknown` never removes an alert, so the offset alone meets the target; and
+            # since an `unknown` verdict raises a (low-severity) alert too, it gets the same
+            # budget: at most `target` of the benign flows.
+            o = np.array([smallest_offset(z, y, 0.0, target, split, scope), 0.0, split])
+            return o, benign_unknown_below(z, y, o, target)
         o = np.array([smallest_offset(z, y, 0.0, target, split), 0.0, split])
         u = float(np.quantile(deployed(z, o, 0.0)[1].max(1), unknown_share))
         o[0] = smallest_offset(z, y, u, target, split)
         return o, u
 
-    scope = "benign" if mode == "flag" else "all"
-    if mode == "offset":
+    if mode in ("offset", "flag"):
         off, u = fitted(0.0)
-    elif mode == "flag":
-        off = np.array([smallest_offset(z, y, 0.0, target, 0.0, scope), 0.0, 0.0])
-        v0, p0 = deployed(z, off, 0.0)
-        top = p0.max(1)[v0 == 0]
-        u = float(np.quantile(top, unknown_share)) if len(top) else 0.0
-    elif mode == "classes":
+    elif mode in ("classes", "flag-classes"):
         best = None
         for split in SPLITS:
             o, u_ = fitted(float(split))
-            score = class_recall(z, y, o, u_)
+            score = class_recall(z, y, o, u_, scope)
             if best is None or score > best[0] + 1e-9 or (abs(score - best[0]) <= 1e-9 and abs(split) < abs(best[1][2])):
                 best = (score, o, u_)
         _, off, u = best

@@ -56,20 +56,30 @@ def attach(model: Path, d, fit_idx, held_idx, fitted_on, quantile=ood.QUANTILE):
     report = {k: v for k, v in block.items() if k not in ("class_means", "precision")}
     report["held_out_novel_share"] = round(float(held_novel.mean()), 4)
     model.write_text(json.dumps(meta, indent=1) + "\n")
-    parity = model.parent / "parity.json"
-    if parity.exists():
-        fx = json.loads(parity.read_text())
-        static, seq, tokens, chars = fixture_arrays(fx, width)
-        apps = decision.apps_of(static)
-        fx["expected_verdicts"], fx["expected_novelty"] = {}, {}
-        for variant in ("float", "int8"):
-            probs, emb = outputs(model.parent, meta, static, seq, tokens, chars, variant)
-            v, _ = decision.sensor_verdicts(meta, probs, apps, emb)
-            fx["expected_verdicts"][variant] = [VERDICTS[k] for k in v]
-            fx["expected_novelty"][variant] = [round(float(x), 4) for x in ood.distance(emb, block["class_means"],
-                                                                                        block["precision"])]
-        parity.write_text(json.dumps(fx) + "\n")
+    refresh_parity(model)
     return report
+
+
+def refresh_parity(model: Path):
+    """The parity fixture beside `model` (when present): its expected verdicts under the
+    metadata's current rule and novelty block, and the novelty distances (float, int8)."""
+    parity = model.parent / "parity.json"
+    if not parity.exists():
+        return
+    meta = json.loads(model.read_text())
+    fx = json.loads(parity.read_text())
+    static, seq, tokens, chars = fixture_arrays(fx, meta.get("chars", 0))
+    apps = decision.apps_of(static)
+    fx["expected_verdicts"] = {}
+    fx.pop("expected_novelty", None)
+    for variant in ("float", "int8"):
+        probs, emb = outputs(model.parent, meta, static, seq, tokens, chars, variant)
+        v, _ = decision.sensor_verdicts(meta, probs, apps, emb)
+        fx["expected_verdicts"][variant] = [VERDICTS[k] for k in v]
+        if meta.get("ood"):
+            fx.setdefault("expected_novelty", {})[variant] = [
+                round(float(x), 4) for x in ood.distance(emb, meta["ood"]["class_means"], meta["ood"]["precision"])]
+    parity.write_text(json.dumps(fx) + "\n")
 
 
 def run(a):

@@ -237,14 +237,15 @@ def fit(d, train_idx, cfg, val=None, desc="fit"):
 from .decision import APPS  # noqa: E402,F401 (used as rt.APPS)
 
 
-def choose_decision(logits, y, app, mode="offset", targets=None):
+def choose_decision(logits, y, app, mode="offset", targets=None, T=None):
     """One temperature for the graph (all validation flows), then the benign offset and
     `unknown_below` per app (TLS, HTTP) on that app's validation flows: real networks
     differ per app in base rate and in how benign traffic looks, and the sensor applies
     the rule of each flow's app (`decision` in the metadata). An app with fewer than 20
     validation flows takes the rule chosen on all of them. `targets`: the benign flag
-    target per app (default `FLAG_TARGETS`)."""
-    T = train.calibrate(torch.from_numpy(logits), y)
+    target per app (default `FLAG_TARGETS`). `T`: a temperature already fixed (a graph that
+    bakes it in), else fitted here."""
+    T = train.calibrate(torch.from_numpy(logits), y) if T is None else T
     both = choose_thresholds(logits, y, mode, T=T)
     apps = {}
     for a, name in enumerate(APPS):
@@ -472,7 +473,7 @@ def plot_operating(d, pooled_arrays, path):
 # Validation protocols
 
 
-MODES = ("classes", "offset", "flag", "unknown", "none")
+MODES = ("classes", "offset", "flag", "flag-classes", "unknown", "none")
 
 
 def run_split(d, train_idx, test_idx, cfg, desc):

@@ -86,3 +86,25 @@ def test_sensor_verdicts_read_the_scope():
     assert dr.sensor_verdicts(meta, probs, apps)[0].tolist() == [dr.UNKNOWN, dr.UNKNOWN]
     meta["decision"]["tls"]["unknown_scope"] = "benign"
     assert dr.sensor_verdicts(meta, probs, apps)[0].tolist() == [dr.UNKNOWN, 1]
+
+
+def test_flag_classes_keeps_alerts_and_shifts_malware():
+    z, y = population(3)
+    fc = dr.choose_thresholds(z, y, "flag-classes", target=0.02, T=1.0)
+    f = dr.choose_thresholds(z, y, "flag", target=0.02, T=1.0)
+    assert fc["unknown_scope"] == "benign" and fc["validation_flag_rate"] <= 0.02
+    assert fc["validation_class_recall"] >= f["validation_class_recall"]
+    # As in `classes`: the attack-like benign flows set the benign offset, malware is shifted up.
+    assert fc["malware_offset"] > 0
+
+
+def test_benign_scope_spends_the_flag_budget_on_unknown_too():
+    z, y = population(4)
+    for mode in ("flag", "flag-classes"):
+        r = dr.choose_thresholds(z, y, mode, target=0.02, T=1.0)
+        v, _ = dr.deployed(z, [r["benign_offset"], 0, r["malware_offset"]], r["unknown_below"], "benign")
+        b = v[y == 0]
+        assert (b == dr.UNKNOWN).mean() <= 0.02 and np.isin(b, (1, 2)).mean() <= 0.02
+        # The largest such threshold: a little higher and the budget is overspent.
+        v, _ = dr.deployed(z, [r["benign_offset"], 0, r["malware_offset"]], r["unknown_below"] + 1e-3, "benign")
+        assert (v[y == 0] == dr.UNKNOWN).mean() > 0.02
