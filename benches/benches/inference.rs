@@ -1,6 +1,7 @@
 //! Inference on one core: the embedded model (float and int8) through tract, per batch
 //! size, on real feature vectors (the parity fixture's flows from the held-out corpus),
-//! preprocessing included.
+//! preprocessing included; and the verdicts of a batch of 32 as the sensor gives them
+//! (decision rule and novelty included) and the novelty distance of one flow.
 //!
 //! Run with `cargo bench -p nightjar-benches --bench inference`.
 //! Results: see `benches/RESULTS.md`.
@@ -36,6 +37,25 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| clf.probabilities(&refs, &mut probs).expect("run"));
             });
         }
+    }
+    g.finish();
+
+    // The shipped path: probabilities, then each app's decision rule and, for benign
+    // verdicts, the novelty distance (`ood` block); and that distance alone, per flow.
+    let mut g = c.benchmark_group("verdicts");
+    let bundle = Arc::new(ModelBundle::embedded(Some("float")).expect("embedded model"));
+    let mut clf = Classifier::new(bundle, 32).expect("tract");
+    let refs: Vec<&FeatureVector> = flows.iter().cycle().take(32).collect();
+    let mut out = Vec::new();
+    g.throughput(Throughput::Elements(32));
+    g.bench_function(BenchmarkId::new("float classify", 32), |b| {
+        b.iter(|| clf.classify(&refs, &mut out).expect("run"));
+    });
+    if let Some(n) = clf.novelty().cloned() {
+        let dim = clf.embedding_dim;
+        let emb = clf.embeddings[..dim].to_vec();
+        g.throughput(Throughput::Elements(1));
+        g.bench_function("novelty distance", |b| b.iter(|| n.distance(std::hint::black_box(&emb))));
     }
     g.finish();
 }

@@ -47,6 +47,7 @@ def main():
     p.add_argument("--rules", help="a `rechoose` output whose LOSO rules to apply (default: the run's own)")
     p.add_argument("--out")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--sources", help="comma-separated held-out sources to run (default all); rows already in --out are kept")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     res = json.loads(Path(a.results).read_text())
@@ -55,7 +56,12 @@ def main():
     d = dataset.with_augmentation(dataset.load(Path(a.data)), [a.augment])
     chars = cfg.get("chars", 0) > 0
     out = {"command": " ".join(sys.argv), "splits": {}}
+    if a.out and Path(a.out).exists():
+        out["splits"] = json.loads(Path(a.out).read_text())["splits"]
+    wanted = set(a.sources.split(",")) if a.sources else None
     for label, tr, te in rt.loso_splits(d):
+        if wanted is not None and label not in wanted:
+            continue
         thr = rules[label] if rules else res["loso"]["splits"][label]["thresholds"]
         fit_idx, val_idx = rt.validation_runs(d, tr, seed=cfg["seed"])
         fit_idx = np.sort(np.concatenate([fit_idx, rt.augmented(d)]))
@@ -81,8 +87,8 @@ def main():
                 "decided_benign_and_novel_to_unknown": round(float((passed & novel).sum() / max(passed.sum(), 1)), 4)}
         out["splits"][label] = row
         print(label, json.dumps(row))
-    if a.out:
-        Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
+        if a.out:
+            Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -431,6 +431,7 @@ def main():
     s.add_argument("--threshold", required=True, choices=["offset", "classes", "flag", "flag-classes", "unknown"])
     s.add_argument("--model", help="the run's candidate metadata: its rule rewritten (never artifacts/)")
     s.add_argument("--demo", help="feature lines the candidate's new rule is shown on (with --model)")
+    s.add_argument("--flag-target", help="per-app benign flag targets instead of the run's (tls=0.01,http=0.05)")
     sub.add_parser("check")
     a = p.parse_args()
     {"corpus": cmd_corpus, "dataset": cmd_dataset, "train": cmd_train, "train-real": cmd_train_real, "reference": cmd_reference, "without": cmd_without, "labels": cmd_labels, "online": cmd_online, "score": cmd_score, "calibrate": cmd_calibrate, "ood": cmd_ood, "rechoose": cmd_rechoose, "check": cmd_check}[a.cmd](a)

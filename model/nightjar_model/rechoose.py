@@ -72,8 +72,13 @@ def run(a):
     arrays = np.load(run_dir / "arrays.npz")
     d = dataset.with_augmentation(dataset.load(Path(a.data)), a.augment)
     targets = res["config"].get("flag_targets")
+    if a.flag_target:
+        from .realmain import parse_targets
+
+        targets = parse_targets(a.flag_target)
     modes = (a.threshold,) + tuple(m for m in rt.MODES if m != a.threshold)
     out = {"command": "python -m nightjar_model " + " ".join(sys.argv[1:]), "run": str(run_dir), "threshold_mode": a.threshold,
+           "flag_targets": targets,
            "by_mode": {}}
     for name in ("cv", "loso", "lofo"):
         if name not in res:
@@ -88,7 +93,7 @@ def run(a):
                 rt.plot_matrix(dep["confusion"]["matrix"], CLASSES, rt.VERDICTS,
                                f"{TITLES[name]}, sensor verdicts ({mode} rule; pooled test)\nmacro F1 "
                                f"{dep['macro_f1']:.3f}, benign flagged {dep['benign_flag_rate']:.1%}",
-                               run_dir / f"{name}_confusion_deployed_{mode}.png")
+                               run_dir / f"{name}_confusion_deployed_{mode}{'-' + a.flag_target.replace('=', '').replace(',', '-') if a.flag_target else ''}.png")
             print(f"{name} {mode}: deployed macro F1 {rep['deployed']['macro_f1']:.3f}, benign flagged "
                   f"{rep['deployed']['benign_flag_rate']:.3f}")
     if a.model:
@@ -111,4 +116,5 @@ def run(a):
         print("final rule:", json.dumps(meta["decision"]))
         if a.demo:
             out["demo"] = demo(model, Path(a.demo))
-    rt.train.write_json(run_dir / f"rechoose-{a.threshold}.json", out)
+    tag = a.threshold + ("-" + a.flag_target.replace("=", "").replace(",", "-") if a.flag_target else "")
+    rt.train.write_json(run_dir / f"rechoose-{tag}.json", out)
