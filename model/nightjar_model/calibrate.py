@@ -96,7 +96,7 @@ def verdicts(meta, model_dir: Path, rows):
                                 ("probs", "embedding"))
     apps = decision.apps_of(static)
     v, _ = decision.sensor_verdicts(meta, probs, apps, emb)
-    novel = ood.novel(meta.get("ood"), emb) if meta.get("ood") else np.zeros(len(probs), dtype=bool)
+    novel = ood.novel(meta.get("ood"), emb)
     return v, np.log(np.clip(probs, 1e-30, 1.0)), apps, novel
 
 

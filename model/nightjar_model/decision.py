@@ -26,9 +26,6 @@ def class_offsets(off):
     return np.array([float(off), 0.0, 0.0]) if off.ndim == 0 else off
 
 
-SCOPES = ("all", "benign")
-
-
 def deployed(z, delta, unknown_below, scope="all"):
     """Verdicts as the sensor gives them from calibrated logits `z` (logits / T) with the
     class log offsets `delta` ([benign, attack, malware], or the benign offset alone)
@@ -47,7 +44,7 @@ def flag_rate(z, y, delta, u, scope="all"):
     b = y == 0
     if not b.any():
         return 0.0
-    v, _ = deployed(z[b], delta, u, scope if isinstance(scope, str) else np.asarray(scope)[b])
+    v, _ = deployed(z[b], delta, u, scope)
     return float(np.isin(v, (1, 2)).mean())
 
 

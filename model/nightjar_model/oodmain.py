@@ -21,10 +21,6 @@ def outputs(model_dir: Path, meta, static, seq, tokens, chars, variant="float"):
     return export.run_ort(model_dir / meta["files"][variant]["path"], f, ("probs", "embedding"))
 
 
-def _chars(d, idx, width):
-    return export.chars_of(d, idx, width) if width else None
-
-
 def fixture_arrays(fixture, width):
     """The parity fixture's flows as (static, seq, tokens, chars) model inputs."""
     flows = fixture["flows"]
@@ -46,7 +42,7 @@ def attach(model: Path, d, fit_idx, held_idx, fitted_on, quantile=ood.QUANTILE):
     when present. Returns the block's report (without its matrices)."""
     meta = json.loads(model.read_text())
     width = meta.get("chars", 0)
-    pick = lambda idx: (d["static"][idx], d["seq"][idx], [d["tokens"][i] for i in idx], _chars(d, idx, width))  # noqa: E731
+    pick = lambda idx: (d["static"][idx], d["seq"][idx], [d["tokens"][i] for i in idx], export.chars_of(d, idx, width))  # noqa: E731
     _, fit_emb = outputs(model.parent, meta, *pick(fit_idx))
     _, held_emb = outputs(model.parent, meta, *pick(held_idx))
     block = ood.block(fit_emb, d["y"][fit_idx], held_emb, quantile)

@@ -522,6 +522,22 @@ def out_of_fold(d, idx, cfg, desc, k=None):
     return order, np.concatenate(logits)
 
 
+def split_rules(d, fits, mode, targets):
+    """For each split (label, test_idx, r with `val_logits`, `val_y`, `val_app`): its rule
+    under `mode`, chosen on its own decision set, and that rule per test flow
+    (`per_flow_rule`): [(label, thresholds, (T, delta, u, scope))]."""
+    out = []
+    for label, te, r in fits:
+        thr = choose_decision(r["val_logits"], r["val_y"], r["val_app"], mode, targets)
+        out.append((label, thr, per_flow_rule(thr, app_of(d)[te])))
+    return out
+
+
+def pooled_rule(rules):
+    """The per-flow rule arrays of `split_rules`, concatenated in split order."""
+    return [np.concatenate(a) for a in zip(*(rule for *_, rule in rules))]
+
+
 def pooled(d, splits, cfg, name, modes=MODES):
     """Runs every (label, train_idx, test_idx) split; for every threshold mode (thresholds
     chosen on that split's validation slice), pools the test predictions. The first mode
@@ -536,24 +552,19 @@ def pooled(d, splits, cfg, name, modes=MODES):
     idx = np.concatenate([te for _, te, _ in fits])
     logits = np.concatenate([r["test_logits"] for *_, r in fits])
     for mode in modes:
-        per, T, delta, u, scope = {}, [], [], [], []
-        for label, te, r in fits:
-            thr = choose_decision(r["val_logits"], r["val_y"], r["val_app"], mode, cfg.get("flag_targets"))
-            thr["fit_flows"], thr["validation_runs"] = r["fit_flows"], r["validation_runs"]
-            t_, d_, u_, s_ = per_flow_rule(thr, app_of(d)[te])
-            T.append(t_)
-            delta.append(d_)
-            u.append(u_)
-            scope.append(s_)
-            if mode == modes[0]:
-                rep, *_ = evaluate(d, te, r["test_logits"], T[-1], delta[-1], u[-1], scope[-1])
+        rules = split_rules(d, fits, mode, cfg.get("flag_targets"))
+        per = {}
+        if mode == modes[0]:
+            for (label, te, r), (_, thr, rule) in zip(fits, rules):
+                thr["fit_flows"], thr["validation_runs"] = r["fit_flows"], r["validation_runs"]
+                rep, *_ = evaluate(d, te, r["test_logits"], *rule)
                 per[label] = {"thresholds": thr, "test": headline(rep), "seconds": r["seconds"],
                               "history": r["history"], "test_per_family": rep.get("per_family", {})}
                 tqdm.write(f"{name} {label}: deployed macro F1 {rep['deployed']['macro_f1']}, benign flagged "
                            f"{rep['deployed']['benign_flag_rate']} (validation tls "
                            f"{thr['apps']['tls']['validation_flag_rate']}, http {thr['apps']['http']['validation_flag_rate']}), "
                            f"{r['seconds']} s")
-        arr = [np.concatenate(a) for a in (T, delta, u, scope)]
+        arr = pooled_rule(rules)
         rep, v, cal, dep, raw = evaluate(d, idx, logits, *arr)
         if mode == modes[0]:
             out["splits"], out["pooled"] = per, rep

@@ -36,19 +36,12 @@ def protocol_arrays(arrays, name):
 def remeasure(d, arrays, name, mode, targets, order):
     """Pooled test of protocol `name` with every split's rule chosen under `mode`."""
     splits, idx, logits = protocol_arrays(arrays, name)
-    T, delta, u, scope = [], [], [], []
-    rules = {}
-    for label in order:
-        s = splits[label]
-        thr = rt.choose_decision(s["val_logits"], s["val_y"], s["val_app"], mode, targets)
-        rules[label] = thr
-        for acc, v in zip((T, delta, u, scope), rt.per_flow_rule(thr, rt.app_of(d)[s["test_idx"]])):
-            acc.append(v)
-    test_order = np.concatenate([splits[label]["test_idx"] for label in order])
-    if not np.array_equal(test_order, idx):
+    fits = [(label, splits[label]["test_idx"], splits[label]) for label in order]
+    if not np.array_equal(np.concatenate([te for _, te, _ in fits]), idx):
         raise SystemExit(f"rechoose: {name}: the saved splits do not match the pooled test order")
-    rep, *_ = rt.evaluate(d, idx, logits, *(np.concatenate(a) for a in (T, delta, u, scope)))
-    return rep, rules
+    rules = rt.split_rules(d, fits, mode, targets)
+    rep, *_ = rt.evaluate(d, idx, logits, *rt.pooled_rule(rules))
+    return rep, {label: thr for label, thr, _ in rules}
 
 
 def demo(model: Path, features: Path):
